@@ -1,0 +1,499 @@
+"""The inventory: hosts, waves, scopes and credentials a migration lead describes in YAML.
+
+Everything that can later reach a remote shell (names, suffixes, addresses) is validated here, so
+no stage downstream has to trust text from a file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tasks.durations import format_duration, parse_duration
+from tasks.suffix_rules import AmtVersion, normalize_dns_name, normalize_host_name, suffix_from_certificate_cn
+from tasks.yaml_source import InputError, Problem, SourceMap, load_yaml_with_lines
+
+REMEDIATION_METHODS = ("amt_write", "dhcp_renew", "mebx")
+PROVISIONER_ADAPTERS = ("lab", "rpc")
+
+
+def _suffix(value):
+    return normalize_dns_name(value)
+
+
+def _required_suffix(value):
+    return normalize_dns_name(value, allow_blank=False)
+
+
+def _version(value):
+    return str(AmtVersion.parse(value))
+
+
+def _address(value):
+    """An IP address or a DNS name: nothing else can be dialled, and nothing else is safe to quote."""
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"address must be an IP address or DNS name, got {type(value).__name__}")
+    text = value.strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if text.replace(".", "").isdigit():
+        raise ValueError(f"{text!r} is not a valid IPv4 address")
+    try:
+        return normalize_dns_name(text, allow_blank=False)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is neither an IP address nor a DNS name ({exc})") from None
+
+
+def _tag(value):
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("tags are non-empty text")
+    tag = value.strip()
+    if not all(c.isalnum() or c in "-_." for c in tag):
+        raise ValueError(f"tag {tag!r} may hold only letters, digits, '-', '_' and '.'")
+    return tag
+
+
+def _slug(value):
+    if not isinstance(value, str):
+        raise ValueError("expected text")
+    text = value.strip()
+    if not text or not all(c.isalnum() or c in "-_." for c in text) or text[0] in "-.":
+        raise ValueError(f"{text!r}: use letters, digits, '-', '_' and '.' (it names runs, files and artifacts)")
+    return text
+
+
+def _env_name(value):
+    if not isinstance(value, str) or not value or not (value[0].isalpha() or value[0] == "_") or not all(
+        c.isalnum() or c == "_" for c in value
+    ):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+DnsSuffix = Annotated[str, BeforeValidator(_suffix)]
+RequiredSuffix = Annotated[str, BeforeValidator(_required_suffix)]
+HostName = Annotated[str, BeforeValidator(normalize_host_name)]
+Version = Annotated[str, BeforeValidator(_version)]
+Address = Annotated[str, BeforeValidator(_address)]
+Tag = Annotated[str, BeforeValidator(_tag)]
+Slug = Annotated[str, BeforeValidator(_slug)]
+EnvName = Annotated[str, BeforeValidator(_env_name)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+OsType = Literal["windows", "linux"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provisioning(_Model):
+    server: Literal["lab", "rpc"] = "lab"
+    url: str | None = None
+    certificate_suffix: DnsSuffix | None = None
+    certificate: str | None = None
+    profile: Slug = "amt-migrate"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v):
+        if v is None:
+            return v
+        import urllib.parse
+
+        u = urllib.parse.urlsplit(v)
+        if u.scheme not in ("http", "https", "ws", "wss") or not u.hostname:
+            raise ValueError(f"{v!r} is not an http(s) or ws(s) URL")
+        _address(u.hostname)
+        if any(c in v for c in " '\"`$;&|<>\\\n"):
+            raise ValueError(f"{v!r} holds characters a URL does not need")
+        return v
+
+    @model_validator(mode="after")
+    def _one_suffix_source(self):
+        if bool(self.certificate_suffix) == bool(self.certificate):
+            raise ValueError("give exactly one of certificate_suffix or certificate (a PEM file)")
+        return self
+
+
+class Window(_Model):
+    interface_open: Duration = timedelta(hours=24)
+    retry_interval: Duration = timedelta(hours=24)
+
+
+class SshCredentials(_Model):
+    user: Slug
+    key_env: EnvName | None = None
+    key_secret: Slug | None = None
+    known_hosts: str = "state/known_hosts"
+    connect_timeout: Duration = timedelta(seconds=10)
+    command_timeout: Duration = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _one_key_source(self):
+        if bool(self.key_env) == bool(self.key_secret):
+            raise ValueError("give exactly one of key_env (env var holding the key's path) or key_secret (Prefect Secret block)")
+        return self
+
+
+class LegacyAmtCredentials(_Model):
+    user: Slug
+    password_env: EnvName | None = None
+    password_secret: Slug | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self):
+        if bool(self.password_env) == bool(self.password_secret):
+            raise ValueError("give exactly one of password_env or password_secret (Prefect Secret block)")
+        return self
+
+
+class Credentials(_Model):
+    ssh: SshCredentials | None = None
+    legacy_amt: LegacyAmtCredentials | None = None
+
+
+class DhcpScope(_Model):
+    name: Slug
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
+    domain_name: DnsSuffix = ""  # DHCP option 15; "" = the scope sends none
+    lease: Duration = timedelta(days=8)
+
+    @field_validator("subnet", mode="before")
+    @classmethod
+    def _subnet(cls, v):
+        try:
+            return ipaddress.ip_network(str(v).strip(), strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a subnet like 10.1.0.0/16 ({exc})") from None
+
+
+class Defaults(_Model):
+    os: OsType = "windows"
+    ssh_port: Port = 22
+    amt_port: Port = 16992
+
+
+class Host(_Model):
+    name: HostName
+    address: Address
+    amt_version: Version
+    amt_suffix: DnsSuffix | None = None  # None = unknown, "" = known blank
+    os_suffix: DnsSuffix | None = None
+    os: OsType | None = None
+    tags: list[Tag] = []
+    legacy_managed: bool | None = None  # the legacy console provisioned it: WS-Man with its credentials works
+    scope: Slug | None = None
+    ssh_port: Port | None = None
+    amt_port: Port | None = None
+
+    @property
+    def version(self) -> AmtVersion:
+        return AmtVersion.parse(self.amt_version)
+
+
+class Wave(_Model):
+    name: Slug
+    start: datetime | None = None
+    hosts: list[str] = Field(min_length=1)
+    max_concurrency: int = Field(default=50, ge=1, le=5000)
+    max_fail_percentage: float = Field(default=100, ge=0, le=100)
+    remediation: list[Literal["amt_write", "dhcp_renew", "mebx"]] = list(REMEDIATION_METHODS)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("hosts")
+    @classmethod
+    def _selectors(cls, v):
+        for sel in v:
+            body = sel[4:] if sel.startswith("tag:") else sel
+            if not body or not all(c.isalnum() or c in "-_.*?[]!" for c in body):
+                raise ValueError(f"selector {sel!r}: a name glob (WS-00*) or tag:NAME")
+        return v
+
+    @field_validator("remediation")
+    @classmethod
+    def _unique_methods(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("each remediation method at most once")
+        return v
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, v):
+        if v is not None and v.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-12-01T20:00:00Z")
+        return v
+
+
+class Inventory(_Model):
+    name: Slug
+    state: str | None = None
+    provisioning: Provisioning
+    window: Window = Window()
+    credentials: Credentials = Credentials()
+    dhcp_scopes: list[DhcpScope] = []
+    defaults: Defaults = Defaults()
+    hosts: list[Host] = Field(min_length=1)
+    waves: list[Wave] = []
+
+    _path: Path | None = PrivateAttr(default=None)
+    _warnings: list[Problem] = PrivateAttr(default_factory=list)
+    _cert_suffix: str = PrivateAttr(default="")
+
+    # -- derived views -------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return list(self._warnings)
+
+    @property
+    def certificate_suffix(self) -> str:
+        return self._cert_suffix or (self.provisioning.certificate_suffix or "")
+
+    @property
+    def base_dir(self) -> Path:
+        return self._path.parent if self._path else Path.cwd()
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def state_url(self) -> str:
+        """Relative SQLite paths are taken from the inventory's folder, so the cwd never splits a wave's state."""
+        url = self.state or f"sqlite:///state/{self.name}.db"
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+            return prefix + str(self.resolve(url[len(prefix):]))
+        return url
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name.lower() == name.lower():
+                return h
+        raise KeyError(name)
+
+    def wave(self, name: str) -> Wave:
+        for w in self.waves:
+            if w.name == name:
+                return w
+        known = ", ".join(w.name for w in self.waves) or "none"
+        raise KeyError(f"no wave {name!r} in {self.name} (waves: {known})")
+
+    def os_of(self, host: Host) -> str:
+        return host.os or self.defaults.os
+
+    def ssh_port_of(self, host: Host) -> int:
+        return host.ssh_port or self.defaults.ssh_port
+
+    def amt_port_of(self, host: Host) -> int:
+        return host.amt_port or self.defaults.amt_port
+
+    def scope_of(self, host: Host) -> DhcpScope | None:
+        if host.scope:
+            return next(s for s in self.dhcp_scopes if s.name == host.scope)
+        try:
+            ip = ipaddress.ip_address(host.address)
+        except ValueError:
+            return None
+        best = None
+        for s in self.dhcp_scopes:
+            if ip.version == s.subnet.version and ip in s.subnet:
+                if best is None or s.subnet.prefixlen > best.subnet.prefixlen:
+                    best = s
+        return best
+
+    def select(self, selectors: list[str]) -> list[Host]:
+        """Hosts matching any selector (name globs, case-insensitive, or tag:NAME), in inventory order."""
+        return [h for h in self.hosts if any(selector_matches(s, h) for s in selectors)]
+
+    def wave_hosts(self, wave: str | Wave) -> list[Host]:
+        w = self.wave(wave) if isinstance(wave, str) else wave
+        return self.select(w.hosts)
+
+
+def selector_matches(selector: str, host: Host) -> bool:
+    if selector.startswith("tag:"):
+        return selector[4:] in host.tags
+    return fnmatch.fnmatchcase(host.name.lower(), selector.lower())
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+_MERGED_LISTS = ("hosts", "waves", "dhcp_scopes")
+
+
+def _load_tree(path: Path, seen: tuple[Path, ...]) -> tuple[dict, SourceMap]:
+    """Read a file and its `include:`s; lists of hosts, waves and scopes are concatenated."""
+    data, smap = load_yaml_with_lines(path)
+    if not isinstance(data, dict):
+        raise InputError([smap.problem((), "an inventory is a mapping of keys (name, provisioning, hosts, ...)")])
+    includes = data.pop("include", None)
+    if includes is None:
+        return data, smap
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list):
+        raise InputError([smap.problem(("include",), "a file name or a list of file names")])
+    problems = []
+    for i, inc in enumerate(includes):
+        if not isinstance(inc, str) or not inc.strip():
+            problems.append(smap.problem(("include", i), "a relative file name"))
+            continue
+        child = path.parent / inc
+        if child.resolve() in seen:
+            problems.append(smap.problem(("include", i), f"include cycle through {inc}"))
+            continue
+        try:
+            sub, submap = _load_tree(child, seen + (child.resolve(),))
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        for key, value in sub.items():
+            if key in _MERGED_LISTS and isinstance(value, list):
+                base = data.setdefault(key, [])
+                if not isinstance(base, list):
+                    problems.append(smap.problem((key,), "must be a list"))
+                    continue
+                offset = len(base)
+                base.extend(value)
+                smap.graft(submap, (key,), (key,))  # the list node itself
+                for j in range(len(value)):
+                    smap.graft(submap, (key, j), (key, offset + j))
+            elif key in data:
+                problems.append(submap.problem((key,), f"also set in {path.name}; only hosts, waves and dhcp_scopes merge"))
+            else:
+                data[key] = value
+                smap.graft(submap, (key,), (key,))
+    if problems:
+        raise InputError(problems)
+    return data, smap
+
+
+def _pydantic_problems(exc: ValidationError, smap: SourceMap) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        # pydantic appends union member names ('function-after[...]', 'int'...) to locations: keep real paths
+        clean: list = []
+        for part in loc:
+            if isinstance(part, int) or (isinstance(part, str) and ("[" not in part and part not in ("str", "int", "float", "bool", "list", "dict", "datetime", "IPv4Network", "IPv6Network"))):
+                clean.append(part)
+        msg = err["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        out.append(smap.problem(tuple(clean), msg))
+    return out
+
+
+def _read_certificate_suffix(inv: Inventory) -> str:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    path = inv.resolve(inv.provisioning.certificate)
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cns:
+        raise ValueError(f"{path}: certificate subject has no CN")
+    return suffix_from_certificate_cn(cns[0].value)
+
+
+def _semantic_problems(inv: Inventory, smap: SourceMap) -> tuple[list[Problem], list[Problem]]:
+    """Checks that need the whole inventory: uniqueness, wave membership, scopes."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+
+    def unique(items, key, label, where):
+        seen: dict = {}
+        for i, item in enumerate(items):
+            k = key(item)
+            if k in seen:
+                first_file, first_line = smap.where(where(seen[k]))
+                errors.append(smap.problem(where(i), f"duplicate {label} {k!r} (first at {first_file}:{first_line})"))
+            else:
+                seen[k] = i
+
+    unique(inv.hosts, lambda h: h.name.lower(), "host name", lambda i: ("hosts", i, "name"))
+    unique(inv.hosts, lambda h: h.address, "address", lambda i: ("hosts", i, "address"))
+    unique(inv.waves, lambda w: w.name, "wave name", lambda i: ("waves", i, "name"))
+    unique(inv.dhcp_scopes, lambda s: s.name, "scope name", lambda i: ("dhcp_scopes", i, "name"))
+
+    scope_names = {s.name for s in inv.dhcp_scopes}
+    for i, a in enumerate(inv.dhcp_scopes):
+        for b in inv.dhcp_scopes[:i]:
+            if a.subnet.version == b.subnet.version and a.subnet.overlaps(b.subnet):
+                warnings.append(smap.problem(("dhcp_scopes", i, "subnet"), f"overlaps scope {b.name!r}; the narrower subnet wins", "warning"))
+
+    for i, h in enumerate(inv.hosts):
+        if h.scope and h.scope not in scope_names:
+            errors.append(smap.problem(("hosts", i, "scope"), f"no DHCP scope named {h.scope!r}"))
+        elif inv.dhcp_scopes and not h.scope and inv.scope_of(h) is None:
+            warnings.append(smap.problem(("hosts", i, "address"), f"{h.name} ({h.address}) is in no DHCP scope's subnet: dhcp_renew can't be checked", "warning"))
+
+    member_of: dict[str, int] = {}
+    for wi, w in enumerate(inv.waves):
+        for si, sel in enumerate(w.hosts):
+            matched = [h for h in inv.hosts if selector_matches(sel, h)]
+            if not matched:
+                errors.append(smap.problem(("waves", wi, "hosts", si), f"selector {sel!r} matches no host"))
+        for h in inv.select(w.hosts):
+            key = h.name.lower()
+            if key in member_of and member_of[key] != wi:
+                errors.append(smap.problem(("waves", wi, "hosts"), f"host {h.name} is already in wave {inv.waves[member_of[key]].name!r}; a host belongs to one wave"))
+            member_of.setdefault(key, wi)
+        if "dhcp_renew" in w.remediation and inv.credentials.ssh is None:
+            warnings.append(smap.problem(("waves", wi, "remediation"), "dhcp_renew needs credentials.ssh; it will be skipped", "warning"))
+    if inv.waves:
+        lonely = [h.name for h in inv.hosts if h.name.lower() not in member_of]
+        if lonely:
+            warnings.append(smap.problem(("hosts",), f"{len(lonely)} host(s) in no wave: {', '.join(lonely[:5])}{' ...' if len(lonely) > 5 else ''}", "warning"))
+    return errors, warnings
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Load, validate and cross-check an inventory; raises InputError listing every problem with its line."""
+    path = Path(path)
+    data, smap = _load_tree(path, (path.resolve(),))
+    try:
+        inv = Inventory.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_pydantic_problems(exc, smap)) from None
+    inv._path = path.resolve()
+    if inv.provisioning.certificate:
+        try:
+            inv._cert_suffix = _read_certificate_suffix(inv)
+        except (OSError, ValueError) as exc:
+            raise InputError([smap.problem(("provisioning", "certificate"), str(exc))]) from None
+    errors, warnings = _semantic_problems(inv, smap)
+    if errors:
+        raise InputError(errors)
+    inv._warnings = warnings
+    return inv

@@ -1,0 +1,150 @@
+"""The pre-flight plan: who will fail and why, from what the inventory already knows. No network.
+
+This is the step the seed's console could not do; it predicts with the same suffix rules the
+firmware applies, and says when a prediction is inferred rather than known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from tasks.durations import format_duration
+from tasks.host_state import Cause
+from tasks.inventory import DhcpScope, Host, Inventory, Wave
+from tasks.suffix_rules import MIN_SUPPORTED, check_suffix
+
+# Predicted outcomes, most certain first.
+PROVISION = "provision"
+FAIL = "fail"
+LIKELY_PROVISION = "likely_provision"
+LIKELY_FAIL = "likely_fail"
+UNSUPPORTED = "unsupported"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: str
+    address: str
+    wave: str | None
+    amt_version: str
+    outcome: str
+    cause: str | None
+    suffix_source: str  # amt (known), os (inferred), scope (inferred), none
+    suffix_used: str | None
+    rule: str | None
+    match: bool | None
+    reason: str
+    remediation: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def scope_matches_certificate(scope: DhcpScope, cert_suffix: str) -> bool:
+    """Would this scope's option 15, once AMT learns it, pass the check (3.2.1+ rule)?"""
+    return bool(scope.domain_name) and check_suffix(str(MIN_SUPPORTED), scope.domain_name, cert_suffix).match
+
+
+def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | None) -> list[str]:
+    """Methods that can actually apply to this host, in the wave's order (mebx is always possible)."""
+    if cause in (None, Cause.UNSUPPORTED_VERSION):
+        return []
+    order = wave.remediation if wave else ["amt_write", "dhcp_renew", "mebx"]
+    scope = inv.scope_of(host)
+    usable = []
+    for method in order:
+        if method == "amt_write":
+            if host.legacy_managed and inv.credentials.legacy_amt:
+                usable.append("amt_write (WS-Man DomainName)")
+            elif host.legacy_managed is not True and inv.credentials.ssh:
+                usable.append("amt_write (host interface over SSH)")
+        elif method == "dhcp_renew":
+            if inv.credentials.ssh and scope is not None and scope_matches_certificate(scope, inv.certificate_suffix):
+                usable.append("dhcp_renew")
+        else:
+            usable.append("mebx")
+    return usable
+
+
+def plan_host(inv: Inventory, host: Host, wave: Wave | None) -> HostPlan:
+    cert = inv.certificate_suffix
+    version = host.version
+    scope = inv.scope_of(host)
+
+    def made(outcome, cause, source, used, verdict, reason):
+        # an unknown host gets the remediation it would get if pass 1 finds its suffix wrong
+        fix_cause = Cause.SUFFIX_MISMATCH.value if outcome == UNKNOWN else cause
+        return HostPlan(host.name, host.address, wave.name if wave else None, str(version), outcome, cause, source,
+                        used, verdict.rule if verdict else None, verdict.match if verdict else None, reason,
+                        remediation_for(inv, host, wave, fix_cause))
+
+    if not version.compares_last_two_labels:
+        verdict = check_suffix(version, host.amt_suffix or "", cert)
+        return made(UNSUPPORTED, Cause.UNSUPPORTED_VERSION.value, "amt" if host.amt_suffix is not None else "none",
+                    host.amt_suffix, verdict, verdict.reason)
+
+    if host.amt_suffix is not None:
+        verdict = check_suffix(version, host.amt_suffix, cert)
+        if verdict.match:
+            return made(PROVISION, None, "amt", host.amt_suffix, verdict, verdict.reason)
+        cause = Cause.SUFFIX_BLANK if verdict.rule == "blank" else Cause.SUFFIX_MISMATCH
+        return made(FAIL, cause.value, "amt", host.amt_suffix, verdict, verdict.reason)
+
+    # AMT's suffix is unknown: infer from what the OS holds (it took the same option 15, unless the
+    # window was closed when it changed) and from what the scope hands out.
+    clues = []
+    if host.os_suffix:
+        clues.append(("os", host.os_suffix))
+    if scope is not None and scope.domain_name:
+        clues.append((f"scope {scope.name} option 15", scope.domain_name))
+    if not clues:
+        return made(UNKNOWN, None, "none", None, None,
+                    "unknown: no AMT suffix, no OS suffix and no DHCP scope known; discovery or pass 1 will tell")
+    verdicts = [(src, sfx, check_suffix(version, sfx, cert)) for src, sfx in clues]
+    bad = [(src, sfx, v) for src, sfx, v in verdicts if not v.match]
+    if bad:
+        src, sfx, v = bad[0]
+        return made(LIKELY_FAIL, Cause.SUFFIX_MISMATCH.value, src.split()[0], sfx, v, f"inferred from {src}: {v.reason}")
+    src, sfx, v = verdicts[0]
+    return made(LIKELY_PROVISION, None, src.split()[0], sfx, v,
+                f"inferred from {' and '.join(s for s, _, _ in verdicts)}: {v.reason}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    hosts: list[HostPlan]
+    warnings: list[str]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for h in self.hosts:
+            out[h.outcome] = out.get(h.outcome, 0) + 1
+        return out
+
+
+def build_plan(inv: Inventory, wave: str | None = None) -> Plan:
+    warnings = [str(w) for w in inv.warnings]
+    cert = inv.certificate_suffix
+    for scope in inv.dhcp_scopes:
+        if not scope_matches_certificate(scope, cert):
+            warnings.append(
+                f"scope {scope.name}: option 15 {scope.domain_name or '(none)'!r} does not match certificate suffix "
+                f"{cert!r}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)"
+            )
+        if scope.lease > inv.window.interface_open:
+            warnings.append(
+                f"scope {scope.name}: lease {format_duration(scope.lease)} is longer than the AMT window "
+                f"{format_duration(inv.window.interface_open)}: "
+                f"clients renew on their own only at half the lease, after the window closes; shorten it or force renews"
+            )
+    waves = [inv.wave(wave)] if wave else list(inv.waves)
+    seen: set[str] = set()
+    plans: list[HostPlan] = []
+    for w in waves:
+        for h in inv.wave_hosts(w):
+            plans.append(plan_host(inv, h, w))
+            seen.add(h.name)
+    if not wave:
+        plans.extend(plan_host(inv, h, None) for h in inv.hosts if h.name not in seen)
+    return Plan(plans, warnings)

@@ -1,0 +1,381 @@
+"""The state store: one row per (wave, host) and an append-only history, in any SQLAlchemy database.
+
+Every stage reads and writes here rather than Prefect's API, so reruns, reports and crash recovery
+work from one source of truth. A status change and its history event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from tasks.host_state import Cause, IllegalTransition, Status, check_transition
+
+SCHEMA_VERSION = 1
+
+
+class StateError(Exception):
+    """The store can't be opened or used (bad URL, newer schema, unreachable database)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything in the store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Meta(_Base):
+    __tablename__ = "amtmig_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class _HostRow(_Base):
+    __tablename__ = "amtmig_hosts"
+    __table_args__ = (UniqueConstraint("wave", "host"), Index("ix_hosts_wave_status", "wave", "status"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    wave: Mapped[str] = mapped_column(String(128))
+    host: Mapped[str] = mapped_column(String(253))
+    address: Mapped[str] = mapped_column(String(253), default="")
+    status: Mapped[str] = mapped_column(String(32), default=Status.PENDING.value)
+    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    provisioned_in_pass: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    window_closes_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    next_step: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class _EventRow(_Base):
+    __tablename__ = "amtmig_events"
+    __table_args__ = (Index("ix_events_host", "host"), Index("ix_events_wave", "wave"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    wave: Mapped[str] = mapped_column(String(128))
+    host: Mapped[str] = mapped_column(String(253))
+    stage: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status_before: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status_after: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    wave: str
+    host: str
+    address: str
+    status: str
+    cause: str | None
+    provisioned_in_pass: int | None
+    window_closes_at: datetime | None
+    attempts: int
+    evidence: dict | None
+    next_step: str | None
+    updated_at: datetime
+
+    @classmethod
+    def _of(cls, row: _HostRow) -> HostRecord:
+        return cls(row.wave, row.host, row.address, row.status, row.cause, row.provisioned_in_pass,
+                   _aware(row.window_closes_at), row.attempts, row.evidence, row.next_step, _aware(row.updated_at))
+
+    def as_dict(self) -> dict:
+        return {
+            "host": self.host, "wave": self.wave, "address": self.address, "status": self.status,
+            "cause": self.cause, "provisioned_in_pass": self.provisioned_in_pass,
+            "window_closes_at": self.window_closes_at.isoformat() if self.window_closes_at else None,
+            "attempts": self.attempts, "evidence": self.evidence, "next_step": self.next_step,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: datetime
+    wave: str
+    host: str
+    stage: str
+    action: str
+    outcome: str
+    cause: str | None
+    status_before: str | None
+    status_after: str | None
+    evidence: dict | None
+    flow_run_id: str | None
+
+    @classmethod
+    def _of(cls, row: _EventRow) -> Event:
+        return cls(row.id, _aware(row.at), row.wave, row.host, row.stage, row.action, row.outcome, row.cause,
+                   row.status_before, row.status_after, row.evidence, row.flow_run_id)
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["at"] = self.at.isoformat()
+        return d
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    """WAL + immediate transactions: concurrent writers queue instead of failing with 'database is locked'."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class StateStore:
+    """Per-host status with a legal-transition guard, and the history that explains it."""
+
+    def __init__(self, url: str, *, create: bool = True):
+        self.url = url
+        try:
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+                path = url[len("sqlite:///"):]
+                folder = os.path.dirname(path)
+                if folder and not os.path.isdir(folder):
+                    if not create:
+                        raise StateError(f"state database {path} does not exist")
+                    os.makedirs(folder, exist_ok=True)
+                if not create and not os.path.exists(path):
+                    raise StateError(f"state database {path} does not exist")
+            self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        except StateError:
+            raise
+        except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
+            raise StateError(f"cannot open state {self._safe_url()}: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._prepare(create)
+
+    def _safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<unparseable URL>"
+
+    def _prepare(self, create: bool) -> None:
+        try:
+            with self.engine.begin() as conn:
+                found = None
+                if self.engine.dialect.has_table(conn, _Meta.__tablename__):
+                    found = conn.execute(select(_Meta.value).where(_Meta.key == "schema_version")).scalar()
+                if found is not None and int(found) > SCHEMA_VERSION:
+                    raise StateError(
+                        f"state {self._safe_url()} has schema version {found}, newer than this amt-migrate "
+                        f"understands ({SCHEMA_VERSION}); upgrade amt-migrate instead of writing to it"
+                    )
+                if found is None:
+                    if not create:
+                        raise StateError(f"state {self._safe_url()} holds no amt-migrate data")
+                    _Base.metadata.create_all(conn)
+                    conn.execute(_Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        except StateError:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise StateError(f"cannot open state {self._safe_url()}: {str(exc).splitlines()[0]}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._session.begin() as session:
+            yield session
+
+    def _row(self, s: Session, wave: str, host: str, *, lock: bool = True) -> _HostRow:
+        q = select(_HostRow).where(_HostRow.wave == wave, _HostRow.host == host)
+        if lock and self.engine.dialect.name == "postgresql":
+            q = q.with_for_update()
+        row = s.execute(q).scalar_one_or_none()
+        if row is None:
+            raise KeyError(f"{host} is not in wave {wave} in this state store")
+        return row
+
+    # -- writes ------------------------------------------------------------------------------
+    def ensure_hosts(self, wave: str, hosts: Iterable[tuple[str, str]]) -> int:
+        """Add missing (host, address) rows as pending; existing rows keep their status. Returns rows added."""
+        hosts = list(hosts)
+        with self._tx() as s:
+            existing = set(s.execute(select(_HostRow.host).where(_HostRow.wave == wave)).scalars())
+            new = [(h, a) for h, a in hosts if h not in existing]
+            now = utcnow()
+            if new:
+                s.execute(_HostRow.__table__.insert(), [
+                    {"wave": wave, "host": h, "address": a, "status": Status.PENDING.value, "attempts": 0, "updated_at": now}
+                    for h, a in new
+                ])
+                s.execute(_EventRow.__table__.insert(), [
+                    {"at": now, "wave": wave, "host": h, "stage": "plan", "action": "enrol", "outcome": "ok",
+                     "status_after": Status.PENDING.value}
+                    for h, _ in new
+                ])
+        return len(new)
+
+    def transition(self, wave: str, host: str, status: Status | str, *, stage: str, action: str,
+                   outcome: str, cause: Cause | str | None = None, evidence: dict | None = None,
+                   provisioned_in_pass: int | None = None, window_closes_at: datetime | None = None,
+                   attempted: bool = False, next_step: str | None = None,
+                   flow_run_id: str | None = None) -> HostRecord:
+        """Move a host to a new status and append the event explaining it, in one transaction."""
+        status = Status(status)
+        with self._tx() as s:
+            row = self._row(s, wave, host)
+            check_transition(row.status, status, cause)
+            before = row.status
+            row.status = status.value
+            row.cause = Cause(cause).value if cause is not None and status != Status.PROVISIONED else None
+            if status == Status.PROVISIONED:
+                row.provisioned_in_pass = provisioned_in_pass
+            if window_closes_at is not None:
+                row.window_closes_at = window_closes_at
+            if attempted:
+                row.attempts += 1
+            if evidence is not None:
+                row.evidence = evidence
+            row.next_step = next_step
+            row.updated_at = utcnow()
+            s.add(_EventRow(at=row.updated_at, wave=wave, host=host, stage=stage, action=action, outcome=outcome,
+                            cause=row.cause, status_before=before, status_after=status.value,
+                            evidence=evidence, flow_run_id=flow_run_id))
+            s.flush()
+            return HostRecord._of(row)
+
+    def record(self, wave: str, host: str, *, stage: str, action: str, outcome: str,
+               cause: Cause | str | None = None, evidence: dict | None = None,
+               window_closes_at: datetime | None = None, attempted: bool = False,
+               flow_run_id: str | None = None) -> HostRecord:
+        """Append an event that does not change the status (discovery evidence, a reopening attempt)."""
+        with self._tx() as s:
+            row = self._row(s, wave, host)
+            if window_closes_at is not None:
+                row.window_closes_at = window_closes_at
+            if attempted:
+                row.attempts += 1
+            if evidence is not None:
+                merged = dict(row.evidence or {})
+                merged.update(evidence)
+                row.evidence = merged
+            row.updated_at = utcnow()
+            s.add(_EventRow(at=row.updated_at, wave=wave, host=host, stage=stage, action=action, outcome=outcome,
+                            cause=Cause(cause).value if cause else None, status_before=row.status,
+                            status_after=row.status, evidence=evidence, flow_run_id=flow_run_id))
+            s.flush()
+            return HostRecord._of(row)
+
+    # -- leases: several workers on one wave never touch the same host -------------------------
+    def lease(self, wave: str, hosts: list[str], owner: str, ttl: timedelta) -> list[str]:
+        """Claim the hosts nobody else holds (or whose holder's lease expired); returns those claimed."""
+        now = utcnow()
+        claimed: list[str] = []
+        with self._tx() as s:
+            q = select(_HostRow).where(_HostRow.wave == wave, _HostRow.host.in_(hosts))
+            if self.engine.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            for row in s.execute(q).scalars():
+                expires = _aware(row.lease_expires_at)
+                if row.lease_owner in (None, owner) or expires is None or expires <= now:
+                    row.lease_owner, row.lease_expires_at = owner, now + ttl
+                    claimed.append(row.host)
+        return claimed
+
+    def release(self, wave: str, hosts: list[str], owner: str) -> None:
+        with self._tx() as s:
+            s.execute(update(_HostRow).where(_HostRow.wave == wave, _HostRow.host.in_(hosts),
+                                             _HostRow.lease_owner == owner)
+                      .values(lease_owner=None, lease_expires_at=None))
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, wave: str, host: str) -> HostRecord:
+        with self._session() as s:
+            return HostRecord._of(self._row(s, wave, host, lock=False))
+
+    def hosts(self, wave: str | None = None, *, status: Iterable[str] | str | None = None,
+              cause: Iterable[str] | str | None = None, pattern: str | None = None) -> list[HostRecord]:
+        q = select(_HostRow).order_by(_HostRow.wave, _HostRow.host)
+        if wave:
+            q = q.where(_HostRow.wave == wave)
+        if status:
+            q = q.where(_HostRow.status.in_([status] if isinstance(status, str) else list(status)))
+        if cause:
+            q = q.where(_HostRow.cause.in_([cause] if isinstance(cause, str) else list(cause)))
+        with self._session() as s:
+            rows = [HostRecord._of(r) for r in s.execute(q).scalars()]
+        if pattern:
+            rows = [r for r in rows if fnmatch.fnmatchcase(r.host.lower(), pattern.lower())]
+        return rows
+
+    def counts(self, wave: str) -> dict[str, int]:
+        with self._session() as s:
+            return dict(s.execute(select(_HostRow.status, func.count()).where(_HostRow.wave == wave)
+                                  .group_by(_HostRow.status)).all())
+
+    def history(self, hosts: Iterable[str] | None = None, wave: str | None = None) -> list[Event]:
+        q = select(_EventRow).order_by(_EventRow.id)
+        if hosts:
+            q = q.where(_EventRow.host.in_(list(hosts)))
+        if wave:
+            q = q.where(_EventRow.wave == wave)
+        with self._session() as s:
+            return [Event._of(r) for r in s.execute(q).scalars()]
+
+    def waves(self) -> list[str]:
+        with self._session() as s:
+            return list(s.execute(select(_HostRow.wave).distinct().order_by(_HostRow.wave)).scalars())
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+__all__ = ["StateStore", "StateError", "HostRecord", "Event", "IllegalTransition", "SCHEMA_VERSION", "worker_id", "utcnow"]
