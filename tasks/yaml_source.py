@@ -52,20 +52,27 @@ class SourceMap:
     """Where each path of the loaded data was written."""
 
     default_file: str
-    places: dict[Loc, tuple[str, int]] = field(default_factory=dict)
+    #: path in the merged data -> (file, line, the same path as written in that file)
+    places: dict[Loc, tuple[str, int, Loc]] = field(default_factory=dict)
+
+    def _closest(self, loc: Loc) -> tuple[Loc, tuple[str, int, Loc]]:
+        loc = tuple(loc)
+        probe = loc
+        while probe:
+            if probe in self.places:
+                return probe, self.places[probe]
+            probe = probe[:-1]
+        return (), self.places.get((), (self.default_file, 1, ()))
 
     def where(self, loc: Loc) -> tuple[str, int]:
         """The closest recorded place: a missing field is reported at its parent's line."""
-        loc = tuple(loc)
-        while loc:
-            if loc in self.places:
-                return self.places[loc]
-            loc = loc[:-1]
-        return self.places.get((), (self.default_file, 1))
+        _, (file, line, _) = self._closest(loc)
+        return file, line
 
     def problem(self, loc: Loc, message: str, severity: str = "error") -> Problem:
-        file, line = self.where(loc)
-        return Problem(file, line, format_loc(loc), message, severity)
+        """Name the field as the user wrote it in the file that holds it (includes keep their own indices)."""
+        found, (file, line, original) = self._closest(loc)
+        return Problem(file, line, format_loc(tuple(original) + tuple(loc)[len(found):]), message, severity)
 
     def graft(self, other: SourceMap, src_prefix: Loc, dst_prefix: Loc) -> None:
         """Copy places recorded under src_prefix in another file to dst_prefix here (for include:)."""
@@ -76,7 +83,7 @@ class SourceMap:
 
 
 def _walk(node: yaml.Node, loc: Loc, file: str, smap: SourceMap, problems: list[Problem]) -> None:
-    smap.places[loc] = (file, node.start_mark.line + 1)
+    smap.places[loc] = (file, node.start_mark.line + 1, loc)
     if isinstance(node, yaml.MappingNode):
         seen: dict = {}
         for key_node, value_node in node.value:
@@ -110,6 +117,8 @@ def load_yaml_with_lines(path: Path) -> tuple[object, SourceMap]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         msg = " ".join(x for x in (exc.context, exc.problem) if x)
+        if exc.context_mark is not None and exc.problem_mark is not None and exc.context_mark.line != exc.problem_mark.line:
+            msg += f" (the construct started at line {exc.context_mark.line + 1})"
         raise InputError([Problem(file, line, "", f"YAML syntax: {msg}")]) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(file, 1, "", f"YAML syntax: {exc}")]) from None

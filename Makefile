@@ -1,0 +1,27 @@
+# Quick start: `make demo` runs the main job against the embedded lab; `make test` runs the suite.
+# Both build .venv from scratch when it is missing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test plan clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -m pip install --quiet -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -c "import prefect, paramiko, pandas, yaml, pytest, hypothesis, tasks, flows, lab"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/amt-migrate demo
+
+plan: $(STAMP)
+	$(BIN)/amt-migrate plan inventories/example.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
