@@ -1,0 +1,176 @@
+"""HTTP API of the new provisioning server (the console the fleet migrates to) plus the lab's admin view.
+
+The provisioning endpoints say no more than a real server would: a failure reaching the device gets
+one generic message whatever the cause. The admin endpoints are the lab's omniscient view (true
+failure reason, both AMT suffixes, the window) and its controls (MEBx, faults, clock).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, UnknownDevice, _iso
+from tasks.durations import parse_duration
+from tasks.suffix_rules import InvalidValue
+
+log = logging.getLogger("lab.api")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "amt-lab-provisioning/1.0"
+    server: "_ApiHTTPServer"
+
+    def log_message(self, fmt, *args):
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _json(self, status: int, obj) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("body must be a JSON object")
+        return data
+
+    def _sleep(self, dev, op: str) -> None:
+        delay = self.server.fleet.latency_for(dev, op)
+        if delay:
+            self.server.stop_event.wait(delay)
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def _route(self, method: str) -> None:
+        fleet = self.server.fleet
+        url = urlsplit(self.path)
+        parts = [unquote(p) for p in url.path.strip("/").split("/") if p]
+        try:
+            body = self._body() if method == "POST" else {}
+        except (ValueError, json.JSONDecodeError) as exc:
+            return self._json(400, {"error": "bad_request", "message": f"invalid JSON body: {exc}"})
+        try:
+            if method == "POST" and parts == ["api", "v1", "provision"]:
+                return self._provision(body)
+            if method == "GET" and parts == ["api", "v1", "attempts"]:
+                q = parse_qs(url.query)
+                names = q.get("host") or list(fleet.devices)
+                out = []
+                with fleet._lock:
+                    fleet.tick()
+                    for n in names:
+                        dev = fleet.device(n)
+                        out += [dict(fleet.public_attempt(a), host=dev.name) for a in dev.attempts]
+                return self._json(200, out)
+            if method == "GET" and parts == ["healthz"]:
+                return self._json(200, {"status": "ok", "devices": len(fleet.devices)})
+            if parts[:1] == ["admin"]:
+                return self._admin(method, parts[1:], body)
+            return self._json(404, {"error": "not_found", "message": f"no route {method} {url.path}"})
+        except UnknownDevice as exc:
+            return self._json(404, {"error": "unknown_host", "message": str(exc)})
+        except (InvalidValue, ValueError, LabError) as exc:
+            return self._json(400, {"error": "bad_request", "message": str(exc)})
+
+    def _provision(self, body: dict) -> None:
+        fleet = self.server.fleet
+        key = body.get("host") or body.get("address")
+        if not key or not isinstance(key, str):
+            return self._json(400, {"error": "bad_request", "message": "give \"host\" (device name) or \"address\""})
+        profile = str(body.get("profile") or "default")
+        dev = fleet.device(key)
+        self._sleep(dev, "provision")
+        try:
+            rec = fleet.provision(dev.name, profile=profile, source="server")
+        except ServerBusy as exc:
+            return self._json(503, {"error": "service_unavailable", "message": str(exc), "host": dev.name})
+        except DeviceUnreachable:
+            return self._json(200, {"host": dev.name, "attempt": None, "result": "failed",
+                                    "error_code": "device_unreachable",
+                                    "message": f"Device {dev.name} is unreachable: no response from the AMT device."})
+        return self._json(200, {"host": dev.name, "attempt": rec["attempt"], "result": rec["result"],
+                                "error_code": rec["error_code"], "message": rec["message"],
+                                "after_success": rec["after_success"]})
+
+    def _admin(self, method: str, parts: list[str], body: dict) -> None:
+        fleet = self.server.fleet
+        if method == "GET" and parts == ["devices"]:
+            self._sleep(None, "admin")
+            return self._json(200, fleet.admin_list())
+        if len(parts) >= 2 and parts[0] == "devices":
+            dev = fleet.device(parts[1])
+            self._sleep(dev, "admin")
+            if method == "GET" and len(parts) == 2:
+                return self._json(200, fleet.admin_view(dev.name))
+            if method == "POST" and parts[2:] == ["mebx"]:
+                if "trusted_suffix" not in body:
+                    raise ValueError('give {"trusted_suffix": "..."}')
+                fleet.mebx_set_trusted_suffix(dev.name, body["trusted_suffix"])
+                return self._json(200, fleet.admin_view(dev.name))
+            if method == "POST" and parts[2:] == ["faults"]:
+                faults = body.get("faults")
+                if not isinstance(faults, list):
+                    raise ValueError('give {"faults": [...]}')
+                fleet.set_faults(dev.name, faults)
+                return self._json(200, fleet.admin_view(dev.name))
+            if method == "POST" and parts[2:] == ["renew"]:
+                return self._json(200, fleet.dhcp_renew(dev.name, source="admin"))
+        if parts == ["clock"]:
+            clock = fleet.clock
+            if method == "POST":
+                if not getattr(clock, "manual", False):
+                    return self._json(409, {"error": "conflict", "message": "the lab runs on a real clock"})
+                clock.advance(parse_duration(body.get("advance", 0)).total_seconds())
+            ran = fleet.tick()
+            return self._json(200, {"now": _iso(clock.now()), "manual": bool(getattr(clock, "manual", False)),
+                                    "events_run": ran})
+        return self._json(404, {"error": "not_found", "message": f"no admin route {method} /admin/{'/'.join(parts)}"})
+
+
+class _ApiHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class ApiService:
+    def __init__(self, fleet: Fleet, port: int = 0, host: str = "127.0.0.1"):
+        self.fleet = fleet
+        self.httpd = _ApiHTTPServer((host, port), _Handler)
+        self.httpd.fleet = fleet
+        self.httpd.stop_event = threading.Event()
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="lab-api", daemon=True)
+
+    def start(self) -> "ApiService":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.stop_event.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)

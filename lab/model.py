@@ -1,0 +1,611 @@
+"""The simulated fleet: AMT firmware, client OS and DHCP scopes, as plain Python.
+
+Everything the protocol front-ends (SSH, WS-Management, the provisioning server's HTTP API) do is
+a call into this module, so the behaviour the seed describes lives in exactly one place and unit
+tests can drive it on a manual clock without any sockets.
+
+Time-driven behaviour (a device retrying a failed provisioning by itself, the OS renewing its lease
+at half-life) is kept in a heap of due events; :meth:`Fleet.tick` pops what is due, so a tick costs
+nothing for devices with nothing to do - 10,000 devices stay cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import ipaddress
+import random
+import threading
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from lab.clock import Clock, ManualClock, RealClock
+from tasks.durations import parse_duration
+from tasks.host_state import Cause
+from tasks.suffix_rules import AmtVersion, InvalidValue, check_suffix, normalize_dns_name, normalize_host_name
+
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+#: What the provisioning server answers for every failure that reached the device. ConfigMgr gives only
+#: this, whatever the cause - which is exactly why the migration needs its own classification.
+GENERIC_FAILURE = (
+    "Device internal error. Possible causes: DHCP options 6 and 15 not configured, "
+    "the AMT device is not in a state that allows provisioning, "
+    "the provisioning certificate could not be validated by the device."
+)
+ALREADY_PROVISIONED = "already provisioned"
+PROVISIONED_OK = "provisioned"
+
+STATES = ("pre", "legacy", "provisioned")
+OS_TYPES = ("windows", "linux")
+FLAG_FAULTS = ("down", "blackhole", "ssh_auth", "hung", "renew_ignored")
+VALUE_FAULTS = ("slow", "latency", "server_5xx")
+LATENCY_OPS = ("ssh", "wsman", "provision", "renew", "admin")
+
+
+class LabError(Exception):
+    """A request the simulated device or server refuses; the message is what its tool would print."""
+
+
+class UnknownDevice(LabError):
+    pass
+
+
+class DeviceUnreachable(LabError):
+    """The device is down or black-holed: the provisioning server cannot reach it."""
+
+
+class ServerBusy(LabError):
+    """The provisioning server answers 5xx for this request (``server_5xx`` fault)."""
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration(value).total_seconds()
+
+
+def parse_range(value: Any) -> tuple[float, float]:
+    """``50ms`` or ``20ms-80ms`` (or a number of seconds) -> (low, high) seconds."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        lo, hi = _seconds(value[0]), _seconds(value[1])
+    elif isinstance(value, str) and "-" in value.strip().lstrip("-"):
+        a, b = value.split("-", 1)
+        lo, hi = _seconds(a), _seconds(b)
+    else:
+        lo = hi = _seconds(value)
+    if hi < lo:
+        raise ValueError(f"latency range {value!r}: upper bound below lower bound")
+    return lo, hi
+
+
+@dataclass
+class Faults:
+    """Per-device faults, as written in the fleet file (``[down]``, ``[slow: 5s]``, ...)."""
+
+    down: bool = False
+    blackhole: bool = False
+    ssh_auth: bool = False
+    hung: bool = False
+    renew_ignored: bool = False
+    slow: float = 0.0
+    latency: tuple[float, float] | None = None
+    server_5xx: float = 0.0
+    _source: list = field(default_factory=list, repr=False)
+
+    @classmethod
+    def parse(cls, items: Iterable | None) -> "Faults":
+        f = cls()
+        items = list(items or [])
+        for item in items:
+            if isinstance(item, str) and ":" in item:
+                k, v = item.split(":", 1)
+                item = {k.strip(): v.strip()}
+            if isinstance(item, str):
+                if item not in FLAG_FAULTS:
+                    raise ValueError(f"unknown fault {item!r} (known: {', '.join(FLAG_FAULTS + VALUE_FAULTS)})")
+                setattr(f, item, True)
+            elif isinstance(item, dict) and len(item) == 1:
+                (k, v), = item.items()
+                if k in FLAG_FAULTS:
+                    setattr(f, k, bool(v))
+                elif k == "slow":
+                    f.slow = _seconds(v)
+                elif k == "latency":
+                    f.latency = parse_range(v)
+                elif k == "server_5xx":
+                    rate = float(v)
+                    if not 0.0 <= rate <= 1.0:
+                        raise ValueError("server_5xx is a rate between 0 and 1")
+                    f.server_5xx = rate
+                else:
+                    raise ValueError(f"unknown fault {k!r}")
+            else:
+                raise ValueError(f"fault entries are names or one-key mappings, got {item!r}")
+        f._source = items
+        return f
+
+    def as_list(self) -> list:
+        return list(self._source)
+
+    @property
+    def unreachable(self) -> bool:
+        return self.down or self.blackhole
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A DHCP scope; ``domain_name`` is the option 15 it hands out ("" = not configured)."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+    domain_name: str
+    lease: float
+    router: str = ""
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "subnet": str(self.subnet), "domain_name": self.domain_name,
+                "lease": self.lease}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str
+
+
+@dataclass(eq=False)
+class Device:
+    """One vPro computer: its AMT firmware and its client OS."""
+
+    name: str
+    address: str
+    os: str
+    amt_version: str
+    state: str
+    trusted_suffix: str
+    dhcp_suffix: str
+    host_name: str
+    domain_name: str
+    os_suffix: str          # connection-specific suffix: the option 15 the OS last received
+    primary_suffix: str     # the OS's configured (domain) suffix; renews never change it
+    scope: str
+    legacy: Credentials | None
+    interface_open_until: float | None
+    faults: Faults
+    uuid: str
+    lease_obtained: float | None
+    attempts: list[dict] = field(default_factory=list)
+    renews: list[dict] = field(default_factory=list)
+    true_last_failure: dict | None = None
+    _gens: dict = field(default_factory=lambda: {"retry": 0, "renew": 0}, repr=False)
+    _rngs: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def effective_suffix(self) -> str:
+        """The suffix a provisioning is checked against (see the seed and the issue)."""
+        if self.state == "pre":
+            return self.trusted_suffix or self.dhcp_suffix
+        return self.domain_name or self.dhcp_suffix
+
+    @property
+    def provision_attempts(self) -> int:
+        return len(self.attempts)
+
+
+def _rng(dev: Device, seed: Any, purpose: str) -> random.Random:
+    """One random stream per device and purpose: a fault's outcome does not depend on other traffic."""
+    r = dev._rngs.get(purpose)
+    if r is None:
+        r = dev._rngs[purpose] = random.Random(f"{seed}:{dev.name}:{purpose}")
+    return r
+
+
+class Fleet:
+    """The whole lab: devices, DHCP scopes and the new provisioning server's rules."""
+
+    def __init__(self, *, certificate_suffix: str, window: Any = "30s", retry_interval: Any = "30s",
+                 renew_failure_rate: float = 0.0, scopes: list[Scope], devices: list[dict] | None = None,
+                 seed: Any = 0, clock: Clock | None = None, latency: dict | None = None,
+                 ssh: dict | None = None, base_dir: Path | None = None, source_path: Path | None = None,
+                 extra: dict | None = None):
+        self.clock = clock or RealClock()
+        self.certificate_suffix = normalize_dns_name(certificate_suffix, allow_blank=False)
+        self.window = _seconds(window)
+        self.retry_interval = _seconds(retry_interval)
+        if self.retry_interval <= 0:
+            raise ValueError("retry_interval must be positive")
+        self.renew_failure_rate = float(renew_failure_rate)
+        if not 0.0 <= self.renew_failure_rate <= 1.0:
+            raise ValueError("renew_failure_rate is a probability between 0 and 1")
+        self.seed = seed
+        self.latency = {op: parse_range(v) for op, v in (latency or {}).items()}
+        for op in self.latency:
+            if op not in LATENCY_OPS:
+                raise ValueError(f"latency: unknown operation {op!r} (known: {', '.join(LATENCY_OPS)})")
+        self.ssh = dict(ssh or {})
+        self.base_dir = Path(base_dir) if base_dir else None
+        self.source_path = Path(source_path) if source_path else None
+        self.extra = dict(extra or {})
+        self.scopes: dict[str, Scope] = {}
+        for s in scopes:
+            if s.name in self.scopes:
+                raise ValueError(f"scope {s.name!r} defined twice")
+            self.scopes[s.name] = s
+        self.devices: dict[str, Device] = {}
+        self.by_address: dict[str, Device] = {}
+        self._by_lower: dict[str, Device] = {}
+        self._lock = threading.RLock()
+        self._heap: list[tuple[float, int, str, str, int]] = []
+        self._seq = 0
+        self.started_at = self.clock.now()
+        for d in devices or []:
+            self.add_device(d)
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_dict(cls, data: dict, *, clock: Clock | None = None, base_dir: Path | None = None,
+                  source_path: Path | None = None) -> "Fleet":
+        if not isinstance(data, dict):
+            raise ValueError("a fleet file is a mapping")
+        known = {"certificate_suffix", "window", "retry_interval", "renew_failure_rate", "ssh", "scopes",
+                 "devices", "seed", "latency"}
+        scopes = []
+        for s in data.get("scopes") or []:
+            scopes.append(Scope(
+                name=str(s["name"]), subnet=ipaddress.ip_network(str(s["subnet"])),
+                domain_name=normalize_dns_name(s.get("domain_name", "")),
+                lease=_seconds(s.get("lease", "1h")), router=str(s.get("router", "")),
+            ))
+        return cls(
+            certificate_suffix=data["certificate_suffix"], window=data.get("window", "30s"),
+            retry_interval=data.get("retry_interval", "30s"),
+            renew_failure_rate=data.get("renew_failure_rate", 0.0), scopes=scopes,
+            devices=data.get("devices") or [], seed=data.get("seed", 0), clock=clock,
+            latency=data.get("latency"), ssh=data.get("ssh"), base_dir=base_dir, source_path=source_path,
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, *, clock: Clock | None = None) -> "Fleet":
+        path = Path(path)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=loader)
+        return cls.from_dict(data, clock=clock, base_dir=path.resolve().parent, source_path=path.resolve())
+
+    def _scope_for(self, address: ipaddress.IPv4Address) -> Scope | None:
+        best = None
+        for s in self.scopes.values():
+            if address in s.subnet and (best is None or s.subnet.prefixlen > best.subnet.prefixlen):
+                best = s
+        return best
+
+    def add_device(self, d: dict) -> Device:
+        """Validate one fleet-file entry and put the device on the network (its window may open now)."""
+        try:
+            name = normalize_host_name(str(d["name"]))
+            addr = ipaddress.ip_address(str(d["address"]))
+            if addr not in LOOPBACK:
+                raise ValueError(f"address {addr} is outside 127.0.0.0/8 (the lab serves loopback only)")
+            os_type = str(d.get("os", "windows")).lower()
+            if os_type not in OS_TYPES:
+                raise ValueError(f"os must be windows or linux, got {os_type!r}")
+            version = str(AmtVersion.parse(d.get("amt_version", "11.8.50")))
+            state = str(d.get("state", "pre"))
+            if state not in STATES:
+                raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+            if d.get("scope"):
+                if d["scope"] not in self.scopes:
+                    raise ValueError(f"unknown scope {d['scope']!r}")
+                scope = self.scopes[d["scope"]]
+            else:
+                scope = self._scope_for(addr)
+                if scope is None:
+                    raise ValueError(f"no DHCP scope holds {addr}; add one or name it with scope:")
+            legacy = d.get("legacy")
+            creds = Credentials(str(legacy["user"]), str(legacy["password"])) if legacy else None
+            os_suffix = normalize_dns_name(d.get("os_suffix", scope.domain_name))
+            primary = normalize_dns_name(d.get("primary_suffix", os_suffix))
+            now = self.clock.now()
+            open_until = now + self.window if d.get("interface_open") else None
+            lease = scope.lease
+            # Stagger lease ages deterministically so 10,000 OSes don't renew in the same second.
+            frac = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}:lease".encode()).digest()[:4], "big") / 2**32
+            dev = Device(
+                name=name, address=str(addr), os=os_type, amt_version=version, state=state,
+                trusted_suffix=normalize_dns_name(d.get("trusted_suffix", "")),
+                dhcp_suffix=normalize_dns_name(d.get("dhcp_suffix", "")),
+                host_name=str(d.get("host_name", name if state != "pre" else "")),
+                domain_name=normalize_dns_name(d.get("domain_name", "")),
+                os_suffix=os_suffix, primary_suffix=primary, scope=scope.name, legacy=creds,
+                interface_open_until=open_until, faults=Faults.parse(d.get("faults")),
+                uuid=str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{self.seed}.{name}.amt-lab")),
+                lease_obtained=now - frac * lease / 2,
+            )
+        except (KeyError, ValueError, InvalidValue, TypeError) as exc:
+            label = d.get("name", "?") if isinstance(d, dict) else "?"
+            raise ValueError(f"device {label}: {exc}") from exc
+        with self._lock:
+            if dev.name in self.devices:
+                raise ValueError(f"device {dev.name}: defined twice")
+            if dev.address in self.by_address:
+                raise ValueError(f"device {dev.name}: address {dev.address} already used by "
+                                 f"{self.by_address[dev.address].name}")
+            self.devices[dev.name] = dev
+            self.by_address[dev.address] = dev
+            self._by_lower[dev.name.lower()] = dev
+            self._schedule(dev, "renew", dev.lease_obtained + lease / 2)
+        return dev
+
+    # ------------------------------------------------------------------ events
+    def _schedule(self, dev: Device, kind: str, when: float) -> None:
+        dev._gens[kind] += 1
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, kind, dev.name, dev._gens[kind]))
+
+    def _cancel(self, dev: Device, kind: str) -> None:
+        dev._gens[kind] += 1
+
+    def next_event_at(self) -> float | None:
+        with self._lock:
+            while self._heap:
+                due, _, kind, name, gen = self._heap[0]
+                if self.devices[name]._gens[kind] == gen:
+                    return due
+                heapq.heappop(self._heap)
+            return None
+
+    def tick(self, now: float | None = None) -> int:
+        """Run every self-retry and half-lease renew due by ``now``, each at its own due time."""
+        with self._lock:
+            now = self.clock.now() if now is None else now
+            done = 0
+            while self._heap and self._heap[0][0] <= now:
+                due, _, kind, name, gen = heapq.heappop(self._heap)
+                dev = self.devices[name]
+                if dev._gens[kind] != gen:
+                    continue
+                done += 1
+                if kind == "retry":
+                    if dev.state == "provisioned":
+                        continue
+                    if dev.faults.unreachable:  # powered off / cut off: the next retry comes later
+                        self._schedule(dev, "retry", due + self.retry_interval)
+                        continue
+                    self._attempt(dev, due, source="self-retry", profile="in-band")
+                elif kind == "renew":
+                    if dev.faults.unreachable:
+                        self._schedule(dev, "renew", due + self.scopes[dev.scope].lease / 2)
+                        continue
+                    self._renew(dev, due, source="half-lease")
+            return done
+
+    def _now(self) -> float:
+        """Current lab time, after running whatever became due, so callers never see a stale device."""
+        now = self.clock.now()
+        self.tick(now)
+        return now
+
+    # ----------------------------------------------------------------- queries
+    def device(self, key: str) -> Device:
+        """Look a device up by name (case-insensitive, as Windows names are) or by address."""
+        dev = self.devices.get(key) or self.by_address.get(key) or self._by_lower.get(str(key).lower())
+        if dev is None:
+            raise UnknownDevice(f"no device named {key!r}")
+        return dev
+
+    def interface_open(self, dev: Device, now: float | None = None) -> bool:
+        now = self.clock.now() if now is None else now
+        return dev.interface_open_until is not None and now < dev.interface_open_until
+
+    def verdict(self, dev: Device):
+        return check_suffix(dev.amt_version, dev.effective_suffix, self.certificate_suffix)
+
+    def latency_for(self, dev: Device | None, op: str) -> float:
+        """Seconds to delay one operation: fleet-wide latency for the op plus the device's latency fault."""
+        delay = 0.0
+        rng = _rng(dev, self.seed, "latency") if dev is not None else random
+        rng_ = self.latency.get(op)
+        if rng_:
+            delay += rng.uniform(*rng_)
+        if dev is not None and dev.faults.latency:
+            delay += rng.uniform(*dev.faults.latency)
+        return delay
+
+    # --------------------------------------------------------------- behaviour
+    def dhcp_renew(self, key: str, *, source: str = "os") -> dict:
+        """The client OS renews its lease: the OS always takes option 15, AMT only if its window is open."""
+        with self._lock:
+            now = self._now()
+            return self._renew(self.device(key), now, source=source)
+
+    def _renew(self, dev: Device, now: float, *, source: str) -> dict:
+        scope = self.scopes[dev.scope]
+        option15 = scope.domain_name
+        before = dev.dhcp_suffix
+        dev.os_suffix = option15
+        took, reason = False, ""
+        if not self.interface_open(dev, now):
+            reason = "AMT interface closed: AMT did not see the renew"
+        elif dev.faults.renew_ignored:
+            reason = "AMT ignored option 15 (renew_ignored fault)"
+        elif self.renew_failure_rate and _rng(dev, self.seed, "renew").random() < self.renew_failure_rate:
+            reason = "AMT ignored option 15 (renew failure rate)"
+        else:
+            dev.dhcp_suffix = option15
+            took = True
+        dev.lease_obtained = now
+        self._schedule(dev, "renew", now + scope.lease / 2)
+        rec = {"at": _iso(now), "source": source, "option15": option15, "amt_took": took,
+               "amt_dhcp_suffix_before": before, "amt_dhcp_suffix": dev.dhcp_suffix, "reason": reason}
+        dev.renews.append(rec)
+        del dev.renews[:-20]
+        return rec
+
+    def dhcp_release(self, key: str) -> None:
+        """``dhclient -r``: the lease is gone until the next request; nothing renews by itself meanwhile."""
+        with self._lock:
+            self._now()
+            dev = self.device(key)
+            dev.lease_obtained = None
+            self._cancel(dev, "renew")
+
+    def mebx_set_trusted_suffix(self, key: str, suffix: str) -> Device:
+        """Someone at the keyboard sets the PKI DNS suffix in the MEBx: no window applies."""
+        value = normalize_dns_name(suffix)
+        with self._lock:
+            self._now()
+            dev = self.device(key)
+            dev.trusted_suffix = value
+            return dev
+
+    def hi_set_trusted_suffix(self, key: str, suffix: str) -> Device:
+        """SET_DNS_SUFFIX over the host interface (MEI): accepted only before provisioning."""
+        value = normalize_dns_name(suffix)
+        with self._lock:
+            self._now()
+            dev = self.device(key)
+            if dev.state != "pre":
+                raise LabError("AMT refused SET_DNS_SUFFIX: the device is not in pre-provisioning state "
+                               "(status 0x0000000A, AMT_STATUS_INVALID_PT_MODE)")
+            dev.trusted_suffix = value
+            return dev
+
+    def wsman_auth_ok(self, dev: Device, user: str) -> Credentials | None:
+        """Credentials WS-Management accepts for this device right now (None: every login fails).
+
+        Only the legacy console's admin account exists over the network, and only while that console
+        still owns the device; in pre-provisioning AMT accepts no remote admin login at all.
+        """
+        if dev.state == "legacy" and dev.legacy is not None and dev.legacy.user == user:
+            return dev.legacy
+        return None
+
+    def wsman_set_domain_name(self, key: str, domain_name: str, host_name: str | None = None) -> Device:
+        """AMT_GeneralSettings Put by the legacy console's admin: works at any time (no window)."""
+        value = normalize_dns_name(domain_name)
+        with self._lock:
+            self._now()
+            dev = self.device(key)
+            if dev.state != "legacy":
+                raise LabError("access denied: device is not managed by the legacy console")
+            dev.domain_name = value
+            if host_name is not None:
+                dev.host_name = normalize_host_name(host_name) if host_name else ""
+            return dev
+
+    def client_record_suffix(self, dev: Device) -> str:
+        """FQDN suffix the new server writes into AMT: the OS primary suffix if it passes the rule."""
+        if dev.primary_suffix and check_suffix(dev.amt_version, dev.primary_suffix, self.certificate_suffix).match:
+            return dev.primary_suffix
+        return self.certificate_suffix
+
+    def provision(self, key: str, *, profile: str = "default", source: str = "server") -> dict:
+        """One provisioning request to the new server. Raises DeviceUnreachable / ServerBusy."""
+        with self._lock:
+            now = self._now()
+            dev = self.device(key)
+            if dev.faults.server_5xx and _rng(dev, self.seed, "5xx").random() < dev.faults.server_5xx:
+                raise ServerBusy("provisioning server temporarily unavailable (503)")
+            if dev.faults.unreachable:
+                raise DeviceUnreachable(f"device {dev.name} did not answer ({dev.address})")
+            return self._attempt(dev, now, source=source, profile=profile)
+
+    def _attempt(self, dev: Device, now: float, *, source: str, profile: str) -> dict:
+        after_success = dev.state == "provisioned"
+        checked = dev.effective_suffix
+        dev.interface_open_until = now + self.window  # every attempt reopens the interface
+        rec = {"attempt": len(dev.attempts) + 1, "at": _iso(now), "source": source, "profile": profile,
+               "after_success": after_success, "checked_suffix": checked, "true_reason": None, "detail": ""}
+        if after_success:
+            rec.update(result="success", error_code=None, message=ALREADY_PROVISIONED)
+        else:
+            v = check_suffix(dev.amt_version, checked, self.certificate_suffix)
+            rec["detail"] = v.reason
+            if v.match:
+                dev.state = "provisioned"
+                dev.host_name = dev.name
+                dev.domain_name = self.client_record_suffix(dev)
+                self._cancel(dev, "retry")
+                rec.update(result="success", error_code=None,
+                           message=f"{PROVISIONED_OK} as {dev.host_name}.{dev.domain_name}")
+            else:
+                cause = (Cause.UNSUPPORTED_VERSION if not v.supported
+                         else Cause.SUFFIX_BLANK if v.rule == "blank" else Cause.SUFFIX_MISMATCH)
+                rec.update(result="failed", error_code="internal_error", message=GENERIC_FAILURE,
+                           true_reason=str(cause))
+                dev.true_last_failure = {"cause": str(cause), "detail": v.reason, "at": rec["at"],
+                                         "attempt": rec["attempt"], "checked_suffix": checked}
+                self._schedule(dev, "retry", now + self.retry_interval)
+        dev.attempts.append(rec)
+        return rec
+
+    def set_faults(self, key: str, faults: list) -> Device:
+        parsed = Faults.parse(faults)
+        with self._lock:
+            dev = self.device(key)
+            dev.faults = parsed
+            return dev
+
+    # ------------------------------------------------------------------- views
+    @staticmethod
+    def public_attempt(rec: dict) -> dict:
+        """What the provisioning server tells its callers: no true reason, no checked suffix."""
+        return {k: rec[k] for k in ("attempt", "at", "source", "profile", "result", "error_code", "message",
+                                    "after_success")}
+
+    def admin_view(self, key: str) -> dict:
+        """The lab's own view of a device, including what the real server would never reveal."""
+        with self._lock:
+            now = self._now()
+            dev = self.device(key)
+            v = self.verdict(dev)
+            return {
+                "name": dev.name, "address": dev.address, "os": dev.os, "amt_version": dev.amt_version,
+                "uuid": dev.uuid, "state": dev.state, "legacy": dev.legacy is not None,
+                "trusted_suffix": dev.trusted_suffix, "dhcp_suffix": dev.dhcp_suffix,
+                "effective_suffix": dev.effective_suffix, "host_name": dev.host_name,
+                "domain_name": dev.domain_name, "os_suffix": dev.os_suffix,
+                "primary_suffix": dev.primary_suffix, "scope": dev.scope,
+                "interface_open": self.interface_open(dev, now),
+                "interface_open_until": _iso(dev.interface_open_until),
+                "lease_obtained": _iso(dev.lease_obtained),
+                "provision_attempts": dev.provision_attempts, "attempts": list(dev.attempts),
+                "renews": list(dev.renews), "true_last_failure": dev.true_last_failure,
+                "faults": dev.faults.as_list(),
+                "suffix_check": v.as_dict(),
+                "now": _iso(now),
+            }
+
+    def admin_list(self) -> list[dict]:
+        with self._lock:
+            self._now()
+            return [self.admin_view(name) for name in self.devices]
+
+    def certificate_cn(self) -> str:
+        return f"amtprov.{self.certificate_suffix}"
+
+
+def load_fleet(fleet: "Fleet | str | Path | dict", clock: Clock | None = None) -> Fleet:
+    """Accept a Fleet, a fleet-file path or a parsed mapping."""
+    if isinstance(fleet, Fleet):
+        return fleet
+    if isinstance(fleet, dict):
+        return Fleet.from_dict(fleet, clock=clock)
+    return Fleet.load(fleet, clock=clock)
+
+
+__all__ = [
+    "Fleet", "Device", "Scope", "Faults", "Credentials", "LabError", "UnknownDevice", "DeviceUnreachable",
+    "ServerBusy", "GENERIC_FAILURE", "ALREADY_PROVISIONED", "load_fleet", "parse_range", "ManualClock",
+]

@@ -1,0 +1,412 @@
+"""The commands a device's OS answers over SSH, with the output real tools print.
+
+Commands are parsed with shlex and dispatched to Python functions: nothing is ever evaluated by a
+shell, so a hostile argument can only produce an error message. Only ``&&`` and ``;`` chain commands;
+every other shell operator is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from datetime import datetime, timezone
+from typing import Callable
+
+from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
+from tasks.suffix_rules import InvalidValue, normalize_dns_name
+
+# rpc-go exit codes (subset the lab produces)
+RPC_OK = 0
+RPC_BAD_ARGS = 2
+RPC_GENERIC_FAILURE = 10
+RPC_MISSING_DNS_SUFFIX = 24
+RPC_ACTIVATION_FAILED = 102
+
+
+class Result:
+    __slots__ = ("stdout", "stderr", "status")
+
+    def __init__(self, stdout: str = "", stderr: str = "", status: int = 0):
+        self.stdout, self.stderr, self.status = stdout, stderr, status
+
+
+def _mac(dev: Device, sep: str = ":") -> str:
+    h = hashlib.sha256(dev.name.encode()).digest()
+    octets = [0x00, 0x1B, 0x21, h[0], h[1], h[2]]  # 00:1B:21 is an Intel OUI
+    return sep.join(f"{o:02x}" for o in octets)
+
+
+def _win_time(ts: float) -> str:
+    d = datetime.fromtimestamp(ts, tz=timezone.utc)
+    hour = d.hour % 12 or 12
+    return f"{d.strftime('%A, %B')} {d.day}, {d.year} {hour}:{d:%M:%S} {'AM' if d.hour < 12 else 'PM'}"
+
+
+def _logrus(ts: float, level: str, msg: str) -> str:
+    t = datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f'time="{t}" level={level} msg="{msg}"\n'
+
+
+class DeviceShell:
+    """One SSH session's view of one device's client OS."""
+
+    def __init__(self, fleet: Fleet, dev: Device, user: str, sleep: Callable[[float], None] | None = None):
+        self.fleet, self.dev, self.user = fleet, dev, user
+        self.sleep = sleep or (lambda s: None)
+
+    # ------------------------------------------------------------- dispatcher
+    def run(self, command: str) -> Result:
+        try:
+            lex = shlex.shlex(command, posix=True, punctuation_chars=True)
+            lex.whitespace_split = True
+            tokens = list(lex)
+        except ValueError as exc:
+            return Result("", f"bash: -c: line 1: syntax error: {exc}\n", 2)
+        out, err, status = [], [], 0
+        segment: list[str] = []
+        pending_op = None
+        segments: list[tuple[list[str], str | None]] = []
+        for tok in tokens:
+            if tok in ("&&", ";"):
+                if not segment:
+                    return Result("", f"bash: -c: line 1: syntax error near unexpected token `{tok}'\n", 2)
+                segments.append((segment, pending_op))
+                segment, pending_op = [], tok
+            elif tok and set(tok) <= set("();<>|&"):
+                return Result("", f"bash: -c: line 1: `{tok}': pipes, redirections and subshells "
+                                  "are not available on this lab host\n", 2)
+            else:
+                segment.append(tok)
+        if segment:
+            segments.append((segment, pending_op))
+        elif pending_op == "&&":
+            return Result("", "bash: -c: line 1: syntax error: unexpected end of file\n", 2)
+        for argv, op in segments:
+            if op == "&&" and status != 0:
+                continue
+            r = self.run_argv(argv)
+            out.append(r.stdout)
+            err.append(r.stderr)
+            status = r.status
+        return Result("".join(out), "".join(err), status)
+
+    def run_argv(self, argv: list[str]) -> Result:
+        root = self.user == "root"
+        if argv and argv[0] == "sudo" and self.dev.os == "linux":
+            argv = argv[1:]
+            while argv and argv[0] in ("-n", "--non-interactive"):
+                argv = argv[1:]
+            if not argv:
+                return Result("", "usage: sudo -h | -K | -k | -V\n", 1)
+            root = True
+        if not argv:
+            return Result()
+        name = argv[0]
+        key = name.lower() if self.dev.os == "windows" else name
+        if self.dev.os == "windows" and key.endswith(".exe"):
+            key = key[:-4]
+        handler = None
+        common = {"rpc": self.cmd_rpc, "amt-hi": self.cmd_amt_hi, "echo": self.cmd_echo,
+                  "true": lambda a: Result(), "false": lambda a: Result(status=1), "hostname": self.cmd_hostname}
+        handler = common.get(key)
+        if handler is None and self.dev.os == "windows":
+            handler = {"ipconfig": self.cmd_ipconfig}.get(key)
+        if handler is None and self.dev.os == "linux":
+            handler = {"dhclient": lambda a: self.cmd_dhclient(a, root), "cat": self.cmd_cat,
+                       "ip": self.cmd_ip}.get(key)
+        if handler is None:
+            return Result("", f"bash: {name}: command not found\n", 127)
+        return handler(argv[1:])
+
+    # ------------------------------------------------------------- builtins
+    def cmd_echo(self, args: list[str]) -> Result:
+        return Result(" ".join(args) + "\n")
+
+    def cmd_hostname(self, args: list[str]) -> Result:
+        dev = self.dev
+        if self.dev.os == "windows":
+            return Result(dev.name + "\r\n") if not args else Result("", "sethostname: Use the Network Control Panel Applet to set hostname.\r\n", 1)
+        short = dev.name.lower()
+        if not args or args == ["-s"] or args == ["--short"]:
+            return Result(short + "\n")
+        if args in (["-f"], ["--fqdn"], ["--long"]):
+            return Result(f"{short}.{dev.primary_suffix}\n" if dev.primary_suffix else short + "\n")
+        if args in (["-d"], ["--domain"]):
+            return Result(dev.primary_suffix + "\n")
+        return Result("", "hostname: you must be root to change the host name\n", 1)
+
+    # ------------------------------------------------------------- windows
+    def cmd_ipconfig(self, args: list[str]) -> Result:
+        sw = [a.lower() for a in args]
+        if sw == ["/all"]:
+            return Result(self._ipconfig_all())
+        if sw == []:
+            return Result(self._ipconfig_brief())
+        if sw[:1] == ["/renew"] and len(sw) <= 2:
+            self.sleep(self.fleet.latency_for(self.dev, "renew"))
+            self.fleet.dhcp_renew(self.dev.name, source="ipconfig /renew")
+            return Result(self._ipconfig_brief())
+        return Result("\r\nError: unrecognized or incomplete command line.\r\n\r\nUSAGE:\r\n"
+                      "    ipconfig [/allcompartments] [/? | /all |\r\n"
+                      "                                 /renew [adapter] | /release [adapter] |\r\n"
+                      "                                 /flushdns | /displaydns | /registerdns]\r\n", "", 1)
+
+    def _net(self):
+        scope = self.fleet.scopes[self.dev.scope]
+        bcast = scope.subnet.broadcast_address
+        return scope, str(bcast - 1), str(bcast - 2)
+
+    def _ipconfig_brief(self) -> str:
+        dev = self.dev
+        scope, gw, _ = self._net()
+        lines = ["", "Windows IP Configuration", "", "", "Ethernet adapter Ethernet:", "",
+                 f"   Connection-specific DNS Suffix  . : {dev.os_suffix}",
+                 f"   Link-local IPv6 Address . . . . . : fe80::{_mac(dev, ':')[9:].replace(':', '')[:4]}:1%4",
+                 f"   IPv4 Address. . . . . . . . . . . : {dev.address}",
+                 f"   Subnet Mask . . . . . . . . . . . : {scope.subnet.netmask}",
+                 f"   Default Gateway . . . . . . . . . : {gw}", ""]
+        return "\r\n".join(lines)
+
+    def _ipconfig_all(self) -> str:
+        dev = self.dev
+        scope, gw, dhcp = self._net()
+        search = [s for s in dict.fromkeys([dev.primary_suffix, dev.os_suffix]) if s]
+        lines = ["", "Windows IP Configuration", "",
+                 f"   Host Name . . . . . . . . . . . . : {dev.name}",
+                 f"   Primary Dns Suffix  . . . . . . . : {dev.primary_suffix}",
+                 "   Node Type . . . . . . . . . . . . : Hybrid",
+                 "   IP Routing Enabled. . . . . . . . : No",
+                 "   WINS Proxy Enabled. . . . . . . . : No"]
+        if search:
+            lines.append(f"   DNS Suffix Search List. . . . . . : {search[0]}")
+            lines += [" " * 39 + s for s in search[1:]]
+        lines += ["", "Ethernet adapter Ethernet:", "",
+                  f"   Connection-specific DNS Suffix  . : {dev.os_suffix}",
+                  "   Description . . . . . . . . . . . : Intel(R) Ethernet Connection (7) I219-LM",
+                  f"   Physical Address. . . . . . . . . : {_mac(dev, '-').upper()}",
+                  "   DHCP Enabled. . . . . . . . . . . : Yes",
+                  "   Autoconfiguration Enabled . . . . : Yes",
+                  f"   IPv4 Address. . . . . . . . . . . : {dev.address}(Preferred)",
+                  f"   Subnet Mask . . . . . . . . . . . : {scope.subnet.netmask}"]
+        if dev.lease_obtained is not None:
+            lines += [f"   Lease Obtained. . . . . . . . . . : {_win_time(dev.lease_obtained)}",
+                      f"   Lease Expires . . . . . . . . . . : {_win_time(dev.lease_obtained + scope.lease)}"]
+        lines += [f"   Default Gateway . . . . . . . . . : {gw}",
+                  f"   DHCP Server . . . . . . . . . . . : {dhcp}",
+                  f"   DNS Servers . . . . . . . . . . . : {dhcp}",
+                  "   NetBIOS over Tcpip. . . . . . . . : Enabled", ""]
+        return "\r\n".join(lines)
+
+    # ------------------------------------------------------------- linux
+    def cmd_dhclient(self, args: list[str], root: bool) -> Result:
+        release, verbose, ifaces = False, False, []
+        for a in args:
+            if a == "-r":
+                release = True
+            elif a == "-v":
+                verbose = True
+            elif a in ("-1", "-4", "-d", "-q", "-w", "-nw"):
+                pass
+            elif a.startswith("-"):
+                return Result("", f"Unknown command: {a}\nUsage: dhclient [-4|-6] [-SNTPRI1dvrxi] [-nw] "
+                                  "[-p <port>] [-D LL|LLT] [interface0 [ ... interfaceN]]\n", 1)
+            else:
+                ifaces.append(a)
+        if not root:
+            return Result("", "Can't create /var/run/dhclient.pid: Permission denied\n", 1)
+        for i in ifaces:
+            if i != "eth0":
+                return Result("", f'Cannot find device "{i}"\n', 1)
+        dev = self.dev
+        scope, gw, dhcp = self._net()
+        head = ("Internet Systems Consortium DHCP Client 4.4.3-P1\nCopyright 2004-2022 Internet Systems Consortium.\n"
+                "All rights reserved.\nFor info, please visit https://www.isc.org/software/dhcp/\n\n"
+                f"Listening on LPF/eth0/{_mac(dev)}\nSending on   LPF/eth0/{_mac(dev)}\nSending on   Socket/fallback\n")
+        if release:
+            had = dev.lease_obtained is not None
+            self.fleet.dhcp_release(dev.name)
+            text = head + (f"DHCPRELEASE of {dev.address} on eth0 to {dhcp} port 67\n" if had else "")
+            return Result("", text if verbose else "", 0)
+        fresh = dev.lease_obtained is None
+        self.sleep(self.fleet.latency_for(dev, "renew"))
+        self.fleet.dhcp_renew(dev.name, source="dhclient")
+        if fresh:
+            body = (f"DHCPDISCOVER on eth0 to 255.255.255.255 port 67 interval 3\n"
+                    f"DHCPOFFER of {dev.address} from {dhcp}\nDHCPREQUEST for {dev.address} on eth0 to 255.255.255.255 port 67\n")
+        else:
+            body = f"DHCPREQUEST for {dev.address} on eth0 to 255.255.255.255 port 67\n"
+        body += f"DHCPACK of {dev.address} from {dhcp}\nbound to {dev.address} -- renewal in {int(scope.lease // 2)} seconds.\n"
+        return Result("", head + body if verbose else "", 0)
+
+    def cmd_cat(self, args: list[str]) -> Result:
+        if not args:
+            return Result("", "", 0)
+        out, err, status = [], [], 0
+        _, _, dhcp = self._net()
+        dev = self.dev
+        for path in args:
+            if path == "/etc/resolv.conf":
+                lines = ["# Generated by dhclient-script"]
+                if dev.os_suffix:
+                    lines += [f"domain {dev.os_suffix}", f"search {dev.os_suffix}"]
+                lines.append(f"nameserver {dhcp}")
+                out.append("\n".join(lines) + "\n")
+            elif path == "/etc/hostname":
+                out.append(dev.name.lower() + "\n")
+            elif path == "/etc/hosts":
+                fqdn = f"{dev.name.lower()}.{dev.primary_suffix}" if dev.primary_suffix else dev.name.lower()
+                out.append(f"127.0.0.1\tlocalhost\n{dev.address}\t{fqdn} {dev.name.lower()}\n")
+            else:
+                err.append(f"cat: {path}: No such file or directory\n")
+                status = 1
+        return Result("".join(out), "".join(err), status)
+
+    def cmd_ip(self, args: list[str]) -> Result:
+        a = [x for x in args if x not in ("-4", "-br")]
+        if a[:1] in (["addr"], ["a"], ["address"]) and (len(a) == 1 or a[1:2] == ["show"]):
+            scope, _, _ = self._net()
+            dev = self.dev
+            return Result(
+                "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc fq_codel state UP group default qlen 1000\n"
+                f"    inet {dev.address}/{scope.subnet.prefixlen} brd {scope.subnet.broadcast_address} scope global dynamic eth0\n"
+                f"       valid_lft {int(scope.lease)}sec preferred_lft {int(scope.lease)}sec\n")
+        return Result("", 'Object "{}" is unknown, try "ip help".\n'.format(a[0] if a else ""), 255)
+
+    # ------------------------------------------------------------- rpc-go
+    def cmd_rpc(self, args: list[str]) -> Result:
+        if not args:
+            return Result("", "Usage: rpc <command> [arguments]\nCommands: activate, amtinfo, version\n", RPC_BAD_ARGS)
+        sub, rest = args[0], args[1:]
+        if sub == "amtinfo":
+            return self.rpc_amtinfo(rest)
+        if sub == "activate":
+            return self.rpc_activate(rest)
+        if sub == "version":
+            return Result("RPC\nVersion 2.36.0\nProtocol 4.0.0\n")
+        return Result("", f"unknown command: {sub}\n", RPC_BAD_ARGS)
+
+    def _amtinfo(self) -> dict:
+        dev = self.dev
+        pre = dev.state == "pre"
+        parts = dev.amt_version.split(".")
+        return {
+            "amt": dev.amt_version,
+            "buildNumber": parts[3] if len(parts) > 3 else "3000",
+            "sku": "16392",
+            "uuid": dev.uuid,
+            "controlMode": "pre-provisioning state" if pre else "activated in admin control mode",
+            "provisioningState": "pre-provisioning" if pre else "post-provisioning",
+            "dnsSuffix": dev.trusted_suffix,
+            "dnsSuffixOS": dev.os_suffix,
+            "hostnameOS": dev.name,
+            "wiredAdapter": {"isEnable": True, "linkStatus": "up", "dhcpEnabled": True, "dhcpMode": "passive",
+                             "ipAddress": dev.address, "osIpAddress": dev.address, "macAddress": _mac(dev)},
+        }
+
+    def rpc_amtinfo(self, args: list[str]) -> Result:
+        flags = {a.lstrip("-") for a in args}
+        unknown = flags - {"json", "all", "ver", "bld", "sku", "uuid", "mode", "dns", "hostname", "lan"}
+        if unknown:
+            return Result("", f"flag provided but not defined: -{sorted(unknown)[0]}\n", RPC_BAD_ARGS)
+        with self.fleet._lock:
+            self.fleet.tick()
+            info = self._amtinfo()
+        if "json" in flags:
+            return Result(json.dumps(info, indent=2) + "\n")
+        rows = [("Version", info["amt"]), ("Build Number", info["buildNumber"]), ("SKU", info["sku"]),
+                ("UUID", info["uuid"]), ("Control Mode", info["controlMode"]),
+                ("Provisioning State", info["provisioningState"]), ("DNS Suffix", info["dnsSuffix"]),
+                ("DNS Suffix (OS)", info["dnsSuffixOS"]), ("Hostname (OS)", info["hostnameOS"])]
+        w = info["wiredAdapter"]
+        text = "".join(f"{k:<24}: {v}\n" for k, v in rows)
+        text += "---Wired Adapter---\n" + "".join(
+            f"{k:<24}: {v}\n" for k, v in [("DHCP Enabled", "true"), ("DHCP Mode", w["dhcpMode"]),
+                                            ("Link Status", w["linkStatus"]), ("IP Address", w["ipAddress"]),
+                                            ("MAC Address", w["macAddress"])])
+        return Result(text)
+
+    def rpc_activate(self, args: list[str]) -> Result:
+        opts: dict[str, str | bool] = {}
+        value_flags = {"u", "url", "profile", "d", "name", "password", "proxy", "tenant"}
+        bool_flags = {"n", "json", "v", "nocertverification"}
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if not a.startswith("-") or a in ("-", "--"):
+                return Result("", f"unexpected argument: {a}\n", RPC_BAD_ARGS)
+            flag, _, inline = a.lstrip("-").partition("=")
+            if flag in value_flags:
+                if inline:
+                    opts[flag] = inline
+                elif i + 1 < len(args):
+                    i += 1
+                    opts[flag] = args[i]
+                else:
+                    return Result("", f"flag needs an argument: -{flag}\n", RPC_BAD_ARGS)
+            elif flag in bool_flags:
+                opts[flag] = True
+            elif flag in ("local", "l"):
+                return Result("", "local activation (-local) is not available in this lab\n", RPC_BAD_ARGS)
+            else:
+                return Result("", f"flag provided but not defined: -{flag}\n", RPC_BAD_ARGS)
+            i += 1
+        as_json = bool(opts.get("json"))
+        url = str(opts.get("u") or opts.get("url") or "")
+        profile = str(opts.get("profile") or "")
+        now = self.fleet.clock.now()
+
+        def fail(code: int, msg: str) -> Result:
+            out = json.dumps({"status": "failed", "message": msg}) + "\n" if as_json else ""
+            return Result(out, _logrus(now, "error", msg), code)
+
+        if not url or not (url.startswith("wss://") or url.startswith("ws://")):
+            return fail(RPC_BAD_ARGS, "-u is required and must be a ws:// or wss:// URL of the provisioning server")
+        if not profile:
+            return fail(RPC_BAD_ARGS, "-profile is required")
+        if "d" in opts:
+            try:
+                normalize_dns_name(str(opts["d"]), allow_blank=False)
+            except InvalidValue as exc:
+                return fail(RPC_BAD_ARGS, f"-d: {exc}")
+        dev = self.dev
+        if not dev.effective_suffix and "d" not in opts:
+            return fail(RPC_MISSING_DNS_SUFFIX, f"Device {dev.uuid} activation failed. Missing DNS Suffix.")
+        self.sleep(self.fleet.latency_for(dev, "provision"))
+        try:
+            rec = self.fleet.provision(dev.name, profile=profile, source="rpc")
+        except ServerBusy:
+            return fail(RPC_GENERIC_FAILURE, "websocket: bad handshake: server returned 503 Service Unavailable")
+        except (DeviceUnreachable, LabError) as exc:
+            return fail(RPC_GENERIC_FAILURE, str(exc))
+        if rec["result"] != "success":
+            return fail(RPC_GENERIC_FAILURE, rec["message"])
+        msg = ("Status: Device already activated (no change)" if rec["after_success"]
+               else "Status: Device activated in Admin Control Mode.")
+        out = json.dumps({"status": "success", "message": msg}) + "\n" if as_json else ""
+        return Result(out, _logrus(now, "info", msg), RPC_OK)
+
+    # ------------------------------------------------------------- host interface
+    def cmd_amt_hi(self, args: list[str]) -> Result:
+        as_json = "--json" in args
+        rest = [a for a in args if a != "--json"]
+        usage = "usage: amt-hi set-dns-suffix SUFFIX [--json] | amt-hi get-dns-suffix [--json]\n"
+        if rest[:1] == ["get-dns-suffix"] and len(rest) == 1:
+            with self.fleet._lock:
+                self.fleet.tick()
+                data = {"trustedDnsSuffix": self.dev.trusted_suffix, "dhcpDnsSuffix": self.dev.dhcp_suffix}
+            if as_json:
+                return Result(json.dumps(data) + "\n")
+            return Result(f"Trusted DNS suffix : {data['trustedDnsSuffix']}\nDHCP DNS suffix    : {data['dhcpDnsSuffix']}\n")
+        if rest[:1] == ["set-dns-suffix"] and len(rest) == 2:
+            try:
+                suffix = normalize_dns_name(rest[1])
+                self.fleet.hi_set_trusted_suffix(self.dev.name, suffix)
+            except (InvalidValue, LabError) as exc:
+                msg = str(exc)
+                return Result(json.dumps({"status": "failed", "message": msg}) + "\n" if as_json else "",
+                              f"amt-hi: {msg}\n", 1)
+            if as_json:
+                return Result(json.dumps({"status": "success", "dnsSuffix": suffix}) + "\n")
+            return Result(f"Trusted DNS suffix set to {suffix}\n")
+        return Result("", usage, 2)
