@@ -192,18 +192,19 @@ def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
         raise SshKeyError("SSH private key is encrypted and needs a passphrase (or got one it does not need)") from None
     except Exception:
         raise SshKeyError("SSH private key could not be loaded (not a key, or wrong passphrase)") from None
-    if isinstance(loaded, ed25519.Ed25519PrivateKey):
-        cls = paramiko.Ed25519Key
-    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
-        cls = paramiko.ECDSAKey
-    elif isinstance(loaded, rsa.RSAPrivateKey):
-        cls = paramiko.RSAKey
-    else:
-        raise SshKeyError(f"unsupported SSH private key type {type(loaded).__name__}")
     try:
-        return cls.from_private_key(io.StringIO(data.decode()), password=passphrase or None)
+        if isinstance(loaded, ec.EllipticCurvePrivateKey):
+            # Built from cryptography's parse: paramiko's own OpenSSH-format ECDSA reader fails on
+            # about half of the keys ssh-keygen writes with an empty comment ("Invalid key curve
+            # identifier"), measured with paramiko 4.0.
+            return paramiko.ECDSAKey(vals=(loaded, loaded.public_key()))
+        if isinstance(loaded, rsa.RSAPrivateKey):
+            return paramiko.RSAKey(key=loaded)
+        if isinstance(loaded, ed25519.Ed25519PrivateKey):
+            return paramiko.Ed25519Key.from_private_key(io.StringIO(data.decode()), password=passphrase or None)
     except Exception:
         raise SshKeyError("SSH private key could not be loaded by paramiko") from None
+    raise SshKeyError(f"unsupported SSH private key type {type(loaded).__name__}")
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -525,7 +526,11 @@ class SshRunner:
                     ) from None
                 raise _map_exception(exc, address, port) from None
             except Exception as exc:
-                raise _map_exception(exc, address, port) from None
+                # paramiko's start_client can return before its reader thread marks the transport
+                # dead, so the first visible error ("No existing session") hides the real one.
+                transport = client.get_transport()
+                saved = transport.get_exception() if transport is not None else None
+                raise _map_exception(saved or exc, address, port) from None
 
             deadline = time.monotonic() + deadline_s
             try:
@@ -617,6 +622,10 @@ def _map_exception(exc: BaseException, address: str, port: int) -> SshError:
         if "banner" in text.lower():
             return SshUnreachable(address, port, "no SSH banner (not an SSH server, or overloaded)",
                                   kind="banner")
+        if text == "No existing session":
+            # paramiko's start_client returns silently when its timeout expires mid-negotiation,
+            # and the next step finds no session: the server was too slow (or not SSH at all).
+            return SshUnreachable(address, port, "SSH negotiation did not finish in time", kind="timeout")
         if "timeout" in text.lower() or "timed out" in text.lower():
             return SshUnreachable(address, port, "SSH negotiation timed out", kind="timeout")
         return SshError(address, port, f"SSH protocol error: {text[:200]}", kind="protocol")
