@@ -1,0 +1,463 @@
+"""Command builders and parsers, against output written the way the real tools print it."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime
+
+import pytest
+
+from tasks.host_commands import (
+    HostTools,
+    OsFlavor,
+    activate_command,
+    amtinfo_command,
+    check_renew,
+    check_set_dns_suffix,
+    get_dns_suffix_command,
+    map_activation,
+    parse_amtinfo,
+    parse_amtinfo_json,
+    parse_amtinfo_text,
+    parse_get_dns_suffix,
+    parse_hostname_domain,
+    parse_ipconfig,
+    parse_logrus,
+    parse_os_suffix,
+    parse_resolv_conf,
+    quote_argv,
+    read_os_suffix_command,
+    renew_command,
+    safe_token,
+    set_dns_suffix_command,
+    validate_server_url,
+)
+from tasks.host_state import Cause
+from tasks.suffix_rules import InvalidValue
+
+
+def crlf(text: str) -> str:
+    return text.replace("\n", "\r\n")
+
+
+# Windows 10 22H2, English: a wired adapter on DHCP, a disconnected Wi-Fi, a Bluetooth PAN.
+IPCONFIG_ALL = crlf("""
+Windows IP Configuration
+
+   Host Name . . . . . . . . . . . . : WS-0142
+   Primary Dns Suffix  . . . . . . . : corp.contoso.com
+   Node Type . . . . . . . . . . . . : Hybrid
+   IP Routing Enabled. . . . . . . . : No
+   WINS Proxy Enabled. . . . . . . . : No
+   DNS Suffix Search List. . . . . . : corp.contoso.com
+                                       Sales.Contoso.com.
+
+Wireless LAN adapter Wi-Fi:
+
+   Media State . . . . . . . . . . . : Media disconnected
+   Connection-specific DNS Suffix  . : 
+   Description . . . . . . . . . . . : Intel(R) Wi-Fi 6 AX201 160MHz
+   Physical Address. . . . . . . . . : 0C-54-15-AB-CD-EF
+   DHCP Enabled. . . . . . . . . . . : Yes
+   Autoconfiguration Enabled . . . . : Yes
+
+Ethernet adapter Ethernet:
+
+   Connection-specific DNS Suffix  . : Sales.Contoso.com
+   Description . . . . . . . . . . . : Intel(R) Ethernet Connection (7) I219-LM
+   Physical Address. . . . . . . . . : 98-FA-9B-12-34-56
+   DHCP Enabled. . . . . . . . . . . : Yes
+   Autoconfiguration Enabled . . . . : Yes
+   Link-local IPv6 Address . . . . . : fe80::1c2d:3e4f:5a6b:7c8d%12(Preferred) 
+   IPv4 Address. . . . . . . . . . . : 10.20.30.41(Preferred) 
+   Subnet Mask . . . . . . . . . . . : 255.255.255.0
+   Lease Obtained. . . . . . . . . . : Tuesday, November 24, 2026 8:02:11 AM
+   Lease Expires . . . . . . . . . . : Wednesday, November 25, 2026 8:02:11 PM
+   Default Gateway . . . . . . . . . : 10.20.30.1
+   DHCP Server . . . . . . . . . . . : 10.20.0.10
+   DHCPv6 IAID . . . . . . . . . . . : 110690971
+   DHCPv6 Client DUID. . . . . . . . : 00-01-00-01-2A-3B-4C-5D-98-FA-9B-12-34-56
+   DNS Servers . . . . . . . . . . . : 10.20.0.10
+                                       fec0:0:0:ffff::1%1
+   NetBIOS over Tcpip. . . . . . . . : Enabled
+
+Ethernet adapter Bluetooth Network Connection:
+
+   Media State . . . . . . . . . . . : Media disconnected
+   Connection-specific DNS Suffix  . : 
+   Description . . . . . . . . . . . : Bluetooth Device (Personal Area Network)
+   Physical Address. . . . . . . . . : 0C-54-15-AB-CD-F0
+   DHCP Enabled. . . . . . . . . . . : Yes
+   Autoconfiguration Enabled . . . . : Yes
+""")
+
+# ipconfig /renew prints the short form for each adapter afterwards.
+IPCONFIG_RENEW_OK = crlf("""
+Windows IP Configuration
+
+No operation can be performed on Wi-Fi while it has its media disconnected.
+No operation can be performed on Bluetooth Network Connection while it has its media disconnected.
+
+Wireless LAN adapter Wi-Fi:
+
+   Media State . . . . . . . . . . . : Media disconnected
+   Connection-specific DNS Suffix  . : 
+
+Ethernet adapter Ethernet:
+
+   Connection-specific DNS Suffix  . : northwind.example
+   Link-local IPv6 Address . . . . . : fe80::1c2d:3e4f:5a6b:7c8d%12
+   IPv4 Address. . . . . . . . . . . : 10.20.30.41
+   Subnet Mask . . . . . . . . . . . : 255.255.255.0
+   Default Gateway . . . . . . . . . : 10.20.30.1
+""")
+
+IPCONFIG_RENEW_TIMEOUT = crlf("""
+Windows IP Configuration
+
+An error occurred while renewing interface Ethernet : unable to contact your DHCP server. Request has timed out.
+
+Ethernet adapter Ethernet:
+
+   Connection-specific DNS Suffix  . : 
+   Autoconfiguration IPv4 Address. . : 169.254.12.7
+   Subnet Mask . . . . . . . . . . . : 255.255.0.0
+   Default Gateway . . . . . . . . . : 
+""")
+
+
+def test_ipconfig_all_fields():
+    cfg = parse_ipconfig(IPCONFIG_ALL)
+    assert cfg.host_name == "WS-0142"
+    assert cfg.primary_suffix == "corp.contoso.com"
+    assert cfg.search_list == ("corp.contoso.com", "sales.contoso.com")
+    assert [a.name for a in cfg.adapters] == [
+        "Wireless LAN adapter Wi-Fi", "Ethernet adapter Ethernet", "Ethernet adapter Bluetooth Network Connection"]
+    wifi, eth, bt = cfg.adapters
+    assert wifi.media_disconnected and wifi.connection_suffix == "" and wifi.ipv4 == ""
+    assert not eth.media_disconnected and eth.dhcp_enabled is True
+    assert eth.connection_suffix == "sales.contoso.com"
+    assert eth.ipv4 == "10.20.30.41"
+    assert eth.description == "Intel(R) Ethernet Connection (7) I219-LM"
+    assert eth.lease_obtained == datetime(2026, 11, 24, 8, 2, 11)
+    assert eth.lease_expires == datetime(2026, 11, 25, 20, 2, 11)
+    assert eth.fields["DNS Servers"] == ["10.20.0.10", "fec0:0:0:ffff::1%1"]
+    assert eth.fields["Link-local IPv6 Address"].startswith("fe80::1c2d")
+    assert cfg.dhcp_adapter() is eth and cfg.dhcp_suffix == "sales.contoso.com"
+    assert bt.media_disconnected and cfg.problems == ()
+
+
+def test_ipconfig_with_lf_only_and_blank_primary_suffix():
+    text = IPCONFIG_ALL.replace("\r\n", "\n").replace(
+        "Primary Dns Suffix  . . . . . . . : corp.contoso.com", "Primary Dns Suffix  . . . . . . . : ")
+    cfg = parse_ipconfig(text)
+    assert cfg.primary_suffix == ""
+    assert cfg.dhcp_suffix == "sales.contoso.com"
+
+
+def test_ipconfig_garbage_suffix_is_reported_not_hidden():
+    cfg = parse_ipconfig(IPCONFIG_ALL.replace(": Sales.Contoso.com\r\n   Description", ": bad_suffix!\r\n   Description"))
+    assert cfg.dhcp_suffix == "bad_suffix!"
+    assert any("connection-specific" in p for p in cfg.problems)
+
+
+def test_ipconfig_en_gb_lease_times():
+    text = IPCONFIG_ALL.replace("Tuesday, November 24, 2026 8:02:11 AM", "Tuesday, 24 November 2026 08:02:11")
+    assert parse_ipconfig(text).adapters[1].lease_obtained == datetime(2026, 11, 24, 8, 2, 11)
+
+
+def test_ipconfig_unknown_lease_format_is_none():
+    text = IPCONFIG_ALL.replace("Tuesday, November 24, 2026 8:02:11 AM", "2026-11-24T08:02:11 à midi")
+    assert parse_ipconfig(text).adapters[1].lease_obtained is None
+
+
+def test_windows_renew_success_reports_the_new_suffix():
+    outcome = check_renew("windows", 0, IPCONFIG_RENEW_OK, "")
+    assert outcome.ok and outcome.cause is None
+    assert outcome.os_suffix == "northwind.example"
+
+
+def test_windows_renew_dhcp_timeout_fails():
+    outcome = check_renew("windows", 1, IPCONFIG_RENEW_TIMEOUT, "")
+    assert not outcome.ok and outcome.cause == Cause.UNKNOWN
+    assert "unable to contact your DHCP server" in outcome.detail
+    # even with exit 0 the error line wins
+    assert not check_renew("windows", 0, IPCONFIG_RENEW_TIMEOUT, "").ok
+
+
+def test_windows_renew_no_adapter():
+    text = crlf("\nWindows IP Configuration\n\n"
+                "The operation failed as no adapter is in the state permissible for this operation.\n")
+    outcome = check_renew("windows", 1, text, "")
+    assert not outcome.ok and "no adapter" in outcome.detail
+
+
+def test_windows_renew_apipa_only_is_not_success():
+    text = IPCONFIG_RENEW_TIMEOUT.replace(
+        "An error occurred while renewing interface Ethernet : unable to contact your DHCP server. "
+        "Request has timed out.\r\n", "")
+    assert not check_renew("windows", 0, text, "").ok
+
+
+RESOLV_DHCLIENT = """# Generated by NetworkManager
+domain sales.contoso.com
+search sales.contoso.com contoso.com
+nameserver 10.20.0.10
+nameserver 10.20.0.11
+"""
+
+RESOLV_RESOLVED = """# This is /run/systemd/resolve/stub-resolv.conf managed by man:systemd-resolved(8).
+# Do not edit.
+nameserver 127.0.0.53
+options edns0 trust-ad
+search Northwind.Example. corp.local
+"""
+
+
+def test_resolv_conf_domain_and_search():
+    conf = parse_resolv_conf(RESOLV_DHCLIENT)
+    assert conf.domain == "sales.contoso.com"
+    assert conf.search == ("sales.contoso.com", "contoso.com")
+    assert conf.nameservers == ("10.20.0.10", "10.20.0.11")
+    assert conf.os_suffix == "sales.contoso.com"
+    resolved = parse_resolv_conf(RESOLV_RESOLVED)
+    assert resolved.domain == "" and resolved.os_suffix == "northwind.example"
+    assert parse_os_suffix("linux", RESOLV_RESOLVED) == "northwind.example"
+
+
+def test_resolv_conf_last_of_domain_and_search_wins():
+    assert parse_resolv_conf("search a.example b.example\ndomain c.example\n").os_suffix == "c.example"
+    assert parse_resolv_conf("domain c.example\nsearch a.example\n").os_suffix == "a.example"
+    assert parse_resolv_conf("nameserver 1.1.1.1\n").os_suffix == ""
+
+
+def test_hostname_domain():
+    assert parse_hostname_domain("Sales.Contoso.com\n") == "sales.contoso.com"
+    assert parse_hostname_domain("\n") == ""
+
+
+def test_flavor_table():
+    assert renew_command("windows") == "ipconfig /renew"
+    assert renew_command(OsFlavor.LINUX) == "sudo -n dhclient -r eth0 && sudo -n dhclient eth0"
+    assert renew_command("linux", interface="enp0s31f6").endswith("dhclient enp0s31f6")
+    assert read_os_suffix_command("windows") == "ipconfig /all"
+    assert read_os_suffix_command("linux") == "cat /etc/resolv.conf"
+    assert parse_os_suffix("windows", IPCONFIG_ALL) == "sales.contoso.com"
+    with pytest.raises(ValueError):
+        renew_command("macos")
+
+
+@pytest.mark.parametrize("iface", ["eth0; reboot", "eth0 eth1", "$(id)", "", "a" * 16, "-r"])
+def test_interface_names_validated(iface):
+    with pytest.raises(InvalidValue):
+        renew_command("linux", interface=iface)
+
+
+def test_linux_renew_outcomes():
+    assert check_renew("linux", 0, "", "").ok
+    sudo = check_renew("linux", 1, "", "sudo: a password is required\n")
+    assert (sudo.ok, sudo.cause) == (False, Cause.AUTH_FAILED)
+    perm = check_renew("linux", 1, "", "Can't create /var/run/dhclient.pid: Permission denied\n")
+    assert perm.cause == Cause.AUTH_FAILED
+    missing = check_renew("linux", 1, "", 'Cannot find device "eth9"\n')
+    assert missing.cause == Cause.UNKNOWN and "eth9" in missing.detail
+
+
+AMTINFO_JSON = """{
+  "amt": "16.1.27",
+  "buildNumber": "2225",
+  "sku": "16392",
+  "features": "AMT Pro Corporate",
+  "uuid": "4c4c4544-0042-3510-8054-b2c04f4a4d32",
+  "controlMode": "pre-provisioning state",
+  "dnsSuffix": "",
+  "dnsSuffixOS": "Sales.Contoso.com.",
+  "hostnameOS": "WS-0142",
+  "ras": {"networkStatus": "direct", "remoteStatus": "not connected", "remoteTrigger": "user initiated", "mpsHostname": ""},
+  "wiredAdapter": {"isEnable": true, "linkStatus": "up", "dhcpEnabled": true, "dhcpMode": "passive",
+                   "ipAddress": "10.20.30.41", "osIpAddress": "10.20.30.41", "macAddress": "98:fa:9b:12:34:56"}
+}
+"""
+
+AMTINFO_TEXT = (
+    "Version\t\t\t: 11.8.50\n"
+    "Build Number\t\t: 3425\n"
+    "SKU\t\t\t: 16392\n"
+    "Features\t\t: AMT Pro Corporate\n"
+    "UUID\t\t\t: 4c4c4544-0042-3510-8054-b2c04f4a4d32\n"
+    "Control Mode\t\t: activated in admin control mode\n"
+    "Provisioning State\t: post-provisioning\n"
+    "DNS Suffix\t\t: Corp.Contoso.com\n"
+    "DNS Suffix (OS)\t\t: \n"
+    "Hostname (OS)\t\t: WS-0142\n"
+    "RAS Network\t\t: outside enterprise\n"
+    "RAS Remote Status\t: not connected\n"
+    "---Wired Adapter---\n"
+    "DHCP Enabled\t\t: true\n"
+    "DHCP Mode\t\t: passive\n"
+    "Link Status\t\t: up\n"
+    "IP Address\t\t: 10.20.30.41\n"
+    "MAC Address\t\t: 98:fa:9b:12:34:56\n"
+)
+
+
+def test_amtinfo_json():
+    info = parse_amtinfo_json(AMTINFO_JSON)
+    assert (info.version, info.build_number, info.sku) == ("16.1.27", "2225", "16392")
+    assert info.uuid == "4c4c4544-0042-3510-8054-b2c04f4a4d32"
+    assert info.dns_suffix == "" and info.dns_suffix_os == "sales.contoso.com"
+    assert info.pre_provisioning is True and info.provisioning_state == ""
+    assert info.wired_adapter["macAddress"] == "98:fa:9b:12:34:56"
+    assert parse_amtinfo(AMTINFO_JSON) == info
+
+
+def test_amtinfo_text():
+    info = parse_amtinfo_text(AMTINFO_TEXT)
+    assert info.version == "11.8.50" and info.control_mode == "activated in admin control mode"
+    assert info.provisioning_state == "post-provisioning" and info.pre_provisioning is False
+    assert info.dns_suffix == "corp.contoso.com" and info.dns_suffix_os == ""
+    assert info.hostname_os == "WS-0142"
+    assert info.wired_adapter["MAC Address"] == "98:fa:9b:12:34:56"
+    assert parse_amtinfo(AMTINFO_TEXT) == info
+
+
+def test_amtinfo_minimal_and_numeric_modes():
+    info = parse_amtinfo_json('{"amt": "3.2.1", "controlMode": 0, "provisioningState": 2}')
+    assert info.control_mode == "pre-provisioning state" and info.provisioning_state == "post-provisioning"
+    assert info.dns_suffix == "" and info.uuid == ""
+    assert parse_amtinfo_json("{}").pre_provisioning is None
+    with pytest.raises(InvalidValue):
+        parse_amtinfo_json("rpc: permission denied")
+
+
+def test_activate_command_linux_and_windows():
+    line = activate_command("wss://rps.contoso.com/activate", "acm-profile", "Sales.Contoso.com.")
+    assert shlex.split(line) == ["sudo", "-n", "rpc", "activate", "-u", "wss://rps.contoso.com/activate",
+                                 "-profile", "acm-profile", "-d", "sales.contoso.com", "--json"]
+    win = activate_command("wss://10.0.0.5:8443/activate", "acm", flavor="windows")
+    assert win == "rpc activate -u wss://10.0.0.5:8443/activate -profile acm --json"
+    assert "-d" not in activate_command("wss://rps.example/activate", "acm", "")
+
+
+@pytest.mark.parametrize("url", [
+    "ws://rps.example/activate", "wss://user:pw@rps.example/activate", "wss://rps.example/activate?x=1",
+    "wss://rps.example/act$(id)", "wss://rps example/activate", "wss://rps.example:99999/activate",
+    "wss://-bad.example/", "https://rps.example/a#frag", "wss://[zz::1]/activate",
+])
+def test_server_url_rejected(url):
+    with pytest.raises(InvalidValue):
+        validate_server_url(url)
+
+
+def test_server_url_accepted():
+    for url in ("wss://rps.contoso.com/activate", "https://rps:8080/api/v1/activate", "wss://[fd00::5]/activate"):
+        assert validate_server_url(url) == url
+
+
+@pytest.mark.parametrize("profile,suffix", [("acm;reboot", None), ("a b", None), ("acm", "x.com; rm -rf /"),
+                                            ("acm", "a.com&calc"), ("", None)])
+def test_activate_arguments_validated(profile, suffix):
+    with pytest.raises(InvalidValue):
+        activate_command("wss://rps.example/activate", profile, suffix)
+
+
+def logrus(level: str, msg: str) -> str:
+    escaped = msg.replace('"', '\\"')
+    return f'time="2026-11-25T10:00:00Z" level={level} msg="{escaped}"\n'
+
+
+UUID = "4c4c4544-0042-3510-8054-b2c04f4a4d32"
+
+
+@pytest.mark.parametrize("code,message,cause,reason", [
+    (10, f"Device {UUID} activation failed. Missing DNS Suffix.", Cause.SUFFIX_BLANK, "suffix_blank"),
+    (10, f"Device {UUID} activation failed. Specified AMT domain suffix: ws-0142.sales.fabrikam.com does not "
+         "match list of available AMT domain suffixes.", Cause.SUFFIX_MISMATCH, "suffix_mismatch"),
+    (10, "dial tcp 10.0.0.5:8443: connect: connection refused", Cause.SERVER_ERROR, "server_unreachable"),
+    (10, "websocket: bad handshake", Cause.SERVER_ERROR, "server_unreachable"),
+    (10, "something nobody has seen", Cause.UNKNOWN, "exit_10"),
+    (24, "", Cause.SUFFIX_BLANK, "suffix_blank"),
+    (102, "Activation failed", Cause.UNKNOWN, "exit_102"),
+    (102, f"Device {UUID} activation failed. Specified AMT domain suffix: a.b.c does not match list of "
+          "available AMT domain suffixes.", Cause.SUFFIX_MISMATCH, "suffix_mismatch"),
+    (128, "certificate hash not found", Cause.UNKNOWN, "certificate_hash_not_trusted"),
+])
+def test_activation_mapping(code, message, cause, reason):
+    stdout = '{"status": "failed", "message": "%s"}\n' % message.replace('"', '\\"')
+    outcome = map_activation(code, stdout, logrus("error", message))
+    assert (outcome.ok, outcome.cause, outcome.reason) == (False, cause, reason)
+    assert f"exit {code}" in outcome.evidence
+    if message:
+        assert message in outcome.evidence
+
+
+def test_activation_success_and_message_from_logs_only():
+    ok = map_activation(0, '{"status": "success", "message": "Status: Device activated in Admin Control Mode."}\n',
+                        logrus("info", "Status: Device activated in Admin Control Mode."))
+    assert ok.ok and ok.cause is None and "Admin Control Mode" in ok.message
+    # no --json output at all: the logrus line still classifies the failure
+    blank = map_activation(10, "", logrus("info", "connecting") +
+                           logrus("error", f"Device {UUID} activation failed. Missing DNS Suffix."))
+    assert blank.cause == Cause.SUFFIX_BLANK and "Missing DNS Suffix" in blank.message
+    weird = map_activation(0, '{"status": "failed", "message": "nope"}', "")
+    assert not weird.ok and weird.cause == Cause.UNKNOWN
+
+
+def test_parse_logrus_unescapes_quotes():
+    assert parse_logrus(logrus("error", 'bad "thing" here')) == [("error", 'bad "thing" here')]
+
+
+def test_host_interface_commands_and_results():
+    assert shlex.split(set_dns_suffix_command("Sales.Contoso.com")) == [
+        "sudo", "-n", "amt-hi", "set-dns-suffix", "sales.contoso.com", "--json"]
+    assert set_dns_suffix_command("contoso.com", "windows") == "amt-hi set-dns-suffix contoso.com --json"
+    assert get_dns_suffix_command("windows") == "amt-hi get-dns-suffix --json"
+    with pytest.raises(InvalidValue):
+        set_dns_suffix_command("contoso.com;reboot")
+    with pytest.raises(InvalidValue):
+        set_dns_suffix_command("")
+
+    ok = check_set_dns_suffix(0, '{"status":"success","dnsSuffix":"sales.contoso.com"}\n', "", "Sales.Contoso.com")
+    assert ok.ok and ok.suffix == "sales.contoso.com"
+    lied = check_set_dns_suffix(0, '{"status":"success","dnsSuffix":"other.example"}\n', "", "sales.contoso.com")
+    assert not lied.ok and "other.example" in lied.detail
+    failed = check_set_dns_suffix(1, '{"status":"failed","message":"AMT is in post-provisioning state"}\n', "",
+                                  "sales.contoso.com")
+    assert not failed.ok and failed.cause == Cause.UNKNOWN and "post-provisioning" in failed.detail
+
+    got = parse_get_dns_suffix('{"trustedDnsSuffix": "", "dhcpDnsSuffix": "Sales.Contoso.com"}\n')
+    assert (got.trusted, got.dhcp, got.effective) == ("", "sales.contoso.com", "sales.contoso.com")
+    got = parse_get_dns_suffix('{"trustedDnsSuffix": "corp.contoso.com", "dhcpDnsSuffix": "x.example"}')
+    assert got.effective == "corp.contoso.com"
+    with pytest.raises(InvalidValue):
+        parse_get_dns_suffix("usage: amt-hi ...")
+
+
+def test_tools_are_configurable_and_validated():
+    # a token that embeds the placeholder is not allowed: the suffix must be a whole argument
+    with pytest.raises(InvalidValue):
+        HostTools(hi_set=("meitool", "--set-suffix={suffix}"))
+    tools = HostTools(rpc=("/opt/rpc/rpc",), hi_set=("meitool", "--set-suffix", "{suffix}"),
+                      hi_get=("meitool", "--get"), linux_privilege=())
+    assert set_dns_suffix_command("contoso.com", tools=tools) == "meitool --set-suffix contoso.com"
+    assert amtinfo_command("linux", tools) == "/opt/rpc/rpc amtinfo --json"
+    assert amtinfo_command("linux") == "sudo -n rpc amtinfo --json"
+    with pytest.raises(InvalidValue):
+        HostTools(rpc=("rpc;id",))
+    with pytest.raises(InvalidValue):
+        HostTools(hi_set=("amt-hi", "set"))
+
+
+def test_quoting():
+    assert quote_argv(["echo", "a b", "$x"], "linux") == "echo 'a b' '$x'"
+    assert quote_argv(["ipconfig", "/renew"], "windows") == "ipconfig /renew"
+    for bad in (["echo", "a b"], ["echo", "%x%"], ["echo", "a&b"], ["echo", '"q"'], ["echo", "!x!"]):
+        with pytest.raises(InvalidValue):
+            quote_argv(bad, "windows")
+    with pytest.raises(InvalidValue):
+        quote_argv("echo hi", "linux")  # a bare string would be split per character
+    with pytest.raises(InvalidValue):
+        quote_argv([], "linux")
+    assert safe_token("sales.contoso.com") == "sales.contoso.com"
+    with pytest.raises(InvalidValue):
+        safe_token("a;b")
