@@ -19,7 +19,7 @@ from lab.model import Fleet
 from lab.server import LabServer
 
 __all__ = ["manual_clock", "lab_dir", "lab", "fleet_dict", "make_fleet", "KnownHostsIndex", "ssh_run",
-           "ssh_connect", "wsman_envelope", "BASE_FLEET"]
+           "ssh_connect", "wsman_envelope", "BASE_FLEET", "slow"]
 
 BASE_FLEET = {
     "certificate_suffix": "contoso.com",
@@ -37,6 +37,23 @@ BASE_FLEET = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: lab scale checks (10,000 devices); run by default")
+
+
+def slow(fn):
+    """Mark a test ``slow`` without touching pytest.mark at import time.
+
+    The marker is registered by this plugin (test modules load it via ``pytest_plugins``), which happens
+    only after the module is imported; ``@pytest.mark.slow`` there would warn about an unknown mark.
+    """
+    fn._lab_slow = True
+    return fn
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m deselection
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if getattr(getattr(item, "function", None), "_lab_slow", False):
+            item.add_marker("slow")
 
 
 def fleet_dict(*devices: dict, **overrides) -> dict:

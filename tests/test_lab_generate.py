@@ -1,0 +1,115 @@
+"""The fleet generator and the lab CLI (generate, serve)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lab.cli import app
+from lab.generate import CASES, build, generate_fleet
+from lab.model import Fleet
+from tasks.suffix_rules import AmtVersion
+
+pytest.register_assert_rewrite("tests.lab_fixtures")
+pytest_plugins = ["tests.lab_fixtures"]
+
+HOST_KEYS = {"name", "address", "amt_version", "amt_suffix", "os_suffix", "os", "tags", "legacy_managed",
+             "ssh_port", "amt_port"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_same_seed_same_fleet_other_seed_other_fleet():
+    a, _ = build(200, 42, password="x")
+    b, _ = build(200, 42, password="x")
+    c, _ = build(200, 43, password="x")
+    assert a == b and a != c
+
+
+def test_every_case_is_present_even_in_a_small_fleet():
+    fleet, _ = build(len(CASES), 1)
+    f = Fleet.from_dict(fleet)
+    devs = list(f.devices.values())
+    assert {d.state for d in devs} == {"pre", "legacy"}
+    assert {d["os"] for d in build(60, 1)[0]["devices"]} == {"windows", "linux"}
+    faults = Counter(fl for d in devs for fl in d.faults.as_list())
+    assert {"down", "blackhole", "ssh_auth", "renew_ignored"} <= set(faults)
+    assert any(AmtVersion.parse(d.amt_version) < AmtVersion.parse("3.2.1") for d in devs)
+    assert any(d.scope == "lab-old" for d in devs)
+    verdicts = Counter(f.verdict(d).rule if not f.verdict(d).match else "match" for d in devs)
+    assert {"match", "blank", "last-two-labels", "full-suffix"} <= set(verdicts)
+    windows = {f.interface_open(d) for d in devs}
+    assert windows == {True, False}
+    # a mismatch sharing nothing with the certificate, and one that differs only in the TLD
+    wrong = {d.effective_suffix for d in devs if not f.verdict(d).match and d.effective_suffix}
+    assert wrong & {"contoso.local"} and wrong & {"fabrikam.com", "corp.northwindtraders.com"}
+
+
+def test_generated_files_and_inventory_contract(tmp_path):
+    paths = generate_fleet(40, 9, tmp_path)
+    assert {p.name for p in paths.values()} == {"fleet.yaml", "inventory.yaml", "id_ed25519", "id_ed25519.pub"}
+    assert paths["private_key"].stat().st_mode & 0o077 == 0
+    fleet = yaml.safe_load(paths["fleet"].read_text())
+    inv = yaml.safe_load(paths["inventory"].read_text())
+    password = next(d["legacy"]["password"] for d in fleet["devices"] if d["legacy"])
+    assert password not in paths["inventory"].read_text()          # the secret stays in the fleet file
+    assert {d["legacy"]["password"] for d in fleet["devices"] if d["legacy"]} == {password}
+    for h in inv["hosts"]:
+        assert set(h) <= HOST_KEYS
+    by_name = {d["name"]: d for d in fleet["devices"]}
+    for h in inv["hosts"]:
+        d = by_name[h["name"]]
+        assert h["legacy_managed"] == (d["state"] == "legacy")
+        if d["state"] == "legacy":
+            assert h["amt_suffix"] == d["domain_name"]          # the legacy console knows what it wrote
+        else:
+            assert "amt_suffix" not in h                        # nobody knows a pre-provisioning AMT's suffix
+    assert inv["provisioning"]["certificate_suffix"] == fleet["certificate_suffix"]
+    assert inv["dhcp_scopes"] == fleet["scopes"]
+
+
+def test_tasks_inventory_loader_accepts_a_generated_inventory(tmp_path):
+    inventory = pytest.importorskip("tasks.inventory")
+    paths = generate_fleet(25, 3, tmp_path)
+    inv = inventory.load_inventory(paths["inventory"])
+    assert len(inv.hosts) == 25
+    assert {h.name for h in inv.hosts} == {d["name"] for d in yaml.safe_load(paths["fleet"].read_text())["devices"]}
+
+
+def test_cli_generate(tmp_path):
+    result = CliRunner().invoke(app, ["generate", "--hosts", "12", "--seed", "4", "-o", str(tmp_path / "g"),
+                                      "--window", "2m", "--retry-interval", "1m"])
+    assert result.exit_code == 0, result.output
+    fleet = yaml.safe_load((tmp_path / "g" / "fleet.yaml").read_text())
+    assert (len(fleet["devices"]), fleet["window"], fleet["retry_interval"]) == (12, "2m", "1m")
+    bad = CliRunner().invoke(app, ["generate", "--hosts", "3", "-o", str(tmp_path / "h"), "--window", "soon"])
+    assert bad.exit_code != 0
+
+
+def test_cli_serve_prints_ready_and_stops_on_sigterm(tmp_path):
+    paths = generate_fleet(20, 2, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab.cli", "serve", str(paths["fleet"]), "--ssh-port", "0", "--amt-port", "0",
+         "--http-port", "0", "--known-hosts", str(tmp_path / "kh")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready "), line + proc.stderr.read()
+        fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+        assert httpx.get(fields["http"] + "/healthz").json()["devices"] == 20
+        assert (tmp_path / "kh").read_text().count(f"]:{fields['ssh']} ssh-ed25519 ") == 20
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout.read() == ""   # exactly one line on stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
