@@ -620,6 +620,9 @@ def _map_exception(exc: BaseException, address: str, port: int) -> SshError:
     if isinstance(exc, SSHException):
         text = str(exc)
         if "banner" in text.lower():
+            # paramiko folds the socket error into the banner message
+            if "reset" in text.lower() or "errno 104" in text.lower():
+                return SshUnreachable(address, port, "connection reset before the SSH banner", kind="reset")
             return SshUnreachable(address, port, "no SSH banner (not an SSH server, or overloaded)",
                                   kind="banner")
         if text == "No existing session":

@@ -461,3 +461,95 @@ def test_quoting():
     assert safe_token("sales.contoso.com") == "sales.contoso.com"
     with pytest.raises(InvalidValue):
         safe_token("a;b")
+
+
+# ---------------------------------------------------------------- end to end against the lab's hosts
+
+def _lab_device(name, address, **kw):
+    d = {"name": name, "address": address, "os": "windows", "amt_version": "11.8.50", "state": "pre",
+         "trusted_suffix": "", "dhcp_suffix": "", "domain_name": "", "os_suffix": "contoso.com",
+         "interface_open": False, "legacy": None, "faults": []}
+    d.update(kw)
+    return d
+
+
+@pytest.fixture(scope="module")
+def lab_hosts(tmp_path_factory):
+    import yaml
+
+    from lab.clock import ManualClock
+    from lab.generate import _keypair
+    from lab.server import LabServer
+    from tests.lab_fixtures import BASE_FLEET
+
+    out = tmp_path_factory.mktemp("hc-lab")
+    _keypair(out)
+    devices = [
+        _lab_device("WIN-PRE", "127.10.0.1", dhcp_suffix="fabrikam.com", os_suffix="fabrikam.com",
+                    primary_suffix="sales.contoso.com"),
+        _lab_device("LX-PRE", "127.10.0.2", os="linux", primary_suffix="eng.contoso.com", os_suffix="contoso.com"),
+        _lab_device("DOWN", "127.10.0.5", faults=["down"]),
+        _lab_device("HUNG", "127.10.0.9", faults=["hung"]),
+        _lab_device("AUTH", "127.10.0.7", faults=["ssh_auth"]),
+    ]
+    data = dict(BASE_FLEET, devices=devices, ssh={"authorized_keys": "keys/id_ed25519.pub"})
+    (out / "fleet.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with LabServer(out / "fleet.yaml", known_hosts=out / "known_hosts", clock=ManualClock()) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def lab_runner(lab_hosts):
+    from tasks.ssh import SshRunner, SshSettings
+
+    return SshRunner(SshSettings(user="migrator", port=lab_hosts.ssh_port, known_hosts=lab_hosts.known_hosts_path,
+                                 key_path=lab_hosts.private_key_path, connect_timeout=3, command_timeout=5))
+
+
+def test_lab_windows_host(lab_runner):
+    run = lambda cmd: lab_runner.run("127.10.0.1", cmd)  # noqa: E731
+    r = run(read_os_suffix_command("windows"))
+    assert r.exit_status == 0 and parse_os_suffix("windows", r.stdout) == "fabrikam.com"
+    assert parse_ipconfig(r.stdout).primary_suffix == "sales.contoso.com"
+    info = parse_amtinfo(run(amtinfo_command("windows")).stdout)
+    assert info.version == "11.8.50" and info.pre_provisioning is True and info.dns_suffix_os == "fabrikam.com"
+    assert check_renew("windows", *_parts(run(renew_command("windows")))).ok
+    assert parse_get_dns_suffix(run(get_dns_suffix_command("windows")).stdout).trusted == ""
+    r = run(set_dns_suffix_command("Contoso.com", "windows"))
+    assert check_set_dns_suffix(r.exit_status, r.stdout, r.stderr, "contoso.com").ok
+    assert parse_get_dns_suffix(run(get_dns_suffix_command("windows")).stdout).effective == "contoso.com"
+    r = run(activate_command("wss://rps.contoso.com/activate", "acm", flavor="windows"))
+    outcome = map_activation(r.exit_status, r.stdout, r.stderr)
+    assert outcome.ok, outcome.evidence
+
+
+def test_lab_linux_host(lab_runner):
+    run = lambda cmd: lab_runner.run("127.10.0.2", cmd)  # noqa: E731
+    assert parse_os_suffix("linux", run(read_os_suffix_command("linux")).stdout) == "contoso.com"
+    from tasks.host_commands import hostname_domain_command
+    assert parse_hostname_domain(run(hostname_domain_command()).stdout) == "eng.contoso.com"
+    assert check_renew("linux", *_parts(run(renew_command("linux")))).ok
+    # without sudo dhclient is refused, and the check says why
+    refused = check_renew("linux", *_parts(run(renew_command("linux", tools=HostTools(linux_privilege=())))))
+    assert not refused.ok and refused.cause == Cause.AUTH_FAILED
+    r = run(activate_command("wss://rps.contoso.com/activate", "acm"))
+    blank = map_activation(r.exit_status, r.stdout, r.stderr)
+    assert (blank.ok, blank.cause) == (False, Cause.SUFFIX_BLANK), blank.evidence
+
+
+def test_lab_faulty_hosts(lab_runner):
+    from tasks.ssh import CommandTimeout, SshAuthFailed, SshUnreachable
+
+    with pytest.raises(SshUnreachable) as down:
+        lab_runner.run("127.10.0.5", ["true"])
+    # one lab listener serves every address, so a "down" host is an accept-then-reset there
+    assert down.value.cause == Cause.UNREACHABLE and down.value.kind in {"refused", "reset"}
+    with pytest.raises(CommandTimeout):
+        lab_runner.run("127.10.0.9", ["true"], timeout=0.5)
+    with pytest.raises(SshAuthFailed) as auth:
+        lab_runner.run("127.10.0.7", ["true"])
+    assert auth.value.kind == "auth"
+
+
+def _parts(result):
+    return result.exit_status, result.stdout, result.stderr
