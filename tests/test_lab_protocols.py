@@ -373,3 +373,34 @@ def test_thousand_device_fleet_in_one_process(tmp_path):
             r = wsman(lab, d.address, wsman_envelope(GET, GS), password=password)
             assert r.status_code == 200 and field(r.text, "DomainName") == d.domain_name
         assert lab.ssh.connections >= 60
+
+
+# ---------------------------------------------------------------- real clock, time scale, latency
+def test_sped_up_real_clock_drives_self_retry_through_the_ticker(tmp_path):
+    data = dict(BASE_FLEET, devices=[_d("WIN-PRE", "127.10.0.1", dhcp_suffix="fabrikam.com")])
+    with LabServer(data, time_scale=60) as lab:   # 30 s of lab time = 0.5 s
+        dev = lab.fleet.device("WIN-PRE")
+        assert httpx.post(f"{lab.http_url}/api/v1/provision", json={"host": "WIN-PRE"}).json()["result"] == "failed"
+        deadline = time.monotonic() + 5
+        while len(dev.attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)   # no request to the lab: only the background ticker can add attempts
+        assert [a["source"] for a in dev.attempts[:3]] == ["server", "self-retry", "self-retry"]
+        assert lab.known_hosts_path.exists()
+    assert not lab.known_hosts_path.exists()   # a mapping fleet gets a temporary known_hosts
+
+
+def test_fleet_latency_delays_ssh_commands(proto_dir, tmp_path):
+    data = yaml.safe_load((proto_dir / "fleet.yaml").read_text())
+    data["latency"] = {"ssh": "200ms-250ms"}
+    (tmp_path / "keys").symlink_to(proto_dir / "keys")
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
+    with LabServer(tmp_path / "fleet.yaml", clock=ManualClock()) as lab:
+        t = time.monotonic()
+        assert ssh_run(lab, "WIN-PRE", "hostname")[0] == 0
+        assert time.monotonic() - t >= 0.2
+
+
+def test_admin_renew_endpoint(plab):
+    r = httpx.post(f"{plab.http_url}/admin/devices/WIN-PRE/renew").json()
+    assert r["option15"] == "contoso.com" and r["amt_took"] is False
+    assert admin(plab, "WIN-PRE")["renews"][-1]["source"] == "admin"
