@@ -47,7 +47,9 @@ VERSIONS = ["11.8.50.3425", "12.0.70.1652", "15.0.35.2039", "16.1.25.2124", "7.1
             "9.5.60.1952", "6.2.61.3535", "3.2.1.1082"]
 
 
-def _keypair(out: Path) -> tuple[Path, Path]:
+def write_keypair(out: Path) -> tuple[Path, Path]:
+    """keys/id_ed25519 (+ .pub) under out, created once; the client key a served fleet authorizes."""
+    out = Path(out)
     keys = out / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     priv, pub = keys / "id_ed25519", keys / "id_ed25519.pub"
@@ -60,6 +62,9 @@ def _keypair(out: Path) -> tuple[Path, Path]:
                                                    serialization.PublicFormat.OpenSSH).decode()
                        + " amt-lab-migrator\n")
     return priv, pub
+
+
+_keypair = write_keypair  # older name, used by tests elsewhere
 
 
 def _case_list(hosts: int, rng: random.Random) -> list[str]:
@@ -168,7 +173,7 @@ def generate_fleet(hosts: int, seed: int, out_dir, window: str = "30s", retry_in
     out.mkdir(parents=True, exist_ok=True)
     fleet, inventory = build(hosts, seed, window=window, retry_interval=retry_interval,
                              renew_failure_rate=renew_failure_rate, password=password)
-    priv, pub = _keypair(out)
+    priv, pub = write_keypair(out)
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     fleet_path, inv_path = out / "fleet.yaml", out / "inventory.yaml"
     header = ("# amt-lab fleet file (see lab/README.md). Holds the lab's legacy admin password:\n"

@@ -404,3 +404,15 @@ def test_admin_renew_endpoint(plab):
     r = httpx.post(f"{plab.http_url}/admin/devices/WIN-PRE/renew").json()
     assert r["option15"] == "contoso.com" and r["amt_took"] is False
     assert admin(plab, "WIN-PRE")["renews"][-1]["source"] == "admin"
+
+
+def test_addresses_that_are_not_devices_are_refused(plab):
+    for port in (plab.ssh_port, plab.amt_port):
+        with pytest.raises((ConnectionResetError, ConnectionRefusedError, ConnectionAbortedError)):
+            s = socket.create_connection(("127.10.9.9", port), timeout=2)
+            try:
+                s.settimeout(2)
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                assert s.recv(10) == b"reset expected"   # an orderly close (b"") would fail here
+            finally:
+                s.close()
