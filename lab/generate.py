@@ -137,7 +137,7 @@ def build(hosts: int, seed: int, *, window: str = "30s", retry_interval: str = "
             d["host_name"] = name
         devices.append(d)
         h = {"name": name, "address": address, "amt_version": d["amt_version"], "os": os_type,
-             "tags": [scope, case.split("_")[0]], "legacy_managed": d["state"] == "legacy"}
+             "tags": [scope, f"floor{rng.randint(1, 6)}"], "legacy_managed": d["state"] == "legacy"}
         if d["state"] == "legacy":
             h["amt_suffix"] = d["domain_name"]  # the legacy console knows what it wrote
         if rng.random() < 0.9:

@@ -63,6 +63,7 @@ def test_generated_files_and_inventory_contract(tmp_path):
     assert {d["legacy"]["password"] for d in fleet["devices"] if d["legacy"]} == {password}
     for h in inv["hosts"]:
         assert set(h) <= HOST_KEYS
+        assert not set(h["tags"]) & {"down", "blackhole", "pre", "legacy", "unsupported"}  # no lab-only facts
     by_name = {d["name"]: d for d in fleet["devices"]}
     for h in inv["hosts"]:
         d = by_name[h["name"]]
