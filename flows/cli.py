@@ -212,6 +212,149 @@ def history(
     _emit_rows(events, cols, as_json=as_json, as_csv=False, title="History")
 
 
+STAGE_CHOICES = ("discovery", "pass1", "remediate", "pass2")
+
+
+def _prefect_defaults() -> None:
+    """The embedded Prefect server needs 8-23 s to start on a small machine: give it room."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    import logging
+
+    # paramiko logs a traceback for every refused or reset connection; the host's cause says it once
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+
+def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state: str | None = None) -> int:
+    """Run migrate_wave in this process and print the outcome; returns the exit code."""
+    _prefect_defaults()
+    inv = _load(inventory)
+    try:
+        inv.wave(wave)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    from prefect import tags
+
+    from flows.migrate import migrate_wave
+
+    with tags(f"wave:{wave}", f"inventory:{inv.name}"):
+        final = migrate_wave(str(inventory.resolve()), wave, inventory_name=inv.name, selection=selection,
+                             state=state, return_state=True)
+    report = None
+    try:
+        report = final.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - the state message below says what happened
+        report = None
+    if isinstance(report, dict) and "markdown" in report:
+        out.print(report["markdown"], highlight=False, markup=False)
+    out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
+    return 0 if final.is_completed() else 1
+
+
+@app.command()
+def run(
+    inventory: Path,
+    wave: str = typer.Option(..., "--wave", "-w"),
+    state: Optional[str] = typer.Option(None, "--state", help="override the inventory's state URL"),
+):
+    """Run a wave: discovery, pass 1, remediation, pass 2, report. A finished wave is left alone."""
+    raise typer.Exit(run_wave(inventory, wave, state=state))
+
+
+@app.command()
+def rerun(
+    inventory: Path,
+    wave: str = typer.Option(..., "--wave", "-w"),
+    status_: list[str] = typer.Option([], "--status", help="only hosts in this status (repeatable)"),
+    cause: list[str] = typer.Option([], "--cause", help="only hosts with this cause (repeatable)"),
+    hosts: Optional[str] = typer.Option(None, "--hosts", help="only hosts matching this glob"),
+    from_stage: str = typer.Option("pass1", "--from", help="discovery | pass1 | remediate | pass2"),
+    state: Optional[str] = typer.Option(None, "--state"),
+    yes: bool = typer.Option(True, "--yes/--ask", help="act without asking after listing the hosts"),
+):
+    """Rerun a subset of a wave; lists the hosts it selected before acting."""
+    from tasks.host_state import Cause, Status
+    from tasks.selection import Selection
+
+    if from_stage not in STAGE_CHOICES:
+        fail(f"--from {from_stage!r}: choose one of {', '.join(STAGE_CHOICES)}")
+    try:
+        [Status(x) for x in status_]
+        [Cause(x) for x in cause]
+    except ValueError as exc:
+        fail(str(exc))
+    sel = Selection(tuple(status_), tuple(cause), hosts, explicit=True, from_stage=from_stage)
+    inv = _load(inventory)
+    store = _open_store(inventory, state, create=True)
+    try:
+        inv.wave(wave)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    chosen = sorted(sel.resolve(store.hosts(wave)))
+    store.close()
+    if not chosen:
+        out.print(f"no host of {wave} matches: nothing to do", highlight=False)
+        raise typer.Exit(0)
+    out.print(f"rerun from {from_stage}: {len(chosen)} host(s): {', '.join(chosen)}", highlight=False)
+    if not yes and not typer.confirm("go ahead?"):
+        raise typer.Exit(1)
+    raise typer.Exit(run_wave(inventory, wave, selection=sel.as_dict(), state=state))
+
+
+@app.command()
+def schedule(
+    inventory: Path,
+    pool: str = typer.Option("amt-migrate", "--pool", help="Prefect process work pool"),
+    wave: list[str] = typer.Option([], "--wave", "-w", help="only these waves"),
+):
+    """Register a deployment per wave (its `start` as the schedule) on a process work pool."""
+    from flows.deployments import register_deployments
+
+    inv = _load(inventory)
+    try:
+        made = register_deployments(inv, inventory, pool, waves=wave or None)
+    except Exception as exc:  # noqa: BLE001 - the API or pool may be missing: say so plainly
+        fail(f"could not register deployments: {exc}", 1)
+    for name, when in made:
+        out.print(f"deployment {name}: {'scheduled for ' + when if when else 'no schedule (run on demand)'}",
+                  highlight=False)
+
+
+@app.command("trust-hosts")
+def trust_hosts(
+    inventory: Path,
+    wave: Optional[str] = typer.Option(None, "--wave", "-w"),
+    hosts: Optional[str] = typer.Option(None, "--hosts", help="only hosts matching this glob"),
+):
+    """Record each host's SSH key in known_hosts, once, like an operator would (logged, never automatic)."""
+    import fnmatch
+
+    from tasks.ssh import SshError, add_known_host, fingerprint, scan_host_key
+
+    inv = _load(inventory)
+    if inv.credentials.ssh is None:
+        fail("the inventory has no credentials.ssh")
+    path = inv.resolve(inv.credentials.ssh.known_hosts)
+    chosen = inv.wave_hosts(wave) if wave else inv.hosts
+    if hosts:
+        chosen = [h for h in chosen if fnmatch.fnmatchcase(h.name.lower(), hosts.lower())]
+    failed = 0
+    for h in chosen:
+        port = inv.ssh_port_of(h)
+        try:
+            key = scan_host_key(h.address, port)
+        except SshError as exc:
+            failed += 1
+            err.print(f"{h.name} ({h.address}:{port}): {exc.kind}: not recorded", highlight=False, markup=False)
+            continue
+        added = add_known_host(path, h.address, port, key)
+        out.print(f"{h.name} ({h.address}:{port}): {key.get_name()} {fingerprint(key)} "
+                  f"{'recorded' if added else 'already known'}", highlight=False)
+    raise typer.Exit(1 if failed else 0)
+
+
 def _mount_optional() -> None:
     """Sub-apps from other capabilities (the lab) attach here when present."""
     try:
@@ -219,6 +362,9 @@ def _mount_optional() -> None:
     except ImportError:
         return
     app.add_typer(lab_app, name="lab", help="The simulated AMT fleet: generate and serve.")
+    from lab.demo import demo
+
+    app.command(help="The demo: a whole wave against an in-process lab of ~60 hosts covering every case.")(demo)
 
 
 _mount_optional()

@@ -113,6 +113,7 @@ class Provisioning(_Model):
     certificate_suffix: DnsSuffix | None = None
     certificate: str | None = None
     profile: Slug = "amt-migrate"
+    concurrency_limit: Slug | None = None  # a Prefect global concurrency limit capping calls to the server
 
     @field_validator("url")
     @classmethod
@@ -220,6 +221,7 @@ class Wave(_Model):
     max_fail_percentage: float = Field(default=100, ge=0, le=100)
     remediation: list[Literal["amt_write", "dhcp_renew", "mebx"]] = list(REMEDIATION_METHODS)
     batch_size: int = Field(default=50, ge=1, le=1000)
+    pass2_include_failed: bool = False  # pass 2 also retries failed hosts whose window is still open
 
     @field_validator("hosts")
     @classmethod

@@ -76,6 +76,7 @@ class _HostRow(_Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     next_step: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    last_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -111,11 +112,13 @@ class HostRecord:
     evidence: dict | None
     next_step: str | None
     updated_at: datetime
+    last_stage: str | None = None  # the stage of the last status change: how a resumed run continues
 
     @classmethod
     def _of(cls, row: _HostRow) -> HostRecord:
         return cls(row.wave, row.host, row.address, row.status, row.cause, row.provisioned_in_pass,
-                   _aware(row.window_closes_at), row.attempts, row.evidence, row.next_step, _aware(row.updated_at))
+                   _aware(row.window_closes_at), row.attempts, row.evidence, row.next_step, _aware(row.updated_at),
+                   row.last_stage)
 
     def as_dict(self) -> dict:
         return {
@@ -124,6 +127,7 @@ class HostRecord:
             "window_closes_at": self.window_closes_at.isoformat() if self.window_closes_at else None,
             "attempts": self.attempts, "evidence": self.evidence, "next_step": self.next_step,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "last_stage": self.last_stage,
         }
 
 
@@ -282,8 +286,9 @@ class StateStore:
             if attempted:
                 row.attempts += 1
             if evidence is not None:
-                row.evidence = evidence
+                row.evidence = {**(row.evidence or {}), **evidence}
             row.next_step = next_step
+            row.last_stage = stage
             row.updated_at = utcnow()
             s.add(_EventRow(at=row.updated_at, wave=wave, host=host, stage=stage, action=action, outcome=outcome,
                             cause=row.cause, status_before=before, status_after=status.value,
@@ -312,6 +317,27 @@ class StateStore:
                             status_after=row.status, evidence=evidence, flow_run_id=flow_run_id))
             s.flush()
             return HostRecord._of(row)
+
+    # -- wave markers: a finished wave is left alone by `run` (only `rerun` touches it again) ---
+    def mark_wave(self, wave: str, what: str, value: str | None = None) -> None:
+        key = f"wave:{wave}:{what}"
+        with self._tx() as s:
+            row = s.get(_Meta, key)
+            if row is None:
+                s.add(_Meta(key=key, value=value or utcnow().isoformat()))
+            else:
+                row.value = value or utcnow().isoformat()
+
+    def clear_wave_mark(self, wave: str, what: str) -> None:
+        with self._tx() as s:
+            row = s.get(_Meta, f"wave:{wave}:{what}")
+            if row is not None:
+                s.delete(row)
+
+    def wave_mark(self, wave: str, what: str) -> str | None:
+        with self._session() as s:
+            row = s.get(_Meta, f"wave:{wave}:{what}")
+            return row.value if row else None
 
     # -- leases: several workers on one wave never touch the same host -------------------------
     def lease(self, wave: str, hosts: list[str], owner: str, ttl: timedelta) -> list[str]:

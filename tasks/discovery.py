@@ -1,0 +1,87 @@
+"""Discovery: read, before pass 1, the suffixes a host's AMT and OS hold, and record where each came from.
+
+This is what the seed's console could not do ("cannot discover the DNS suffix in AMT prior to
+provisioning"): over SSH rpc-go and the host interface read AMT locally; over WS-Management the
+legacy console's credentials read both AMT suffixes and its DomainName.
+"""
+
+from __future__ import annotations
+
+from tasks import host_commands as hc
+from tasks.inventory import Host
+from tasks.wave_context import WaveContext
+
+
+def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
+    from tasks.ssh import SshError
+
+    flavor = ctx.inv.os_of(host)
+    port = ctx.inv.ssh_port_of(host)
+    ev: dict = {}
+    try:
+        res = ctx.ssh.run(host.address, hc.read_os_suffix_command(flavor), port=port, os_flavor=flavor)
+        if res.ok:
+            ev["os_suffix"] = hc.parse_os_suffix(flavor, res.stdout)
+        res = ctx.ssh.run(host.address, hc.amtinfo_command(flavor), port=port, os_flavor=flavor)
+        if res.ok:
+            info = hc.parse_amtinfo(res.stdout)
+            if info.version:
+                ev["amt_version_discovered"] = info.version
+            if info.pre_provisioning is not None:
+                ev["provisioning_state"] = 0 if info.pre_provisioning else 2
+            ev["control_mode"] = info.control_mode
+            if info.pre_provisioning:
+                ev["trusted_suffix"] = info.dns_suffix  # amtinfo's dnsSuffix is the trusted one only
+                ev["suffix_source"] = "rpc amtinfo"
+                # the host interface reads option 15 too, which amtinfo never shows
+                res = ctx.ssh.run(host.address, hc.get_dns_suffix_command(flavor), port=port, os_flavor=flavor)
+                if res.ok:
+                    sfx = hc.parse_get_dns_suffix(res.stdout)
+                    ev["trusted_suffix"], ev["dhcp_suffix"] = sfx.trusted, sfx.dhcp
+                    ev["suffix_source"] = "host interface (amt-hi get-dns-suffix)"
+        else:
+            ev["amtinfo_error"] = f"exit {res.exit_status}: {res.stderr.strip()[:120]}"
+    except SshError as exc:
+        ev["ssh_error"] = exc.kind
+        ev["ssh_cause"] = exc.cause
+    return ev
+
+
+def _wsman_facts(ctx: WaveContext, host: Host) -> dict:
+    from tasks.wsman import WsmanError
+
+    client = ctx.wsman(host)
+    if client is None:
+        return {}
+    ev: dict = {}
+    try:
+        setup = client.get_setup_and_configuration()
+        general = client.get_general_settings()
+    except WsmanError as exc:
+        return {"wsman_error": exc.kind, "wsman_cause": exc.cause}
+    finally:
+        client.close()
+    state = setup.get("ProvisioningState")
+    if state is not None:
+        ev["provisioning_state"] = int(state)
+    ev["trusted_suffix"] = (setup.get("TrustedDNSSuffix") or "").lower()
+    ev["dhcp_suffix"] = (setup.get("DhcpDNSSuffix") or "").lower()
+    ev["domain_name"] = (general.get("DomainName") or "").lower()
+    ev["suffix_source"] = "WS-Management (AMT_SetupAndConfigurationService, AMT_GeneralSettings)"
+    return ev
+
+
+def discover_host(ctx: WaveContext, name: str) -> str:
+    host = ctx.host(name)
+    ev: dict = {}
+    if ctx.ssh is not None:
+        ev.update(_ssh_facts(ctx, host))
+    else:
+        ev["ssh_skipped"] = ctx.unavailable.get("ssh", "no SSH")
+    if host.legacy_managed:
+        ev.update(_wsman_facts(ctx, host))
+    learned = [k for k in ("os_suffix", "trusted_suffix", "dhcp_suffix", "domain_name", "amt_version_discovered") if k in ev]
+    outcome = "ok" if learned else ("unreachable" if ev.get("ssh_cause") == "unreachable" else "nothing learned")
+    ctx.store.record(ctx.wave.name, name, stage="discovery", action="discover", outcome=outcome, evidence=ev,
+                     flow_run_id=ctx.flow_run_id)
+    return f"discovered:{','.join(learned) or 'nothing'}"

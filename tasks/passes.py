@@ -1,0 +1,141 @@
+"""Provisioning passes, per host: attempt, record, classify. Plain Python under the Prefect tasks.
+
+Every decision reads the state store first, so a retried batch, a resumed run or a second worker
+never provisions a host that already succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from tasks.classify import HostFacts, classify_failure, effective_amt_suffix
+from tasks.host_state import Cause, Status
+from tasks.inventory import Host
+from tasks.suffix_rules import AmtVersion, InvalidValue
+from tasks.wave_context import WaveContext
+
+log = logging.getLogger("amt_migrate")
+
+NEXT_STEP = {
+    Cause.SUFFIX_MISMATCH: "remediate the AMT suffix, then pass 2",
+    Cause.SUFFIX_BLANK: "remediate the AMT suffix, then pass 2",
+    Cause.UNSUPPORTED_VERSION: "firmware < 3.2.1: needs Intel's translator or a firmware update",
+    Cause.UNREACHABLE: "check the host is on and reachable, then rerun",
+    Cause.AUTH_FAILED: "check credentials and host keys (amt-migrate trust-hosts), then rerun",
+    Cause.SERVER_ERROR: "rerun when the provisioning server is healthy",
+    Cause.DHCP_SCOPE_WRONG: "fix option 15 on the host's DHCP scope, then rerun --from remediate",
+    Cause.WINDOW_CLOSED: "rerun --from remediate (an attempt reopens the window)",
+    Cause.UNKNOWN: "inspect the provisioning server's log, then rerun",
+}
+
+
+class TransientHosts(Exception):
+    """Some hosts met a transient server problem; raising lets Prefect retry the batch with backoff."""
+
+    def __init__(self, hosts: list[str]):
+        self.hosts = hosts
+        super().__init__(f"{len(hosts)} host(s) met a transient provisioning-server error: {', '.join(hosts[:10])}")
+
+
+def host_version(host: Host, evidence: dict | None) -> AmtVersion:
+    """Discovery's reading of the firmware beats what the legacy console exported."""
+    found = (evidence or {}).get("amt_version_discovered")
+    if found:
+        try:
+            return AmtVersion.parse(found)
+        except InvalidValue:
+            pass
+    return host.version
+
+
+def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
+    """Assemble what is known about the host's suffixes, discovery first, then the inventory."""
+    ev = evidence or {}
+    state = ev.get("provisioning_state")
+    pre = (state == 0) if state is not None else (host.legacy_managed is not True)
+    effective = effective_amt_suffix(pre, ev.get("trusted_suffix"), ev.get("dhcp_suffix"), ev.get("domain_name"))
+    source = ev.get("suffix_source")
+    if effective is None and host.amt_suffix is not None:
+        effective, source = host.amt_suffix, "inventory (legacy console export)"
+    scope = ctx.inv.scope_of(host)
+    os_suffix = ev.get("os_suffix", host.os_suffix)
+    problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause") if k in ev}
+    return HostFacts(
+        amt_version=str(host_version(host, ev)), effective_suffix=effective, effective_source=source,
+        os_suffix=os_suffix, os_source="discovery" if "os_suffix" in ev else "inventory",
+        scope_name=scope.name if scope else None, scope_option15=scope.domain_name if scope else None,
+        evidence=problems)
+
+
+def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
+    """One provisioning attempt for one host; returns a short label for progress and logs."""
+    wave, store = ctx.wave.name, ctx.store
+    stage = f"pass{pass_no}"
+    rec = store.get(wave, name)
+    if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED):
+        return "skipped"
+    host = ctx.host(name)
+    version = host_version(host, rec.evidence)
+    if not version.compares_last_two_labels:
+        store.transition(wave, name, Status.UNSUPPORTED, stage=stage, action="skip", outcome="unsupported",
+                         cause=Cause.UNSUPPORTED_VERSION, evidence={"amt_version": str(version)},
+                         next_step=NEXT_STEP[Cause.UNSUPPORTED_VERSION], flow_run_id=ctx.flow_run_id)
+        return "unsupported"
+    with ctx.slots:
+        # never ask twice: the client's own retry, or a run killed after the server said yes, may have done it
+        if ctx.provisioner.is_provisioned(host):
+            store.transition(wave, name, Status.PROVISIONED, stage=stage, action="observe", outcome="ok",
+                             provisioned_in_pass=pass_no, evidence={"note": "already provisioned on the server"},
+                             flow_run_id=ctx.flow_run_id)
+            return "provisioned (already)"
+        outcome = ctx.provisioner.provision(host)
+    now = ctx.now()
+    if outcome.transient:
+        store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,
+                     evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
+        return "transient"
+    reached = outcome.error_code not in ("device_unreachable", "unreachable", "auth_failed")
+    closes = now + ctx.inv.window.interface_open if reached else None  # every attempt reopens the window
+    if outcome.ok:
+        store.transition(wave, name, Status.PROVISIONED, stage=stage, action="provision", outcome="ok",
+                         provisioned_in_pass=pass_no, attempted=True, window_closes_at=closes,
+                         evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
+        return "provisioned"
+    facts = facts_for(ctx, host, rec.evidence)
+    c = classify_failure(facts, ctx.cert_suffix, error_code=outcome.error_code, message=outcome.message)
+    status = Status.UNSUPPORTED if c.cause == Cause.UNSUPPORTED_VERSION else Status.FAILED
+    store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
+                     evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
+                     next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
+    return f"failed:{c.cause.value}"
+
+
+def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> None:
+    """After Prefect's retries are spent, a host still meeting server errors is failed(server_error)."""
+    for name in names:
+        rec = ctx.store.get(ctx.wave.name, name)
+        if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED, Status.REMEDIATING):
+            continue
+        ctx.store.transition(ctx.wave.name, name, Status.FAILED, stage=f"pass{pass_no}", action="provision",
+                             outcome="failed", cause=Cause.SERVER_ERROR,
+                             evidence={"server_message": "provisioning server kept failing after retries"},
+                             next_step=NEXT_STEP[Cause.SERVER_ERROR], flow_run_id=ctx.flow_run_id)
+
+
+def run_hosts(names: list[str], step: Callable[[str], str], *, workers: int) -> dict[str, str]:
+    """Run a per-host step on a bounded pool; an unexpected exception is that host's result, not the batch's."""
+    results: dict[str, str] = {}
+
+    def guarded(name: str) -> tuple[str, str]:
+        try:
+            return name, step(name)
+        except Exception as exc:  # noqa: BLE001 - one host's bug must not sink its batch
+            log.exception("%s: unexpected error", name)
+            return name, f"error:{type(exc).__name__}"
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names))), thread_name_prefix="host") as pool:
+        for name, label in pool.map(guarded, names):
+            results[name] = label
+    return results

@@ -1,0 +1,225 @@
+"""Remediation, per host, in the wave's method order; each method is verified before it counts.
+
+The window matters only for `dhcp_renew`: AMT takes option 15 only while its interface is open,
+so a closed window is first reopened by a provisioning attempt (the seed's advice). Direct writes
+(`amt_write`) need no window. What is left goes on the technician's MEBx work list.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from tasks import host_commands as hc
+from tasks.host_state import Cause, Status
+from tasks.inventory import Host
+from tasks.plan import scope_matches_certificate
+from tasks.state import HostRecord
+from tasks.suffix_rules import check_suffix
+from tasks.wave_context import WaveContext
+
+
+@dataclass
+class MethodResult:
+    ok: bool
+    reason: str
+    cause: Cause | None = None
+    applicable: bool = True
+    evidence: dict = field(default_factory=dict)
+
+
+def _matches(ctx: WaveContext, host: Host, suffix: str | None) -> bool:
+    return suffix is not None and check_suffix(host.version, suffix, ctx.cert_suffix).match
+
+
+def _pre_provisioning(host: Host, rec: HostRecord) -> bool:
+    state = (rec.evidence or {}).get("provisioning_state")
+    return state == 0 if state is not None else host.legacy_managed is not True
+
+
+# -- amt_write -----------------------------------------------------------------------------------
+
+def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
+    """Write the suffix into AMT directly: WS-Man DomainName (legacy-provisioned) or the host interface (pre)."""
+    target = ctx.cert_suffix
+    if not _pre_provisioning(host, rec):
+        if ctx.wsman(host) is None:
+            return MethodResult(False, "no legacy AMT credentials for WS-Management", applicable=False)
+        from tasks.wsman import WsmanError
+
+        client = ctx.wsman(host)
+        try:
+            client.put_domain_name(target)
+            back = (client.get_general_settings().get("DomainName") or "").lower()
+        except WsmanError as exc:
+            return MethodResult(False, f"WS-Man: {exc.kind}", Cause(exc.cause))
+        finally:
+            client.close()
+        if back != target:
+            return MethodResult(False, f"WS-Man read back DomainName {back!r}, not {target!r}", Cause.SUFFIX_MISMATCH)
+        return MethodResult(True, f"AMT_GeneralSettings.DomainName set to {target} (read back)",
+                            evidence={"domain_name": back})
+    if ctx.ssh is None:
+        return MethodResult(False, "no SSH for the host-interface write", applicable=False)
+    from tasks.ssh import SshError
+
+    flavor, port = ctx.inv.os_of(host), ctx.inv.ssh_port_of(host)
+    try:
+        res = ctx.ssh.run(host.address, hc.set_dns_suffix_command(target, flavor), port=port, os_flavor=flavor)
+        wrote = hc.check_set_dns_suffix(res.exit_status, res.stdout, res.stderr, target)
+        if not wrote.ok:
+            return MethodResult(False, f"host interface write refused: {wrote.message}", Cause.UNKNOWN)
+        res = ctx.ssh.run(host.address, hc.get_dns_suffix_command(flavor), port=port, os_flavor=flavor)
+        back = hc.parse_get_dns_suffix(res.stdout) if res.ok else None
+    except SshError as exc:
+        return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
+    if back is None or back.trusted != target:
+        return MethodResult(False, f"host interface read back {getattr(back, 'trusted', None)!r}, not {target!r}",
+                            Cause.SUFFIX_MISMATCH)
+    return MethodResult(True, f"trusted suffix set to {target} through the host interface (read back)",
+                        evidence={"trusted_suffix": back.trusted, "dhcp_suffix": back.dhcp})
+
+
+# -- dhcp_renew ----------------------------------------------------------------------------------
+
+def _reopen_window(ctx: WaveContext, host: Host) -> MethodResult | None:
+    """A provisioning attempt reopens AMT's interface; if it even succeeds, the host is done."""
+    out = ctx.provisioner.provision(host)
+    now = ctx.now()
+    if out.transient or out.error_code in ("device_unreachable", "unreachable", "auth_failed"):
+        return MethodResult(False, f"could not reopen the window: {out.message}",
+                            Cause.SERVER_ERROR if out.transient else Cause.UNREACHABLE)
+    ctx.store.record(ctx.wave.name, host.name, stage="remediate", action="reopen-window",
+                     outcome="provisioned" if out.ok else "attempted", attempted=True,
+                     window_closes_at=now + ctx.inv.window.interface_open,
+                     evidence={"reopen_message": out.message[:200]}, flow_run_id=ctx.flow_run_id)
+    if out.ok:
+        return MethodResult(True, "the attempt made to reopen the window provisioned the host",
+                            evidence={"provisioned_while_reopening": True})
+    return None
+
+
+def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord) -> tuple[str | None, str]:
+    """Read back AMT's option-15 suffix where a channel exists (host interface or WS-Man)."""
+    from tasks.ssh import SshError
+
+    if _pre_provisioning(host, rec) and ctx.ssh is not None:
+        flavor = ctx.inv.os_of(host)
+        try:
+            res = ctx.ssh.run(host.address, hc.get_dns_suffix_command(flavor), port=ctx.inv.ssh_port_of(host),
+                              os_flavor=flavor)
+        except SshError:
+            return None, "host interface unreachable"
+        return (hc.parse_get_dns_suffix(res.stdout).dhcp, "host interface") if res.ok else (None, "host interface error")
+    client = ctx.wsman(host)
+    if client is None:
+        return None, "no channel to AMT"
+    from tasks.wsman import WsmanError
+
+    try:
+        return (client.get_setup_and_configuration().get("DhcpDNSSuffix") or "").lower(), "WS-Man"
+    except WsmanError as exc:
+        return None, f"WS-Man {exc.kind}"
+    finally:
+        client.close()
+
+
+def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
+    if ctx.ssh is None:
+        return MethodResult(False, "no SSH credentials for a renew", applicable=False)
+    scope = ctx.inv.scope_of(host)
+    if scope is not None and not scope_matches_certificate(scope, ctx.cert_suffix):
+        return MethodResult(False, f"scope {scope.name} hands out option 15 {scope.domain_name or '(none)'!r}, which "
+                            f"does not match {ctx.cert_suffix!r}: renewing is useless", Cause.DHCP_SCOPE_WRONG,
+                            evidence={"scope": scope.name})
+    ev = rec.evidence or {}
+    pre = _pre_provisioning(host, rec)
+    blocker = ev.get("trusted_suffix") if pre else ev.get("domain_name")
+    if blocker and not _matches(ctx, host, blocker):
+        what = "trusted (PKI) suffix" if pre else "AMT_GeneralSettings.DomainName"
+        return MethodResult(False, f"AMT's {what} {blocker!r} takes precedence over option 15: a renew can't fix it",
+                            Cause.SUFFIX_MISMATCH)
+    from tasks.ssh import SshError
+
+    flavor, port = ctx.inv.os_of(host), ctx.inv.ssh_port_of(host)
+    window = ctx.inv.window.interface_open
+    margin = min(timedelta(seconds=30), window / 10)
+    closes = rec.window_closes_at
+    last = "no renew tried"
+    for attempt in range(1, ctx.renew_attempts + 1):
+        if closes is None or closes - margin <= ctx.now():
+            reopened = _reopen_window(ctx, host)
+            if reopened is not None:
+                return reopened
+            closes = ctx.now() + window
+        try:
+            res = ctx.ssh.run(host.address, hc.renew_command(flavor), port=port, os_flavor=flavor)
+            renewed = hc.check_renew(flavor, res.exit_status, res.stdout, res.stderr)
+            if not renewed.ok:
+                last = f"renew failed: {renewed.message}"
+                continue
+            res = ctx.ssh.run(host.address, hc.read_os_suffix_command(flavor), port=port, os_flavor=flavor)
+            os_suffix = hc.parse_os_suffix(flavor, res.stdout) if res.ok else None
+        except SshError as exc:
+            return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
+        amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec)
+        evidence = {"os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
+        if amt_dhcp is not None:
+            evidence["dhcp_suffix"] = amt_dhcp
+            if _matches(ctx, host, amt_dhcp):
+                return MethodResult(True, f"renew {attempt}: AMT took option 15 {amt_dhcp} (read back via {channel})",
+                                    evidence=evidence)
+            last = f"renew {attempt}: OS got {os_suffix!r} but AMT still holds {amt_dhcp!r}"
+        elif _matches(ctx, host, os_suffix):
+            return MethodResult(True, f"renew {attempt}: OS took {os_suffix}; AMT can't be read ({channel}), "
+                                "pass 2 will tell", evidence=evidence)
+        else:
+            last = f"renew {attempt}: OS holds {os_suffix!r}"
+        if attempt < ctx.renew_attempts:
+            time.sleep(ctx.renew_verify_delay)
+    cause = Cause.WINDOW_CLOSED if closes is not None and closes <= ctx.now() else Cause.SUFFIX_MISMATCH
+    return MethodResult(False, f"{last} (after {ctx.renew_attempts} renews)", cause)
+
+
+METHODS = {"amt_write": amt_write, "dhcp_renew": dhcp_renew}
+
+
+def remediate_host(ctx: WaveContext, name: str) -> str:
+    wave, store = ctx.wave.name, ctx.store
+    rec = store.get(wave, name)
+    if rec.status not in (Status.REMEDIATING,):
+        rec = store.transition(wave, name, Status.REMEDIATING, stage="remediate", action="start", outcome="ok",
+                               flow_run_id=ctx.flow_run_id)
+    host = ctx.host(name)
+    original = Cause(rec.cause) if rec.cause else Cause.SUFFIX_MISMATCH
+    tried: list[str] = []
+    last_cause: Cause | None = None
+    for method in ctx.wave.remediation:
+        if method == "mebx":
+            cause = last_cause or original
+            why = "; ".join(tried) or "no remote method applies"
+            store.transition(wave, name, Status.NEEDS_MEBX, stage="remediate", action="mebx", outcome="work list",
+                             cause=cause, evidence={"why_remote_failed": why, "method": "mebx"},
+                             next_step=f"technician: set the DNS suffix to {ctx.cert_suffix} in the MEBx, then "
+                                       f"rerun --status needs_mebx --from pass2", flow_run_id=ctx.flow_run_id)
+            return "needs_mebx"
+        result = METHODS[method](ctx, host, store.get(wave, name))
+        store.record(wave, name, stage="remediate", action=method,
+                     outcome="verified" if result.ok else ("not applicable" if not result.applicable else "failed"),
+                     cause=None if result.ok else result.cause, evidence={"detail": result.reason, **result.evidence},
+                     flow_run_id=ctx.flow_run_id)
+        if result.ok:
+            store.transition(wave, name, Status.REMEDIATED, stage="remediate", action=method, outcome="verified",
+                             evidence={"method": method, "detail": result.reason}, next_step="pass 2",
+                             flow_run_id=ctx.flow_run_id)
+            return f"remediated:{method}"
+        tried.append(f"{method}: {result.reason}")
+        if result.cause is not None and result.applicable:
+            last_cause = result.cause
+    store.transition(wave, name, Status.REMEDIATION_FAILED, stage="remediate", action="give-up", outcome="failed",
+                     cause=last_cause or original, evidence={"why_remote_failed": "; ".join(tried) or "no method"},
+                     next_step="fix the cause, then rerun --from remediate", flow_run_id=ctx.flow_run_id)
+    return f"remediation_failed:{(last_cause or original).value}"
+
+

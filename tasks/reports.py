@@ -1,0 +1,167 @@
+"""Reports, the technician work list and the operator's summary, built from the state store only.
+
+Prefect's API lags and drops records under load; the store is the truth, so everything a person
+reads about a wave is derived from it here.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tasks.host_state import Status, counts_toward_failure_limit
+from tasks.inventory import Inventory
+from tasks.state import HostRecord, StateStore
+
+HOST_COLUMNS = ["host", "address", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step", "evidence"]
+WORKLIST_COLUMNS = ["host", "address", "amt_version", "enter_suffix", "why_remote_failed", "window_closes_at"]
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow only lowercase letters, digits and dashes."""
+    key = "-".join(parts).lower()
+    key = re.sub(r"[^a-z0-9-]+", "-", key)
+    return re.sub(r"-{2,}", "-", key).strip("-")
+
+
+def reports_dir(inv: Inventory) -> Path:
+    url = inv.state_url
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url[len("sqlite:///"):]).parent / "reports"
+    return inv.base_dir / "state" / "reports"
+
+
+def evidence_text(evidence: dict | None, limit: int = 160) -> str:
+    if not evidence:
+        return ""
+    keep = ("verdict", "amt_suffix", "amt_suffix_source", "inferred_from", "inferred_suffix", "detail", "note", "scope",
+            "method", "server_message")
+    parts = [f"{k}={evidence[k]}" for k in keep if evidence.get(k) not in (None, "")]
+    if evidence.get("inferred"):
+        parts.insert(0, "inferred")
+    text = "; ".join(str(p) for p in parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def host_rows(records: list[HostRecord]) -> list[dict]:
+    return [{
+        "host": r.host, "address": r.address, "status": r.status, "cause": r.cause or "",
+        "provisioned_in_pass": r.provisioned_in_pass or "",
+        "window_closes_at": r.window_closes_at.isoformat(timespec="seconds") if r.window_closes_at else "",
+        "attempts": r.attempts, "next_step": r.next_step or "", "evidence": evidence_text(r.evidence),
+    } for r in records]
+
+
+@dataclass(frozen=True)
+class WaveSummary:
+    wave: str
+    total: int
+    by_status: dict[str, int]
+    by_cause: dict[str, int]
+    limit_failures: int  # failures that count toward max_fail_percentage
+    needs_mebx: list[str]
+
+    @property
+    def done(self) -> int:
+        return self.by_status.get(Status.PROVISIONED, 0) + self.by_status.get(Status.UNSUPPORTED, 0)
+
+
+def summarize(records: list[HostRecord], wave: str) -> WaveSummary:
+    by_status = Counter(r.status for r in records)
+    by_cause = Counter(r.cause for r in records if r.cause and r.status != Status.PROVISIONED)
+    limit = sum(1 for r in records if counts_toward_failure_limit(r.status, r.cause))
+    return WaveSummary(wave, len(records), dict(by_status), dict(by_cause), limit,
+                       [r.host for r in records if r.status == Status.NEEDS_MEBX])
+
+
+def rerun_command(inv: Inventory, wave: str) -> str:
+    path = inv.path if inv.path else Path(f"{inv.name}.yaml")
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:
+        shown = str(path)
+    return f"amt-migrate rerun {shown} --wave {wave} --status failed --status remediation_failed"
+
+
+def summary_markdown(inv: Inventory, s: WaveSummary, *, halted: str | None = None, files: dict[str, Path] | None = None) -> str:
+    lines = [f"# {inv.name} / {s.wave}", ""]
+    if halted:
+        lines += [f"**Halted:** {halted}", ""]
+    lines += [f"{s.by_status.get('provisioned', 0)} of {s.total} hosts provisioned; "
+              f"{s.by_status.get('unsupported', 0)} unsupported; {len(s.needs_mebx)} need a technician.", "",
+              "| status | hosts |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(s.by_status.items())]
+    if s.by_cause:
+        lines += ["", "| cause (hosts not provisioned) | hosts |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(s.by_cause.items())]
+    if s.needs_mebx:
+        shown = ", ".join(s.needs_mebx[:30]) + (" …" if len(s.needs_mebx) > 30 else "")
+        lines += ["", f"**Technician (MEBx) work list:** {shown}"]
+    unfinished = s.total - s.done
+    if unfinished:
+        lines += ["", "Rerun the hosts that are not finished:", "", f"    {rerun_command(inv, s.wave)}"]
+    if files:
+        lines += ["", "Files: " + ", ".join(f"{k}: `{v}`" for k, v in files.items())]
+    return "\n".join(lines) + "\n"
+
+
+def worklist_rows(inv: Inventory, records: list[HostRecord]) -> list[dict]:
+    """What a technician needs at the MEBx prompt: where the host is and what to type."""
+    out = []
+    for r in records:
+        if r.status != Status.NEEDS_MEBX:
+            continue
+        try:
+            version = inv.host(r.host).amt_version
+        except KeyError:
+            version = ""
+        ev = r.evidence or {}
+        out.append({"host": r.host, "address": r.address, "amt_version": version,
+                    "enter_suffix": inv.certificate_suffix,
+                    "why_remote_failed": ev.get("why_remote_failed") or evidence_text(ev) or (r.cause or ""),
+                    "window_closes_at": r.window_closes_at.isoformat(timespec="seconds") if r.window_closes_at else ""})
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _csv_text(rows: list[dict], columns: list[str]) -> str:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_wave_reports(inv: Inventory, store: StateStore, wave: str, *, halted: str | None = None) -> dict[str, Path]:
+    """CSV + HTML report and the MEBx work list, beside the state; returns what was written."""
+    records = store.hosts(wave)
+    rows = host_rows(records)
+    out = reports_dir(inv) / wave
+    files = {"report_csv": out / "hosts.csv", "report_html": out / "report.html", "worklist_csv": out / "mebx-worklist.csv"}
+    _atomic_write(files["report_csv"], _csv_text(rows, HOST_COLUMNS))
+    _atomic_write(files["worklist_csv"], _csv_text(worklist_rows(inv, records), WORKLIST_COLUMNS))
+    summary = summarize(records, wave)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    table = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in HOST_COLUMNS) + "</tr>\n" for r in rows)
+    body = (f"<!doctype html><meta charset=utf-8><title>{html.escape(inv.name)} / {html.escape(wave)}</title>"
+            f"<style>body{{font-family:sans-serif}}td,th{{border:1px solid #ccc;padding:2px 6px}}table{{border-collapse:collapse}}</style>"
+            f"<h1>{html.escape(inv.name)} / {html.escape(wave)}</h1><p>generated {now}</p>"
+            f"<pre>{html.escape(summary_markdown(inv, summary, halted=halted))}</pre>"
+            "<table><tr>" + "".join(f"<th>{c}</th>" for c in HOST_COLUMNS) + "</tr>\n" + table + "</table>")
+    _atomic_write(files["report_html"], body)
+    return files

@@ -1,0 +1,114 @@
+"""Everything one wave run needs, built once: inventory, store, adapters, credentials, bounds.
+
+Flows pass only a key to this object (never the object) so no secret or client ever becomes a
+Prefect parameter that the API would store.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from tasks.inventory import Host, Inventory, Wave
+from tasks.provisioners import Provisioner, make_provisioner
+from tasks.secrets import Secret, SecretUnavailable, legacy_amt_password, ssh_private_key
+from tasks.state import StateStore
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class WaveContext:
+    inv: Inventory
+    wave: Wave
+    store: StateStore
+    provisioner: Provisioner
+    ssh: object | None  # tasks.ssh.SshRunner
+    legacy_password: Secret | None
+    unavailable: dict[str, str] = field(default_factory=dict)  # capability -> why (no credentials, ...)
+    flow_run_id: str | None = None
+    now: Callable[[], datetime] = utcnow
+    renew_attempts: int = 3
+    renew_verify_delay: float = 1.0
+    selected: set[str] | None = None  # a rerun's fixed subset; None = a plain run
+    from_stage: str = "discovery"
+
+    def __post_init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.wave.max_concurrency)
+        self.hosts_by_name = {h.name: h for h in self.inv.wave_hosts(self.wave)}
+
+    def host(self, name: str) -> Host:
+        return self.hosts_by_name[name]
+
+    @property
+    def cert_suffix(self) -> str:
+        return self.inv.certificate_suffix
+
+    def wsman(self, host: Host):
+        """A WS-Man client with the legacy console's credentials, or None when there are none."""
+        if not host.legacy_managed or self.legacy_password is None or self.inv.credentials.legacy_amt is None:
+            return None
+        from tasks.wsman import WsmanClient
+
+        return WsmanClient(host.address, self.inv.amt_port_of(host), self.inv.credentials.legacy_amt.user,
+                           self.legacy_password.reveal(), timeout=20.0)
+
+    def close(self) -> None:
+        self.provisioner.close()
+
+
+_CONTEXTS: dict[str, WaveContext] = {}
+_LOCK = threading.Lock()
+
+
+def build_context(inv: Inventory, wave: str, store: StateStore, *, flow_run_id: str | None = None) -> WaveContext:
+    unavailable: dict[str, str] = {}
+    ssh_runner = None
+    key = None
+    try:
+        key = ssh_private_key(inv)
+    except SecretUnavailable as exc:
+        unavailable["ssh"] = str(exc)
+    if key is not None:
+        from tasks.ssh import SshRunner, SshSettings
+
+        creds = inv.credentials.ssh
+        ssh_runner = SshRunner(SshSettings(
+            user=creds.user, known_hosts=inv.resolve(creds.known_hosts), port=inv.defaults.ssh_port,
+            key_text=key.reveal(), connect_timeout=creds.connect_timeout.total_seconds(),
+            command_timeout=creds.command_timeout.total_seconds()))
+    elif "ssh" not in unavailable:
+        unavailable["ssh"] = "no credentials.ssh in the inventory"
+    password = None
+    try:
+        password = legacy_amt_password(inv)
+    except SecretUnavailable as exc:
+        unavailable["legacy_amt"] = str(exc)
+    if password is None and "legacy_amt" not in unavailable:
+        unavailable["legacy_amt"] = "no credentials.legacy_amt in the inventory"
+    provisioner = make_provisioner(inv, ssh_runner)
+    return WaveContext(inv, inv.wave(wave), store, provisioner, ssh_runner, password, unavailable,
+                       flow_run_id=flow_run_id)
+
+
+def register(ctx: WaveContext) -> str:
+    key = uuid.uuid4().hex
+    with _LOCK:
+        _CONTEXTS[key] = ctx
+    return key
+
+
+def lookup(key: str) -> WaveContext:
+    return _CONTEXTS[key]
+
+
+def unregister(key: str) -> None:
+    with _LOCK:
+        ctx = _CONTEXTS.pop(key, None)
+    if ctx is not None:
+        ctx.close()
