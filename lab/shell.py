@@ -57,6 +57,7 @@ class DeviceShell:
 
     # ------------------------------------------------------------- dispatcher
     def run(self, command: str) -> Result:
+        self.fleet.tick()  # a renew or retry that fell due since the last tick shows in this output
         try:
             lex = shlex.shlex(command, posix=True, punctuation_chars=True)
             lex.whitespace_split = True
