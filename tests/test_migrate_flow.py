@@ -1,0 +1,264 @@
+"""The two-pass migration against the lab: per-host logic without Prefect, then the flow end to end.
+
+Every verdict is checked against the lab's own admin view (the truth the real server hides),
+including its attempt log, which proves no host was provisioned after it succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tasks.discovery import discover_host
+from tasks.inventory import load_inventory
+from tasks.passes import provision_host
+from tasks.remediation import remediate_host
+from tasks.state import StateStore
+from tasks.wave_context import build_context
+from tests.site_fixtures import PASSWORD, device, start_site
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def _ctx(site, wave="w"):
+    inv = load_inventory(site.inventory)
+    store = StateStore(inv.state_url)
+    store.ensure_hosts(wave, [(h.name, h.address) for h in inv.wave_hosts(wave)])
+    ctx = build_context(inv, wave, store)
+    ctx.renew_verify_delay = 0.1
+    return ctx
+
+
+def _no_attempt_after_success(admin: dict) -> bool:
+    return not any(a.get("after_success") for a in admin["attempts"])
+
+
+# -- per-host logic, no Prefect --------------------------------------------------------------------
+
+def test_closed_window_host_is_reopened_renewed_and_provisioned_in_pass2(tmp_path, monkeypatch):
+    """Pre-provisioning, no legacy credentials, wrong option 15 in AMT, window closed by remediation time."""
+    devs = [device("WS-1", "127.10.1.1", dhcp="fabrikam.com")]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew", "mebx"]}],
+                      monkeypatch, window="3s")
+    try:
+        ctx = _ctx(site)
+        assert discover_host(ctx, "WS-1").startswith("discovered:")
+        assert ctx.store.get("w", "WS-1").evidence["dhcp_suffix"] == "fabrikam.com"
+        assert provision_host(ctx, "WS-1", 1) == "failed:suffix_mismatch"
+        rec = ctx.store.get("w", "WS-1")
+        assert rec.cause == "suffix_mismatch" and rec.evidence["inferred"] is False
+        assert "fabrikam.com" in rec.evidence["verdict"]
+        time.sleep(3.5)  # the window pass 1 opened has closed again
+        assert not site.admin("WS-1")["interface_open"]
+        assert remediate_host(ctx, "WS-1") == "remediated:dhcp_renew"
+        assert provision_host(ctx, "WS-1", 2) == "provisioned"
+        actions = [e.action for e in ctx.store.history(["WS-1"])]
+        assert actions.index("reopen-window") < actions.index("dhcp_renew")
+        rec = ctx.store.get("w", "WS-1")
+        assert (rec.status, rec.provisioned_in_pass, rec.attempts) == ("provisioned", 2, 3)
+        admin = site.admin("WS-1")
+        assert admin["state"] == "provisioned" and len(admin["attempts"]) == 3 and admin["renews"]
+        assert _no_attempt_after_success(admin)
+    finally:
+        site.lab.stop()
+
+
+def test_old_firmware_is_unsupported_and_never_touched(tmp_path, monkeypatch):
+    site = start_site(tmp_path, [device("OLD-1", "127.10.1.2", version="3.0.1", trusted="contoso.com")],
+                      [{"name": "w", "hosts": ["*"]}], monkeypatch)
+    try:
+        ctx = _ctx(site)
+        assert provision_host(ctx, "OLD-1", 1) == "unsupported"
+        assert ctx.store.get("w", "OLD-1").cause == "unsupported_version"
+        assert site.admin("OLD-1")["attempts"] == []
+        assert provision_host(ctx, "OLD-1", 2) == "skipped"
+    finally:
+        site.lab.stop()
+
+
+def test_wrong_scope_ends_dhcp_scope_wrong_naming_the_scope(tmp_path, monkeypatch):
+    site = start_site(tmp_path, [device("OLD-SCOPE", "127.11.0.5", dhcp="contoso.local", os_suffix="contoso.local")],
+                      [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew"]}], monkeypatch)
+    try:
+        ctx = _ctx(site)
+        discover_host(ctx, "OLD-SCOPE")
+        assert provision_host(ctx, "OLD-SCOPE", 1) == "failed:suffix_mismatch"
+        assert remediate_host(ctx, "OLD-SCOPE") == "remediation_failed:dhcp_scope_wrong"
+        rec = ctx.store.get("w", "OLD-SCOPE")
+        assert rec.status == "remediation_failed" and "lab-old" in rec.evidence["why_remote_failed"]
+        assert site.admin("OLD-SCOPE")["renews"] == []  # renewing would have been useless: not tried
+    finally:
+        site.lab.stop()
+
+
+def test_renew_that_never_takes_goes_to_the_technician(tmp_path, monkeypatch):
+    site = start_site(tmp_path, [device("STUCK", "127.10.1.3", dhcp="fabrikam.com", faults=["renew_ignored"])],
+                      [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew", "mebx"]}], monkeypatch)
+    try:
+        ctx = _ctx(site)
+        discover_host(ctx, "STUCK")
+        provision_host(ctx, "STUCK", 1)
+        assert remediate_host(ctx, "STUCK") == "needs_mebx"
+        rec = ctx.store.get("w", "STUCK")
+        assert "AMT still holds 'fabrikam.com'" in rec.evidence["why_remote_failed"]
+        assert len(site.admin("STUCK")["renews"]) == ctx.renew_attempts
+    finally:
+        site.lab.stop()
+
+
+# -- the flow, under one Prefect test server ---------------------------------------------------------
+
+CASES = [
+    # name, address, device kwargs, expected final status, expected cause
+    ("MATCH", "127.10.2.1", dict(trusted="sales.contoso.com"), "provisioned", None),
+    ("PRE-MISMATCH", "127.10.2.2", dict(dhcp="fabrikam.com"), "provisioned", None),
+    ("PRE-BLANK", "127.10.2.3", dict(dhcp=""), "provisioned", None),
+    ("OLD-FW", "127.10.2.6", dict(version="2.6.3", trusted="contoso.com"), "unsupported", "unsupported_version"),
+    ("DOWN", "127.10.2.7", dict(dhcp="fabrikam.com", faults=["down"]), "failed", "unreachable"),
+    ("LINUX-MISMATCH", "127.10.2.8", dict(dhcp="contoso.net", os="linux"), "provisioned", None),
+    ("BAD-SCOPE", "127.11.2.9", dict(dhcp="contoso.local", os_suffix="contoso.local"), "needs_mebx", "dhcp_scope_wrong"),
+    ("NO-RENEW", "127.10.2.10", dict(dhcp="fabrikam.com", faults=["renew_ignored"]), "needs_mebx", "suffix_mismatch"),
+]
+LEGACY_CASES = [  # a second wave that writes AMT's DomainName over WS-Management first
+    ("LEGACY-WRONG", "127.10.2.4", dict(state="legacy", domain="fabrikam.com", legacy=True), "provisioned", None),
+    ("LEGACY-OK", "127.10.2.5", dict(state="legacy", domain="hr.contoso.com", legacy=True, os="linux"), "provisioned", None),
+    ("LEGACY-BLANK", "127.10.2.11", dict(state="legacy", dhcp="", legacy=True), "provisioned", None),
+]
+
+
+@pytest.fixture(scope="module")
+def wave_site(tmp_path_factory, prefect_harness):
+    tmp = tmp_path_factory.mktemp("wave")
+    devs = [device(n, a, **kw) for n, a, kw, _, _ in CASES + LEGACY_CASES]
+    waves = [{"name": "w", "hosts": [c[0] for c in CASES], "max_concurrency": 4, "batch_size": 3,
+              "remediation": ["dhcp_renew", "mebx"]},
+             {"name": "legacy", "hosts": ["LEGACY-*"], "remediation": ["amt_write", "mebx"]}]
+    site = start_site(tmp, devs, waves, window="20s")
+    old = {k: os.environ.get(k) for k in ("AMTMIG_SSH_KEY", "AMTMIG_LEGACY_AMT_PASSWORD")}
+    os.environ["AMTMIG_SSH_KEY"] = str(site.lab.private_key_path)
+    os.environ["AMTMIG_LEGACY_AMT_PASSWORD"] = PASSWORD
+    yield site
+    site.lab.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _run(site, wave="w", selection=None):
+    from flows.migrate import migrate_wave
+
+    return migrate_wave(str(site.inventory), wave, inventory_name="site", selection=selection, return_state=True)
+
+
+def test_a_whole_wave_ends_every_host_where_it_should(wave_site):
+    final = _run(wave_site)
+    assert final.is_completed(), final.message
+    assert _run(wave_site, "legacy").is_completed()
+    inv = load_inventory(wave_site.inventory)
+    store = StateStore(inv.state_url)
+    got = {r.host: (r.status, r.cause) for r in store.hosts()}
+    assert got == {n: (st, c) for n, _, _, st, c in CASES + LEGACY_CASES}
+    truth = wave_site.admin_all()
+    for name, (status, _) in got.items():
+        assert _no_attempt_after_success(truth[name]), name
+        assert (truth[name]["state"] == "provisioned") == (status == "provisioned"), name
+    assert truth["OLD-FW"]["attempts"] == []
+    assert store.get("w", "MATCH").provisioned_in_pass == 1 and store.get("w", "PRE-MISMATCH").provisioned_in_pass == 2
+    assert truth["LEGACY-WRONG"]["renews"] == []  # fixed by the WS-Man write, not a renew
+    assert any(e.action == "amt_write" and e.outcome == "verified" for e in store.history(["LEGACY-WRONG"]))
+    # the technician's list names what to type and why remote remediation failed
+    worklist = (Path(inv.state_url[len("sqlite:///"):]).parent / "reports" / "w" / "mebx-worklist.csv").read_text()
+    assert "BAD-SCOPE" in worklist and "lab-old" in worklist and "contoso.com" in worklist
+    assert PASSWORD not in worklist
+
+    # the operator's artifacts exist under stable keys
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="site-w")))}
+    assert {"site-w-summary", "site-w-hosts", "site-w-pass1-progress", "site-w-mebx-worklist"} <= keys
+
+    # a second run of a finished wave changes nothing
+    events = len(store.history(wave="w"))
+    attempts = {n: len(d["attempts"]) for n, d in truth.items()}
+    assert _run(wave_site).is_completed()
+    assert len(store.history(wave="w")) == events
+    assert {n: len(d["attempts"]) for n, d in wave_site.admin_all().items()} == attempts
+
+
+def test_rerun_by_cause_touches_only_those_hosts(wave_site):
+    from flows.cli import app
+
+    inv = load_inventory(wave_site.inventory)
+    store = StateStore(inv.state_url)
+    before = {r.host: len(store.history([r.host], "w")) for r in store.hosts("w")}
+    targets = {r.host for r in store.hosts("w", cause="suffix_mismatch")}
+    assert targets == {"NO-RENEW"}
+    res = runner.invoke(app, ["rerun", str(wave_site.inventory), "--wave", "w", "--cause", "suffix_mismatch",
+                              "--from", "remediate"])
+    assert "rerun from remediate: 1 host(s): NO-RENEW" in res.stdout, res.output
+    after = {r.host: len(store.history([r.host], "w")) for r in store.hosts("w")}
+    changed = {h for h in after if after[h] != before[h]}
+    assert changed == targets
+
+
+# -- killed mid-wave, run again -----------------------------------------------------------------------
+
+def test_a_wave_killed_mid_pass_and_run_again_loses_nothing(tmp_path, monkeypatch):
+    devs = [device(f"K-{i:02d}", f"127.10.3.{i + 1}", dhcp="fabrikam.com" if i % 3 else "contoso.com",
+                   os="linux" if i % 2 else "windows") for i in range(24)]
+    devs.append(device("K-OLD", "127.10.3.99", version="3.1.0"))
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "max_concurrency": 3, "batch_size": 3,
+                                        "remediation": ["dhcp_renew", "mebx"]}], monkeypatch, window="60s",
+                      latency={"provision": "150ms-250ms"})
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect-home"),
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    cmd = [sys.executable, "-m", "flows.cli", "run", str(site.inventory), "--wave", "w"]
+    inv = load_inventory(site.inventory)
+    db = Path(inv.state_url[len("sqlite:///"):])
+    try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        killed_at = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists():
+                n = len([e for e in StateStore(inv.state_url).history(wave="w") if e.stage == "pass1"])
+                if n >= 6:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed_at = n
+                    break
+            time.sleep(0.2)
+        proc.wait(30)
+        assert killed_at, "the run finished before it could be killed; slow the lab down"
+        store = StateStore(inv.state_url)
+        assert store.counts("w").get("pending", 0) > 0  # it really stopped mid-wave
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        final = {r.host: r.status for r in store.hosts("w")}
+        assert set(final.values()) <= {"provisioned", "unsupported"}, final
+        assert final["K-OLD"] == "unsupported"
+        truth = site.admin_all()
+        for name, status in final.items():
+            assert _no_attempt_after_success(truth[name]), name
+            assert (truth[name]["state"] == "provisioned") == (status == "provisioned")
+        # the history is whole: every host's status changes chain from pending to where it ended
+        for name in final:
+            chain = [e for e in store.history([name], "w") if e.status_before != e.status_after or e.action == "enrol"]
+            assert chain[0].action == "enrol"
+            for prev, nxt in zip(chain, chain[1:]):
+                assert nxt.status_before == prev.status_after, (name, prev, nxt)
+            assert chain[-1].status_after == final[name]
+    finally:
+        site.lab.stop()
