@@ -174,11 +174,51 @@ class Credentials(_Model):
     legacy_amt: LegacyAmtCredentials | None = None
 
 
+def _control_url(value):
+    """An http(s) URL of a DHCP server's API: a dialable host, no characters a URL does not need."""
+    import urllib.parse
+
+    if not isinstance(value, str):
+        raise ValueError("url must be text like http://kea1.example:8000/")
+    text = value.strip()
+    u = urllib.parse.urlsplit(text)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(f"{text!r} is not an http(s) URL")
+    _address(u.hostname)
+    try:
+        u.port
+    except ValueError:
+        raise ValueError(f"{text!r} has a bad port") from None
+    if u.username or u.password or u.query or u.fragment or any(c in text for c in " '\"`$;&|<>\\\n"):
+        raise ValueError(f"{text!r}: give scheme://host[:port][/path] only (no credentials, query or shell characters)")
+    return text
+
+
+class KeaSource(_Model):
+    """Read option 15 and valid-lifetime from Kea's control agent (config-get)."""
+
+    url: Annotated[str, BeforeValidator(_control_url)]
+    subnet_id: int | None = Field(default=None, ge=1, le=4294967294)  # default: the subnet with the scope's CIDR
+
+
+class WindowsDhcpSource(_Model):
+    """Read option 15 and the lease from a Windows DHCP server's cmdlets over SSH (credentials.ssh)."""
+
+    server: Address
+    scope_id: ipaddress.IPv4Address | None = None  # default: the scope subnet's network address
+    port: Port | None = None
+
+
 class DhcpScope(_Model):
     name: Slug
     subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
     domain_name: DnsSuffix = ""  # DHCP option 15; "" = the scope sends none
     lease: Duration = timedelta(days=8)
+    kea: KeaSource | None = None  # live source instead of domain_name/lease
+    windows_dhcp: WindowsDhcpSource | None = None
+
+    _live_source: str | None = PrivateAttr(default=None)  # set by with_live: where domain_name/lease were read
+    _live_error: str | None = PrivateAttr(default=None)  # set by Inventory.with_live_scopes when the read failed
 
     @field_validator("subnet", mode="before")
     @classmethod
@@ -187,6 +227,59 @@ class DhcpScope(_Model):
             return ipaddress.ip_network(str(v).strip(), strict=True)
         except ValueError as exc:
             raise ValueError(f"{v!r} is not a subnet like 10.1.0.0/16 ({exc})") from None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        sources = [k for k in ("kea", "windows_dhcp") if getattr(self, k) is not None]
+        if len(sources) > 1:
+            raise ValueError("give at most one of kea or windows_dhcp")
+        declared = [k for k in ("domain_name", "lease") if k in self.model_fields_set]
+        if sources and declared:
+            raise ValueError(f"{sources[0]} is read live: drop {' and '.join(declared)} (or drop {sources[0]})")
+        if self.windows_dhcp is not None:
+            if self.subnet.version != 4:
+                raise ValueError("windows_dhcp scopes are IPv4")
+            sid = self.windows_dhcp.scope_id
+            if sid is not None and sid not in self.subnet:
+                raise ValueError(f"windows_dhcp.scope_id {sid} is not in subnet {self.subnet}")
+        return self
+
+    @property
+    def has_source(self) -> bool:
+        return self.kea is not None or self.windows_dhcp is not None
+
+    @property
+    def source_label(self) -> str:
+        if self.kea is not None:
+            return f"Kea at {self.kea.url}" + (f" (subnet {self.kea.subnet_id})" if self.kea.subnet_id else "")
+        if self.windows_dhcp is not None:
+            w = self.windows_dhcp
+            return f"Windows DHCP on {w.server} (scope {w.scope_id or self.subnet.network_address})"
+        return "inventory"
+
+    @property
+    def live_source(self) -> str | None:
+        return self._live_source
+
+    @property
+    def live_error(self) -> str | None:
+        return self._live_error
+
+    @property
+    def known(self) -> bool:
+        """Are domain_name/lease real values (declared, or read live)? False for a source not yet read."""
+        return not self.has_source or self._live_source is not None
+
+    def with_live(self, values) -> "DhcpScope":
+        """A copy holding live values (a `tasks.dhcp.ScopeOptions`) and a note of where they came from."""
+        copy = self.model_copy(update={"domain_name": values.domain_name, "lease": values.lease})
+        copy._live_source, copy._live_error = values.source, None
+        return copy
+
+    def with_error(self, error: str) -> "DhcpScope":
+        copy = self.model_copy()
+        copy._live_source, copy._live_error = None, error
+        return copy
 
 
 class Defaults(_Model):
@@ -327,6 +420,14 @@ class Inventory(_Model):
                 if best is None or s.subnet.prefixlen > best.subnet.prefixlen:
                     best = s
         return best
+
+    def with_live_scopes(self, values: dict, errors: dict[str, str] | None = None) -> "Inventory":
+        """A copy whose scopes hold live values (scope name -> `tasks.dhcp.ScopeOptions`, from
+        `tasks.dhcp.resolve_scopes`); scopes named in ``errors`` keep a note of why they could not be read."""
+        errors = errors or {}
+        scopes = [s.with_live(values[s.name]) if s.name in values
+                  else s.with_error(errors[s.name]) if s.name in errors else s for s in self.dhcp_scopes]
+        return self.model_copy(update={"dhcp_scopes": scopes})
 
     def select(self, selectors: list[str]) -> list[Host]:
         """Hosts matching any selector (name globs, case-insensitive, or tag:NAME), in inventory order."""

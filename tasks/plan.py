@@ -42,8 +42,19 @@ class HostPlan:
 
 
 def scope_matches_certificate(scope: DhcpScope, cert_suffix: str) -> bool:
-    """Would this scope's option 15, once AMT learns it, pass the check (3.2.1+ rule)?"""
-    return bool(scope.domain_name) and check_suffix(str(MIN_SUPPORTED), scope.domain_name, cert_suffix).match
+    """Would this scope's option 15, once AMT learns it, pass the check (3.2.1+ rule)?
+
+    A scope whose option 15 lives on a DHCP server (kea/windows_dhcp) and was not read has no value
+    yet: False here; callers that can wait for the live read check `scope.known` first."""
+    return scope.known and bool(scope.domain_name) and \
+        check_suffix(str(MIN_SUPPORTED), scope.domain_name, cert_suffix).match
+
+
+def scope_origin(scope: DhcpScope) -> str:
+    """Where a scope's option 15 comes from, for warnings: 'from Kea at URL (subnet N)' or 'declared'."""
+    if scope.live_source:
+        return f"from {scope.live_source}"
+    return f"from {scope.source_label} (not read)" if scope.has_source else "declared in the inventory"
 
 
 def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | None) -> list[str]:
@@ -60,7 +71,9 @@ def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | 
             elif host.legacy_managed is not True and inv.credentials.ssh:
                 usable.append("amt_write (host interface over SSH)")
         elif method == "dhcp_renew":
-            if inv.credentials.ssh and scope is not None and scope_matches_certificate(scope, inv.certificate_suffix):
+            # a scope not read yet (live source) is checked by dhcp_renew itself right before it renews
+            if inv.credentials.ssh and scope is not None and (
+                    not scope.known or scope_matches_certificate(scope, inv.certificate_suffix)):
                 usable.append("dhcp_renew")
         else:
             usable.append("mebx")
@@ -96,8 +109,9 @@ def plan_host(inv: Inventory, host: Host, wave: Wave | None) -> HostPlan:
     clues = []
     if host.os_suffix:
         clues.append(("os", host.os_suffix))
-    if scope is not None and scope.domain_name:
-        clues.append((f"scope {scope.name} option 15", scope.domain_name))
+    if scope is not None and scope.known and scope.domain_name:
+        clues.append((f"scope {scope.name} option 15"
+                      + (f" (from {scope.live_source})" if scope.live_source else ""), scope.domain_name))
     if not clues:
         return made(UNKNOWN, None, "none", None, None,
                     "unknown: no AMT suffix, no OS suffix and no DHCP scope known; discovery or pass 1 will tell")
@@ -115,6 +129,7 @@ def plan_host(inv: Inventory, host: Host, wave: Wave | None) -> HostPlan:
 class Plan:
     hosts: list[HostPlan]
     warnings: list[str]
+    scopes: list[dict] = field(default_factory=list)  # each scope: source, option 15, lease, match
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -126,11 +141,21 @@ class Plan:
 def build_plan(inv: Inventory, wave: str | None = None) -> Plan:
     warnings = [str(w) for w in inv.warnings]
     cert = inv.certificate_suffix
+    scopes = []
     for scope in inv.dhcp_scopes:
+        scopes.append({"scope": scope.name, "subnet": str(scope.subnet), "source": scope.source_label,
+                       "read": scope.known, "option15": scope.domain_name if scope.known else None,
+                       "lease": format_duration(scope.lease) if scope.known else None,
+                       "matches_certificate": scope_matches_certificate(scope, cert) if scope.known else None,
+                       "origin": f"option 15 {scope_origin(scope)}", "error": scope.live_error})
+        if not scope.known:
+            warnings.append(f"scope {scope.name}: option 15 {scope_origin(scope)}"
+                            f"{': ' + scope.live_error if scope.live_error else ''}: dhcp_renew will check it live")
+            continue
         if not scope_matches_certificate(scope, cert):
             warnings.append(
-                f"scope {scope.name}: option 15 {scope.domain_name or '(none)'!r} does not match certificate suffix "
-                f"{cert!r}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)"
+                f"scope {scope.name}: option 15 {scope.domain_name or '(none)'!r} {scope_origin(scope)} does not match "
+                f"certificate suffix {cert!r}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)"
             )
         if scope.lease > inv.window.interface_open:
             warnings.append(
@@ -147,4 +172,4 @@ def build_plan(inv: Inventory, wave: str | None = None) -> Plan:
             seen.add(h.name)
     if not wave:
         plans.extend(plan_host(inv, h, None) for h in inv.hosts if h.name not in seen)
-    return Plan(plans, warnings)
+    return Plan(plans, warnings, scopes)

@@ -129,10 +129,19 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     if ctx.ssh is None:
         return MethodResult(False, "no SSH credentials for a renew", applicable=False)
     scope = ctx.inv.scope_of(host)
-    if scope is not None and not scope_matches_certificate(scope, ctx.cert_suffix):
-        return MethodResult(False, f"scope {scope.name} hands out option 15 {scope.domain_name or '(none)'!r}, which "
-                            f"does not match {ctx.cert_suffix!r}: renewing is useless", Cause.DHCP_SCOPE_WRONG,
-                            evidence={"scope": scope.name})
+    scope_note = None
+    if scope is not None and not scope.known:  # option 15 lives on Kea / Windows DHCP: read it now (cached)
+        from tasks.dhcp import live_scope
+
+        try:
+            scope = live_scope(ctx.inv, scope, ssh_runner=ctx.ssh)
+        except Exception as exc:  # noqa: BLE001 - an unreadable DHCP server must not stop a verified renew
+            scope_note = f"{scope.source_label} unreadable ({exc}); renewing and verifying anyway"
+    if scope is not None and scope.known and not scope_matches_certificate(scope, ctx.cert_suffix):
+        origin = f" (read from {scope.live_source})" if scope.live_source else ""
+        return MethodResult(False, f"scope {scope.name} hands out option 15 {scope.domain_name or '(none)'!r}{origin}, "
+                            f"which does not match {ctx.cert_suffix!r}: renewing is useless", Cause.DHCP_SCOPE_WRONG,
+                            evidence={"scope": scope.name, "option15_source": scope.live_source or "inventory"})
     ev = rec.evidence or {}
     pre = _pre_provisioning(host, rec)
     blocker = ev.get("trusted_suffix") if pre else ev.get("domain_name")
@@ -165,6 +174,8 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
             return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
         amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec)
         evidence = {"os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
+        if scope_note:
+            evidence["scope_note"] = scope_note
         if amt_dhcp is not None:
             evidence["dhcp_suffix"] = amt_dhcp
             if _matches(ctx, host, amt_dhcp):
