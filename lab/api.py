@@ -7,14 +7,17 @@ failure reason, both AMT suffixes, the window) and its controls (MEBx, faults, c
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import select
+import socket
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, UnknownDevice, _iso
+from lab.model import LOOPBACK, DeviceUnreachable, Fleet, LabError, ServerBusy, UnknownDevice, _iso
 from tasks.durations import parse_duration
 from tasks.suffix_rules import InvalidValue
 
@@ -42,6 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if not raw:
             return {}
+        if self.headers.get_content_type() == "application/x-www-form-urlencoded":  # curl --data-urlencode
+            return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8"), keep_blank_values=True).items()}
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("body must be a JSON object")
@@ -111,6 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admin(self, method: str, parts: list[str], body: dict) -> None:
         fleet = self.server.fleet
+        if method == "POST" and parts == ["exec"]:
+            return self._exec(body)
         if method == "GET" and parts == ["devices"]:
             self._sleep(None, "admin")
             return self._json(200, fleet.admin_list())
@@ -142,6 +149,95 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"now": _iso(clock.now()), "manual": bool(getattr(clock, "manual", False)),
                                     "events_run": ran})
         return self._json(404, {"error": "not_found", "message": f"no admin route {method} /admin/{'/'.join(parts)}"})
+
+    # -------------------------------------------------------------- OpenSSH bridge (lab/openssh.py)
+    def _exec(self, body: dict) -> None:
+        """Run one command on the device dialled, exactly as the lab's own SSH server would.
+
+        ``format=sh`` (query or body) answers a POSIX sh snippet that replays stdout, stderr and the
+        exit status, for the ForceCommand script in front of a real sshd; otherwise JSON.
+        """
+        url = urlsplit(self.path)
+        as_sh = (body.get("format") or parse_qs(url.query).get("format", [""])[-1]) == "sh"
+        address, command, user = body.get("address"), body.get("command", ""), body.get("user") or ""
+        if not isinstance(address, str) or not isinstance(command, str) or not isinstance(user, str):
+            return self._exec_reply(as_sh, 400, None, 255, "", "amt-lab bridge: give address, command (text)\n",
+                                    dropped=True, error="bad_request")
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            ip = None
+        if ip is None or ip not in LOOPBACK:
+            return self._exec_reply(as_sh, 403, None, 255, "", f"amt-lab bridge: {address!r} is not a 127.0.0.0/8 "
+                                    "address: refused\n", dropped=True, error="forbidden")
+        fleet = self.server.fleet
+        with _exec_count_lock:
+            self.server.exec_count = getattr(self.server, "exec_count", 0) + 1
+        dev = fleet.by_address.get(str(ip))
+        if dev is None:  # the lab's own listener resets such connections
+            return self._exec_reply(as_sh, 404, None, 255, "", f"amt-lab bridge: no device at {ip}: connection "
+                                    "reset\n", dropped=True, error="unknown_host")
+        faults = dev.faults
+        if faults.down:
+            return self._exec_reply(as_sh, 200, dev, 255, "", f"Connection to {ip} closed by remote host "
+                                    "(amt-lab fault: down)\n", dropped=True, fault="down")
+        if faults.ssh_auth:  # sshd already authenticated us: the nearest thing is to drop the session
+            return self._exec_reply(as_sh, 200, dev, 255, "", f"Permission denied (publickey) for {ip} (amt-lab "
+                                    "fault: ssh_auth, modelled behind OpenSSH as a dropped session)\n",
+                                    dropped=True, fault="ssh_auth")
+        stop = self.server.stop_event
+        if faults.hung or faults.blackhole:  # never answer: hold until the client or the lab goes away
+            self._hold(stop)
+            return self._exec_reply(as_sh, 200, dev, 255, "", "amt-lab: lab stopped\n", dropped=True,
+                                    fault="hung" if faults.hung else "blackhole")
+        delay = fleet.latency_for(dev, "ssh") + faults.slow
+        if delay and stop.wait(delay):
+            return self._exec_reply(as_sh, 200, dev, 255, "", "amt-lab: lab stopped\n", dropped=True)
+        if not command.strip():
+            return self._exec_reply(as_sh, 200, dev, 1, "", "amt-lab: this host answers exec requests only, "
+                                    "no interactive shell\n")
+        from lab.shell import DeviceShell
+
+        res = DeviceShell(fleet, dev, user, sleep=lambda s: s and stop.wait(s)).run(command)
+        return self._exec_reply(as_sh, 200, dev, res.status, res.stdout, res.stderr)
+
+    def _hold(self, stop: threading.Event) -> None:
+        while not stop.wait(0.2):
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    return  # the bridge hung up
+            except OSError:
+                return
+
+    def _exec_reply(self, as_sh: bool, http_status: int, dev, exit_status: int, stdout: str, stderr: str, *,
+                    dropped: bool = False, fault: str | None = None, error: str | None = None) -> None:
+        if not as_sh:
+            obj = {"device": dev.name if dev is not None else None, "exit_status": exit_status,
+                   "stdout": stdout, "stderr": stderr, "dropped": dropped, "fault": fault}
+            if error:
+                obj["error"] = error
+            return self._json(http_status, obj)
+        lines = []
+        if stdout:
+            lines.append(f"printf %s {_sh_quote(stdout)}")
+        if stderr:
+            lines.append(f"printf %s {_sh_quote(stderr)} >&2")
+        lines.append(f"exit {int(exit_status) & 0xFF}")
+        data = ("\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/x-shellscript; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+_exec_count_lock = threading.Lock()
+
+
+def _sh_quote(text: str) -> str:
+    """One POSIX sh word holding ``text`` verbatim (single quotes; ' becomes '\\'')."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 class _ApiHTTPServer(ThreadingHTTPServer):
