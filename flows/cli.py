@@ -328,11 +328,18 @@ def trust_hosts(
     wave: Optional[str] = typer.Option(None, "--wave", "-w"),
     hosts: Optional[str] = typer.Option(None, "--hosts", help="only hosts matching this glob"),
 ):
-    """Record each host's SSH key in known_hosts, once, like an operator would (logged, never automatic)."""
+    """Record each host's SSH key in known_hosts, once, like an operator would (logged, never automatic).
+
+    One line per host: the key and fingerprint recorded (or already known), or why nothing was
+    recorded. A key that differs from the recorded one is never replaced (exit 1): remove the old
+    entry deliberately if the change is expected.
+    """
     import fnmatch
+    import logging
 
-    from tasks.ssh import SshError, add_known_host, fingerprint, scan_host_key
+    from tasks.ssh import HostKeyChanged, SshError, add_known_host, fingerprint, scan_host_key
 
+    log = logging.getLogger("amt_migrate.trust_hosts")
     inv = _load(inventory)
     if inv.credentials.ssh is None:
         fail("the inventory has no credentials.ssh")
@@ -340,19 +347,31 @@ def trust_hosts(
     chosen = inv.wave_hosts(wave) if wave else inv.hosts
     if hosts:
         chosen = [h for h in chosen if fnmatch.fnmatchcase(h.name.lower(), hosts.lower())]
-    failed = 0
+    counts = {"recorded": 0, "already known": 0, "changed": 0, "failed": 0}
     for h in chosen:
         port = inv.ssh_port_of(h)
+        where = f"{h.name} ({h.address}:{port})"
         try:
             key = scan_host_key(h.address, port)
-        except SshError as exc:
-            failed += 1
-            err.print(f"{h.name} ({h.address}:{port}): {exc.kind}: not recorded", highlight=False, markup=False)
+            added = add_known_host(path, h.address, port, key)
+        except HostKeyChanged as exc:
+            counts["changed"] += 1
+            log.warning("%s: host key changed, refused: %s", where, exc.detail)
+            err.print(f"{where}: {exc.kind}: {exc.detail}: refused, not recorded", highlight=False, markup=False)
             continue
-        added = add_known_host(path, h.address, port, key)
-        out.print(f"{h.name} ({h.address}:{port}): {key.get_name()} {fingerprint(key)} "
-                  f"{'recorded' if added else 'already known'}", highlight=False)
-    raise typer.Exit(1 if failed else 0)
+        except SshError as exc:
+            counts["failed"] += 1
+            err.print(f"{where}: {exc.kind}: {exc.detail}: not recorded", highlight=False, markup=False)
+            continue
+        except OSError as exc:
+            fail(f"cannot write {path}: {exc.strerror or exc}", 1)
+        status = "recorded" if added else "already known"
+        counts[status] += 1
+        log.info("%s: %s %s %s %s", where, key.get_name(), fingerprint(key), status, path)
+        out.print(f"{where}: {key.get_name()} {fingerprint(key)} {status}", highlight=False)
+    out.print(f"known_hosts {path}: {counts['recorded']} recorded, {counts['already known']} already known, "
+              f"{counts['changed']} changed (refused), {counts['failed']} not reached", highlight=False)
+    raise typer.Exit(1 if counts["changed"] or counts["failed"] else 0)
 
 
 def _mount_optional() -> None:
