@@ -217,3 +217,20 @@ def test_unknown_keys_refused_until_trust_hosts_then_a_changed_key_is_refused(un
                          result.stderr)
     assert "0 recorded, 0 already known, 3 changed (refused), 0 not reached" in result.stdout
     assert rig.known_hosts.read_text() == recorded
+
+
+def test_faults_behind_openssh(trusted):
+    """down: the session exits 255 (sshd owns the connection, so no reset); hung: the command never answers."""
+    from tasks.ssh import CommandTimeout, SshRunner, SshSettings
+
+    runner = SshRunner(SshSettings(user=trusted.front.user, known_hosts=trusted.known_hosts,
+                                   port=trusted.front.port, key_path=trusted.lab.private_key_path))
+    admin = f"{trusted.lab.http_url}/admin/devices"
+    httpx.post(f"{admin}/WS-0003/faults", json={"faults": ["down"]}).raise_for_status()
+    httpx.post(f"{admin}/WS-0001/faults", json={"faults": ["hung"]}).raise_for_status()
+    down = runner.run("127.10.0.3", "hostname")
+    assert down.exit_status == 255 and "closed by remote host" in down.stderr and down.stdout == ""
+    with pytest.raises(CommandTimeout) as hung:
+        runner.run("127.10.0.1", "hostname", timeout=1)
+    assert hung.value.cause == "unknown"
+    assert runner.run("127.10.0.2", "hostname").stdout == "lx-0002\n"  # the others are unaffected
