@@ -53,19 +53,16 @@ def test_full_path_records_pass_cause_and_history(store):
     assert len(store.history(["WS-1"])) == 6  # the refused move wrote nothing
 
 
-def test_a_crash_inside_a_write_leaves_nothing_half_written(store, monkeypatch):
-    """If the history insert fails, the status change must roll back with it."""
-    from tasks import state as state_mod
+def test_a_crash_inside_a_write_leaves_nothing_half_written(store):
+    """If the history insert fails after the status update, the update must roll back with it."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
 
-    real = state_mod._EventRow
-
-    def boom(**kw):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(state_mod, "_EventRow", boom)
-    with pytest.raises(RuntimeError):
+    real = store._insert_event
+    store._insert_event = text("INSERT INTO no_such_table VALUES (1)")  # fails inside the transaction
+    with pytest.raises(SQLAlchemyError):
         _fail(store, "WS-2")
-    monkeypatch.setattr(state_mod, "_EventRow", real)
+    store._insert_event = real
     assert store.get("w1", "WS-2").status == "pending"
     assert [e.action for e in store.history(["WS-2"])] == ["enrol"]
 
