@@ -11,6 +11,8 @@ nothing for devices with nothing to do - 10,000 devices stay cheap.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import heapq
 import ipaddress
@@ -189,6 +191,7 @@ class Device:
     true_last_failure: dict | None = None
     _gens: dict = field(default_factory=lambda: {"retry": 0, "renew": 0}, repr=False)
     _rngs: dict = field(default_factory=dict, repr=False)
+    dhcp_server: bool = False  # a Windows DHCP server: its SSH answers the DhcpServer cmdlets (lab/shell.py)
 
     @property
     def effective_suffix(self) -> str:
@@ -300,6 +303,8 @@ class Fleet:
             os_type = str(d.get("os", "windows")).lower()
             if os_type not in OS_TYPES:
                 raise ValueError(f"os must be windows or linux, got {os_type!r}")
+            if d.get("dhcp_server") and os_type != "windows":
+                raise ValueError("dhcp_server: true needs os: windows (the Windows DHCP cmdlets)")
             version = str(AmtVersion.parse(d.get("amt_version", "11.8.50")))
             state = str(d.get("state", "pre"))
             if state not in STATES:
@@ -331,6 +336,7 @@ class Fleet:
                 interface_open_until=open_until, faults=Faults.parse(d.get("faults")),
                 uuid=str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{self.seed}.{name}.amt-lab")),
                 lease_obtained=now - frac * lease / 2,
+                dhcp_server=bool(d.get("dhcp_server", False)),
             )
         except (KeyError, ValueError, InvalidValue, TypeError) as exc:
             label = d.get("name", "?") if isinstance(d, dict) else "?"
@@ -451,6 +457,20 @@ class Fleet:
         dev.renews.append(rec)
         del dev.renews[:-20]
         return rec
+
+    def set_scope(self, name: str, *, domain_name: str | None = None, lease: float | None = None) -> Scope:
+        """Change what a scope hands out (the Windows DHCP cmdlets' Set-); later renews use the new values."""
+        with self._lock:
+            scope = self.scopes[name]
+            changes: dict = {}
+            if domain_name is not None:
+                changes["domain_name"] = normalize_dns_name(domain_name)
+            if lease is not None:
+                if lease <= 0:
+                    raise ValueError("lease must be positive")
+                changes["lease"] = float(lease)
+            self.scopes[name] = dataclasses.replace(scope, **changes)
+            return self.scopes[name]
 
     def dhcp_release(self, key: str) -> None:
         """``dhclient -r``: the lease is gone until the next request; nothing renews by itself meanwhile."""

@@ -1,0 +1,120 @@
+"""WindowsDhcpAdapter through real SSH to the lab, whose Windows DHCP server answers the DhcpServer cmdlets."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from tasks.dhcp import (DhcpError, WindowsDhcpAdapter, WindowsScopeRef, parse_format_list, parse_timespan,
+                        powershell_command, resolve_scopes)
+from tasks.inventory import load_inventory
+from tasks.plan import build_plan
+from tasks.suffix_rules import InvalidValue
+
+DHCP = "127.10.0.250"
+CLIENT = "127.11.0.1"
+
+
+@pytest.fixture(scope="module")
+def lab_dhcp(tmp_path_factory):
+    from lab.clock import ManualClock
+    from lab.generate import _keypair
+    from lab.server import LabServer
+    from tests.lab_fixtures import BASE_FLEET
+
+    out = tmp_path_factory.mktemp("dhcp-lab")
+    _keypair(out)
+    base = {"os": "windows", "amt_version": "11.8.50", "state": "pre", "legacy": None}
+    devices = [
+        dict(base, name="DHCP01", address=DHCP, dhcp_server=True),
+        dict(base, name="WS-OLD", address=CLIENT, dhcp_suffix="contoso.local", interface_open=True),
+        dict(base, name="WS-HQ", address="127.10.0.1"),
+    ]
+    scopes = BASE_FLEET["scopes"] + [{"name": "bare", "subnet": "127.12.0.0/16", "domain_name": "", "lease": "8d"}]
+    data = dict(BASE_FLEET, scopes=scopes, devices=devices, ssh={"authorized_keys": "keys/id_ed25519.pub"})
+    (out / "fleet.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with LabServer(out / "fleet.yaml", known_hosts=out / "known_hosts", clock=ManualClock()) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def runner(lab_dhcp):
+    from tasks.ssh import SshRunner, SshSettings
+
+    return SshRunner(SshSettings(user="migrator", port=lab_dhcp.ssh_port, known_hosts=lab_dhcp.known_hosts_path,
+                                 key_path=lab_dhcp.private_key_path, connect_timeout=3, command_timeout=5))
+
+
+@pytest.fixture
+def adapter(runner, lab_dhcp):
+    return WindowsDhcpAdapter(runner, DHCP, lab_dhcp.ssh_port)
+
+
+def test_command_line_carries_only_base64_to_cmd_exe():
+    cmd = powershell_command("Get-DhcpServerv4Scope -ScopeId 10.1.0.0 | Format-List")
+    assert cmd.startswith("powershell -NoProfile -NonInteractive -EncodedCommand ")
+    from tasks.host_commands import quote_windows
+
+    assert quote_windows(cmd.split()) == cmd  # every token passes the cmd.exe-safe check
+    with pytest.raises(InvalidValue):
+        WindowsScopeRef("10.1.0.0; Remove-DhcpServerv4Scope")
+
+
+def test_parsers_on_realistic_output():
+    text = ("\r\nOptionId    : 15\r\nName        : DNS Domain Name\r\nType        : String\r\n"
+            "Value       : {contoso.com}\r\nVendorClass :\r\nUserClass   :\r\nPolicyName  :\r\n\r\n\r\n")
+    assert parse_format_list(text) == [{"OptionId": "15", "Name": "DNS Domain Name", "Type": "String",
+                                        "Value": "{contoso.com}", "VendorClass": "", "UserClass": "", "PolicyName": ""}]
+    assert parse_timespan("8.00:00:00") == timedelta(days=8) and parse_timespan("01:30:00") == timedelta(minutes=90)
+
+
+def test_read_plan_apply_and_the_next_renew_hands_it_out(adapter, lab_dhcp):
+    ref = WindowsScopeRef("127.11.0.0")
+    got = adapter.read(ref)
+    assert (got.domain_name, got.lease, got.domain_name_level) == ("contoso.local", timedelta(minutes=20), "scope")
+    assert got.source == f"Windows DHCP on {DHCP} (scope 127.11.0.0)"
+
+    dry = adapter.plan_change(ref, domain_name="contoso.com", lease=timedelta(hours=1))
+    assert not dry.applied and ("option 15 (domain-name)", "contoso.local", "contoso.com") in dry.diff
+    assert "Set-DhcpServerv4OptionValue -ScopeId 127.11.0.0 -OptionId 15 -Value contoso.com" in dry.details
+    assert "Set-DhcpServerv4Scope -ScopeId 127.11.0.0 -LeaseDuration 0.01:00:00" in dry.details
+    assert lab_dhcp.fleet.scopes["lab-old"].domain_name == "contoso.local"  # a dry run writes nothing
+
+    done = adapter.apply_change(ref, domain_name="contoso.com", lease=timedelta(hours=1))
+    assert done.applied and (done.after.domain_name, done.after.lease) == ("contoso.com", timedelta(hours=1))
+    assert lab_dhcp.fleet.scopes["lab-old"].lease == 3600
+
+    status, _, _ = lab_dhcp.run("WS-OLD", "ipconfig /renew")  # the client's next renew takes the new option 15
+    assert status == 0
+    dev = lab_dhcp.fleet.device("WS-OLD")
+    assert dev.os_suffix == "contoso.com" and dev.dhcp_suffix == "contoso.com"
+
+
+def test_errors_are_precise(adapter, runner, lab_dhcp):
+    bare = adapter.read(WindowsScopeRef("127.12.0.0"))  # no option 15 at scope or server level
+    assert (bare.domain_name, bare.domain_name_level) == ("", "none")
+    with pytest.raises(DhcpError, match="Failed to get scope 127.99.0.0") as exc:
+        adapter.read(WindowsScopeRef("127.99.0.0"))
+    assert exc.value.kind == "not_found"
+    with pytest.raises(InvalidValue):
+        adapter.plan_change(WindowsScopeRef("127.11.0.0"), domain_name="evil.com$(calc)")
+    not_dhcp = WindowsDhcpAdapter(runner, "127.10.0.1", lab_dhcp.ssh_port)  # a workstation has no DhcpServer module
+    with pytest.raises(DhcpError, match="not recognized as the name of a cmdlet"):
+        not_dhcp.read(WindowsScopeRef("127.10.0.0"))
+
+
+def test_inventory_scope_reads_windows_dhcp_for_the_plan(lab_dhcp, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_KEY", str(lab_dhcp.private_key_path))
+    f = tmp_path / "inv.yaml"
+    f.write_text(
+        "name: t\nprovisioning: {certificate_suffix: contoso.com}\n"
+        f"credentials:\n  ssh: {{user: migrator, key_env: LAB_KEY, known_hosts: '{lab_dhcp.known_hosts_path}'}}\n"
+        f"dhcp_scopes:\n  - {{name: bare, subnet: 127.12.0.0/16, windows_dhcp: {{server: {DHCP}, port: {lab_dhcp.ssh_port}}}}}\n"
+        "hosts:\n  - {name: A, address: 127.12.0.9, amt_version: '11.8'}\n")
+    inv = load_inventory(f)
+    values = resolve_scopes(inv)
+    assert values["bare"].domain_name == "" and values["bare"].lease == timedelta(days=8)
+    plan = build_plan(inv.with_live_scopes(values))
+    assert any(w.startswith("scope bare: option 15 '(none)' from Windows DHCP on 127.10.0.250") for w in plan.warnings)
