@@ -98,11 +98,16 @@ def plan(
     as_json: bool = typer.Option(False, "--json"),
     as_csv: bool = typer.Option(False, "--csv"),
     why: bool = typer.Option(False, "--why", help="add each verdict's reason to the table"),
+    live: bool = typer.Option(True, "--live/--offline", help="read option 15 of scopes with a kea:/windows_dhcp: source"),
 ):
-    """Pre-flight: who will fail and why, from what is known. Touches no host."""
+    """Pre-flight: who will fail and why, from what is known. Touches no host (only DHCP servers named by scopes)."""
     from tasks.plan import build_plan
 
     inv = _load(inventory, show_warnings=False)  # the plan lists them with its own
+    if live:
+        from tasks.dhcp import with_live_dhcp
+
+        inv = with_live_dhcp(inv)  # "option 15 from Kea at URL" in warnings; unreadable sources are warned
     try:
         p = build_plan(inv, wave)
     except KeyError as exc:
@@ -110,7 +115,8 @@ def plan(
     rows = [h.as_dict() for h in p.hosts]
     if as_json:
         sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": inv.certificate_suffix,
-                                     "counts": p.counts(), "warnings": p.warnings, "hosts": rows}, indent=2) + "\n")
+                                     "counts": p.counts(), "warnings": p.warnings, "scopes": p.scopes, "hosts": rows},
+                                    indent=2) + "\n")
         return
     cols = ["host", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule", "remediation", "reason"]
     if as_csv:

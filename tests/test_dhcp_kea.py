@@ -131,3 +131,40 @@ def test_unreadable_source_is_reported_not_guessed(tmp_path):
     hq = next(s for s in p.scopes if s["scope"] == "hq")
     assert hq["read"] is False and "ConnectError" in hq["error"] and "Kea at http://127.0.0.1:9/" in hq["error"]
     assert any(w.startswith("scope hq:") and "will check it live" in w for w in p.warnings)
+
+
+def test_cli_show_set_dry_run_apply_and_plan(kea, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app as main_app
+    from flows.dhcp_cli import app
+
+    run = CliRunner().invoke
+    inv = _inventory(tmp_path, kea.url)
+    path = str(inv.path)
+    r = run(app, ["show", path, "--json"])
+    assert r.exit_code == 0, r.output
+    hq = next(s for s in json.loads(r.stdout)["scopes"] if s["scope"] == "hq")
+    assert (hq["option15"], hq["lease"], hq["matches_certificate"]) == ("contoso.local", "8d", False)
+    assert hq["source"] == f"Kea at {kea.url} (subnet 1)"
+
+    r = run(app, ["set", path, "--scope", "hq", "--domain-name", "contoso.com", "--lease", "1h"])
+    assert r.exit_code == 0 and "dry run" in r.stdout and "+ option 15 (domain-name): contoso.com" in r.stdout
+    assert KeaAdapter(kea.url).read(KeaSubnetRef(subnet_id=1)).domain_name == "contoso.local"
+
+    r = run(main_app, ["plan", path, "--json"])
+    plan = json.loads(r.stdout)
+    assert any("option 15 'contoso.local' from Kea at" in w for w in plan["warnings"])
+
+    r = run(app, ["set", path, "--scope", "hq", "--domain-name", "contoso.com", "--lease", "1h", "--apply"])
+    assert r.exit_code == 0, r.output
+    assert "read back: option 15 contoso.com, lease 1h; matches certificate contoso.com: yes" in r.stdout
+    r = run(main_app, ["plan", path, "--json"])
+    assert not any("dhcp_scope_wrong" in w for w in json.loads(r.stdout)["warnings"])
+
+    r = run(app, ["set", path, "--scope", "hq", "--domain-name", "bad_name!"])
+    assert r.exit_code == 2
+    r = run(app, ["set", path, "--scope", "nope", "--lease", "1h"])
+    assert r.exit_code == 2 and "no scope 'nope'" in r.stderr
