@@ -168,3 +168,19 @@ def test_cli_show_set_dry_run_apply_and_plan(kea, tmp_path):
     assert r.exit_code == 2
     r = run(app, ["set", path, "--scope", "nope", "--lease", "1h"])
     assert r.exit_code == 2 and "no scope 'nope'" in r.stderr
+
+
+def test_dhcp_renew_checks_the_live_scope_before_renewing(kea, tmp_path):
+    from types import SimpleNamespace
+
+    from tasks import dhcp
+    from tasks.host_state import Cause
+    from tasks.remediation import dhcp_renew
+
+    dhcp._CACHE.clear()
+    inv = _inventory(tmp_path, kea.url)
+    ctx = SimpleNamespace(inv=inv, ssh=object(), cert_suffix="contoso.com")  # the check returns before any SSH
+    res = dhcp_renew(ctx, inv.host("A"), SimpleNamespace(evidence={}))
+    assert not res.ok and res.cause == Cause.DHCP_SCOPE_WRONG
+    assert f"read from Kea at {kea.url} (subnet 1)" in res.reason and "contoso.local" in res.reason
+    dhcp._CACHE.clear()
