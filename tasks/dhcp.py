@@ -528,6 +528,8 @@ def ssh_runner_for(inv):
     if creds is None:
         raise DhcpError("a windows_dhcp scope needs credentials.ssh in the inventory", kind="config")
     key = ssh_private_key(inv)
+    if key is None:
+        raise DhcpError("credentials.ssh names no key for the Windows DHCP server", kind="config")
     return SshRunner(SshSettings(
         user=creds.user, known_hosts=inv.resolve(creds.known_hosts), port=inv.defaults.ssh_port,
         key_text=key.reveal(), connect_timeout=creds.connect_timeout.total_seconds(),
