@@ -7,6 +7,7 @@ work from one source of truth. A status change and its history event commit toge
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import socket
 import uuid
@@ -30,7 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -48,10 +49,17 @@ def utcnow() -> datetime:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; everything in the store is UTC."""
+    """SQLite hands datetimes back naive, PostgreSQL in its session's TimeZone; everything here is UTC."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
+    if value is not None and value.utcoffset() != timedelta(0):
+        return value.astimezone(timezone.utc)
     return value
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_xact_lock."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 class _Base(DeclarativeBase):
@@ -192,7 +200,11 @@ class StateStore:
                 if not create and not os.path.exists(path):
                     raise StateError(f"state database {path} does not exist")
             # pre-ping guards long-lived PostgreSQL connections; a local SQLite file needs none
-            self.engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+            connect_args = {}
+            if make_url(url).get_driver_name() in ("psycopg", "psycopg2"):
+                connect_args["connect_timeout"] = 15  # an unreachable server fails the run instead of hanging it
+            self.engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"),
+                                        connect_args=connect_args)
         except StateError:
             raise
         except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
@@ -215,15 +227,26 @@ class StateStore:
     def _safe_url(self) -> str:
         """The URL without its password, for messages."""
         try:
-            from sqlalchemy.engine import make_url
-
             return make_url(self.url).render_as_string(hide_password=True)
         except Exception:
             return "<unparseable URL>"
 
+    def _bytewise(self, column):
+        """Order as SQLite and Python do (by code point), not by the PostgreSQL database's locale."""
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
+    def _pg_lock(self, conn, name: str) -> None:
+        """On PostgreSQL, serialize this transaction with others taking the same name (released at commit).
+        SQLite needs none: its transactions begin IMMEDIATE, one writer at a time."""
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_lock_key(f"amtmig:{name}"))))
+
     def _prepare(self, create: bool) -> None:
         try:
             with self.engine.begin() as conn:
+                # two processes opening a new database at once: the second waits, then finds the schema
+                # (PostgreSQL's DDL is transactional) instead of failing on CREATE TABLE or the version row
+                self._pg_lock(conn, "schema")
                 found = None
                 if self.engine.dialect.has_table(conn, _Meta.__tablename__):
                     found = conn.execute(select(_Meta.value).where(_Meta.key == "schema_version")).scalar()
@@ -264,6 +287,7 @@ class StateStore:
         """Add missing (host, address) rows as pending; existing rows keep their status. Returns rows added."""
         hosts = list(hosts)
         with self._tx() as s:
+            self._pg_lock(s, f"enrol:{wave}")  # workers enrolling one wave at once: no duplicate-key failure
             existing = set(s.execute(select(_HostRow.host).where(_HostRow.wave == wave)).scalars())
             new = [(h, a) for h, a in hosts if h not in existing]
             now = utcnow()
@@ -356,6 +380,7 @@ class StateStore:
     def mark_wave(self, wave: str, what: str, value: str | None = None) -> None:
         key = f"wave:{wave}:{what}"
         with self._tx() as s:
+            self._pg_lock(s, key)
             row = s.get(_Meta, key)
             if row is None:
                 s.add(_Meta(key=key, value=value or utcnow().isoformat()))
@@ -375,7 +400,11 @@ class StateStore:
 
     # -- leases: several workers on one wave never touch the same host -------------------------
     def lease(self, wave: str, hosts: list[str], owner: str, ttl: timedelta) -> list[str]:
-        """Claim the hosts nobody else holds (or whose holder's lease expired); returns those claimed."""
+        """Claim the hosts nobody else holds (or whose holder's lease expired); returns those claimed, sorted.
+
+        On PostgreSQL rows another transaction has locked at this moment are skipped, not waited for
+        (SKIP LOCKED): concurrent workers never block each other, and a host skipped now is offered again
+        on the next call."""
         now = utcnow()
         claimed: list[str] = []
         with self._tx() as s:
@@ -388,7 +417,7 @@ class StateStore:
                         or not _owner_alive(row.lease_owner)):
                     row.lease_owner, row.lease_expires_at = owner, now + ttl
                     claimed.append(row.host)
-        return claimed
+        return sorted(claimed)
 
     def release(self, wave: str, hosts: list[str], owner: str) -> None:
         with self._tx() as s:
@@ -403,7 +432,7 @@ class StateStore:
 
     def hosts(self, wave: str | None = None, *, status: Iterable[str] | str | None = None,
               cause: Iterable[str] | str | None = None, pattern: str | None = None) -> list[HostRecord]:
-        q = select(_HostRow).order_by(_HostRow.wave, _HostRow.host)
+        q = select(_HostRow).order_by(self._bytewise(_HostRow.wave), self._bytewise(_HostRow.host))
         if wave:
             q = q.where(_HostRow.wave == wave)
         if status:
@@ -432,7 +461,8 @@ class StateStore:
 
     def waves(self) -> list[str]:
         with self._session() as s:
-            return list(s.execute(select(_HostRow.wave).distinct().order_by(_HostRow.wave)).scalars())
+            col = self._bytewise(_HostRow.wave)
+            return list(s.execute(select(col).distinct().order_by(col)).scalars())
 
 
 def worker_id() -> str:

@@ -1,23 +1,37 @@
-"""The state store: guarded transitions, an append-only history, atomic writes, schema versions, leases."""
+"""The state store: guarded transitions, an append-only history, atomic writes, schema versions, leases.
+
+Every test runs on SQLite and on PostgreSQL (a throwaway cluster, tests/pg_fixture.py).
+"""
 
 import json
-import sqlite3
+import socket
 import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from typer.testing import CliRunner
 
+from sqlalchemy import create_engine, text
+
 from flows.cli import app
 from tasks.host_state import IllegalTransition
 from tasks.state import SCHEMA_VERSION, StateError, StateStore
+from tests.pg_fixture import pg_cluster, pg_url  # noqa: F401 - fixtures
 
 runner = CliRunner()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request, tmp_path):
+    """A URL of a fresh, empty store on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state/s.db"
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = StateStore(f"sqlite:///{tmp_path}/state/s.db")
+def store(state_url):
+    s = StateStore(state_url)
     s.ensure_hosts("w1", [("WS-1", "10.0.0.1"), ("WS-2", "10.0.0.2"), ("WS-3", "10.0.0.3")])
     yield s
     s.close()
@@ -45,6 +59,10 @@ def test_full_path_records_pass_cause_and_history(store):
                            provisioned_in_pass=2, attempted=True)
     assert (rec.status, rec.cause, rec.provisioned_in_pass, rec.attempts) == ("provisioned", None, 2, 3)
     assert rec.window_closes_at == closes
+    # read back in UTC whatever the server's TimeZone (the test cluster runs in Europe/Berlin)
+    got = store.get("w1", "WS-1")
+    assert got.as_dict()["window_closes_at"] == "2026-12-02T20:00:00+00:00"
+    assert got.updated_at.utcoffset() == timedelta(0) and store.history(["WS-1"])[-1].at.utcoffset() == timedelta(0)
     hist = store.history(["WS-1"])
     assert [e.action for e in hist] == ["enrol", "provision", "start", "reopen", "dhcp_renew", "provision"]
     assert hist[1].cause == "suffix_mismatch" and hist[1].evidence["source"] == "wsman"
@@ -75,15 +93,44 @@ def test_filters(store):
     assert store.counts("w1") == {"failed": 2, "pending": 1}
 
 
-def test_a_newer_schema_is_refused(tmp_path):
-    url = f"sqlite:///{tmp_path}/s.db"
-    StateStore(url).close()
-    con = sqlite3.connect(tmp_path / "s.db")
-    con.execute("UPDATE amtmig_meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
-    con.commit()
-    con.close()
+def test_a_newer_schema_is_refused(state_url):
+    StateStore(state_url).close()
+    engine = create_engine(state_url)
+    with engine.begin() as con:
+        con.execute(text("UPDATE amtmig_meta SET value=:v WHERE key='schema_version'"), {"v": str(SCHEMA_VERSION + 1)})
+    engine.dispose()
     with pytest.raises(StateError, match="newer"):
-        StateStore(url)
+        StateStore(state_url)
+
+
+def test_opening_without_create_refuses_an_empty_database(state_url):
+    if state_url.startswith("sqlite"):
+        with pytest.raises(StateError, match="does not exist"):
+            StateStore(state_url, create=False)
+        StateStore(state_url).close()  # now it exists, with the schema
+    else:
+        with pytest.raises(StateError, match="holds no amt-migrate data"):
+            StateStore(state_url, create=False)
+        StateStore(state_url).close()
+    StateStore(state_url, create=False).close()
+
+
+def test_reopening_keeps_rows_and_two_openers_of_a_new_database_both_succeed(state_url):
+    """Two processes opening a brand-new database at once must not race on creating the schema."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def open_and_enrol(i):
+        s = StateStore(state_url)
+        try:
+            s.ensure_hosts("w1", [(f"WS-{n}", "") for n in range(50)])  # the same wave, at once
+        finally:
+            s.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(open_and_enrol, range(4)))
+    s = StateStore(state_url, create=False)
+    assert len(s.hosts("w1")) == 50 and len(s.history()) == 50  # each host enrolled once
+    s.close()
 
 
 def test_an_unopenable_url_is_a_clear_error(tmp_path):
@@ -94,7 +141,16 @@ def test_an_unopenable_url_is_a_clear_error(tmp_path):
     assert not (tmp_path / "missing.db").exists()
 
 
-def test_leases_keep_workers_apart_and_expire(store):
+def test_an_unreachable_postgresql_is_a_clear_error_without_the_password():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StateError, match="cannot open state") as err:
+        StateStore(f"postgresql+psycopg://amtmig:Secret-pw@127.0.0.1:{port}/x")
+    assert "Secret-pw" not in str(err.value)
+
+
+def test_leases_keep_workers_apart_and_expire(store):  # (PostgreSQL across processes: test_state_pg_leases.py)
     got_a = store.lease("w1", ["WS-1", "WS-2"], "a", timedelta(minutes=5))
     got_b = store.lease("w1", ["WS-1", "WS-2", "WS-3"], "b", timedelta(minutes=5))
     assert got_a == ["WS-1", "WS-2"] and got_b == ["WS-3"]
