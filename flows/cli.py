@@ -227,10 +227,7 @@ def _prefect_defaults() -> None:
 
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    import logging
-
-    # paramiko logs a traceback for every refused or reset connection; the host's cause says it once
-    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: don't try
 
 
 def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state: str | None = None) -> int:
@@ -241,6 +238,8 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         inv.wave(wave)
     except KeyError as exc:
         fail(str(exc.args[0]))
+    # an unopenable URL or a newer schema is bad input: say so (exit 2) before Prefect starts, writing nothing
+    _open_store(None, state or inv.state_url, create=True).close()
     from prefect import tags
 
     from flows.migrate import migrate_wave
@@ -380,6 +379,15 @@ def trust_hosts(
     raise typer.Exit(1 if counts["changed"] or counts["failed"] else 0)
 
 
+def _mount_subcommands() -> None:
+    from flows.dhcp_cli import app as dhcp_app
+
+    app.add_typer(dhcp_app, name="dhcp", help="DHCP scopes (Kea, Windows DHCP): show option 15 and lease; set them.")
+
+
+_mount_subcommands()
+
+
 def _mount_optional() -> None:
     """Sub-apps from other capabilities (the lab) attach here when present."""
     try:
@@ -396,6 +404,10 @@ _mount_optional()
 
 
 def main() -> None:
+    import logging
+
+    # paramiko logs a traceback for every refused or reset connection; each host's cause says it once
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     app()
 
 

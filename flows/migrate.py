@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -22,6 +23,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -54,7 +57,7 @@ def discover_batch(ctx_key: str, names: list[str]) -> dict[str, str]:
     from tasks.discovery import discover_host
 
     ctx = lookup(ctx_key)
-    results = passes.run_hosts(names, lambda n: discover_host(ctx, n), workers=len(names))
+    results = passes.run_leased(ctx, names, lambda n: discover_host(ctx, n))
     _log_results(results)
     return results
 
@@ -68,9 +71,9 @@ def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> dict[str, s
         from prefect.concurrency.sync import concurrency
 
         with concurrency(limit, occupy=len(names), strict=True):
-            results = passes.run_hosts(names, lambda n: passes.provision_host(ctx, n, pass_no), workers=len(names))
+            results = passes.run_leased(ctx, names, lambda n: passes.provision_host(ctx, n, pass_no))
     else:
-        results = passes.run_hosts(names, lambda n: passes.provision_host(ctx, n, pass_no), workers=len(names))
+        results = passes.run_leased(ctx, names, lambda n: passes.provision_host(ctx, n, pass_no))
     _log_results(results)
     transient = [n for n, label in results.items() if label == "transient"]
     if transient:
@@ -83,7 +86,7 @@ def remediate_batch(ctx_key: str, names: list[str]) -> dict[str, str]:
     from tasks.remediation import remediate_host
 
     ctx = lookup(ctx_key)
-    results = passes.run_hosts(names, lambda n: remediate_host(ctx, n), workers=len(names))
+    results = passes.run_leased(ctx, names, lambda n: remediate_host(ctx, n))
     _log_results(results)
     return results
 
@@ -117,7 +120,7 @@ def _run_batches(ctx: WaveContext, ctx_key: str, stage: str, names: list[str], s
         logger.info("%s: no host to work on", stage)
         return None
     batches = _chunks(names, batch_size)
-    in_flight = max(2, math.ceil(ctx.wave.max_concurrency / batch_size) + 1)
+    in_flight = _batches_in_flight(ctx, batch_size)
     progress_id = create_progress_artifact(
         0.0, key=artifact_key(ctx.inv.name, ctx.wave.name, stage, "progress"),
         description=f"{stage}: 0 of {len(names)} hosts")
@@ -147,14 +150,24 @@ def _run_batches(ctx: WaveContext, ctx_key: str, stage: str, names: list[str], s
         if check_halt and not halted:
             halted = _halt_reason(ctx)
             if halted:
+                not_started = sum(len(b) for _, b in queue)
                 logger.error("wave %s halted in %s: %s; %d host(s) not started", ctx.wave.name, stage, halted,
-                             sum(len(b) for _, b in queue))
+                             not_started)
+                ctx.store.record_wave_event(ctx.wave.name, stage=stage, action="halt", outcome="halted",
+                                            evidence={"reason": halted, "not_started": not_started},
+                                            flow_run_id=ctx.flow_run_id)
     return halted
+
+
+def _batches_in_flight(ctx: WaveContext, batch_size: int) -> int:
+    """Three times the batches that fill max_concurrency: hosts queue on the shared slots, so a batch
+    waiting for one slow host never leaves slots idle."""
+    return max(2, 3 * math.ceil(ctx.wave.max_concurrency / batch_size) + 1)
 
 
 def _runner(ctx: WaveContext, batch_size: int) -> ThreadPoolTaskRunner:
     """Always bounded: Prefect's default pool is unbounded (705 threads were seen for 1,000 tasks)."""
-    return ThreadPoolTaskRunner(max_workers=max(2, math.ceil(ctx.wave.max_concurrency / batch_size) + 1))
+    return ThreadPoolTaskRunner(max_workers=_batches_in_flight(ctx, batch_size))
 
 
 # -- stages as subflows, so the operator sees each in the UI ------------------------------------
@@ -215,6 +228,85 @@ def report_stage(ctx_key: str, halted: str | None = None) -> dict:
     return {"summary": summary.__dict__, "files": {k: str(v) for k, v in files.items()}, "markdown": md}
 
 
+# -- between the passes: an operator's go/no-go, or pass 2 scheduled for later -------------------
+
+class GoNoGo(RunInput):
+    """What the operator answers in the UI before pass 2 provisions the remediated hosts."""
+
+    go: bool = True
+    note: str = ""
+
+
+def _gate(ctx: WaveContext) -> bool:
+    logger = get_run_logger()
+    counts = ctx.store.counts(ctx.wave.name)
+    logger.info("waiting for go/no-go before pass 2 (%s); answer in the UI within %s", counts, ctx.wave.gate_timeout)
+    answer = pause_flow_run(wait_for_input=GoNoGo, timeout=int(ctx.wave.gate_timeout.total_seconds()),
+                            key=f"{ctx.wave.name}-pass2-gate")
+    logger.info("operator answered %s%s", "go" if answer.go else "no-go", f": {answer.note}" if answer.note else "")
+    ctx.store.record_wave_event(ctx.wave.name, stage="gate", action="go-no-go", outcome="go" if answer.go else "no-go",
+                                evidence={"note": answer.note}, flow_run_id=ctx.flow_run_id)
+    return answer.go
+
+
+def _schedule_pass2(ctx: WaveContext, inventory: str) -> str:
+    """Pass 2 as a later run of the wave's deployment, once the clients' own renewals have had time."""
+    from prefect.deployments import run_deployment
+
+    from flows.deployments import deployment_name
+
+    when = datetime.now(timezone.utc) + ctx.wave.pass2_after
+    name = f"migrate-wave/{deployment_name(ctx.inv, ctx.wave.name)}"
+    run = run_deployment(name, parameters={"inventory": inventory, "wave": ctx.wave.name,
+                                           "inventory_name": ctx.inv.name, "from_stage": "pass2"},
+                         scheduled_time=when, timeout=0, as_subflow=False,
+                         idempotency_key=f"{ctx.inv.name}-{ctx.wave.name}-pass2-{ctx.flow_run_id}",
+                         tags=[f"wave:{ctx.wave.name}", "pass2"])
+    return f"pass 2 scheduled for {when.isoformat(timespec='minutes')} (flow run {run.name})"
+
+
+# -- sharding: a wave too large for one process fans out to workers ------------------------------
+
+def _run_shards(ctx: WaveContext, inventory: str, state: str | None) -> str | None:
+    """Child flow runs of the wave's deployment, `shard_size` hosts each, `shards_in_flight` at a time.
+
+    Process workers on any machine pick them up; host leases in the store keep two of them off the
+    same host. Returns a halt reason if a shard halted.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.deployments import run_deployment
+
+    from flows.deployments import deployment_name
+
+    logger = get_run_logger()
+    w = ctx.wave
+    records = {r.host: r for r in ctx.store.hosts(w.name)}
+    names = [n for n in ctx.hosts_by_name if records[n].status not in (Status.PROVISIONED, Status.UNSUPPORTED)]
+    shards = _chunks(names, w.shard_size)
+    gate = threading.Semaphore(w.shards_in_flight)
+    name = f"migrate-wave/{deployment_name(ctx.inv, w.name)}"
+    logger.info("wave %s: %d hosts in %d shards of up to %d, %d at a time, on deployment %s",
+                w.name, len(names), len(shards), w.shard_size, w.shards_in_flight, name)
+
+    def one(i: int, hosts: list[str]):
+        with gate:
+            run = run_deployment(name, parameters={"inventory": inventory, "wave": w.name,
+                                                   "inventory_name": ctx.inv.name, "state": state, "shard": hosts},
+                                 flow_run_name=f"{ctx.inv.name}-{w.name}-shard-{i:03d}", timeout=None,
+                                 poll_interval=2, tags=[f"wave:{w.name}", "shard"])
+            logger.info("shard %03d (%d hosts): %s %s", i, len(hosts), run.state.name, run.state.message or "")
+            return run.state
+
+    with ThreadPoolExecutor(max_workers=max(1, len(shards))) as pool:
+        states = list(pool.map(lambda a: one(*a), enumerate(shards, 1)))
+    halted = [s.message for s in states if s.is_failed() and (s.message or "").startswith("halted")]
+    broken = [s for s in states if not s.is_completed() and not (s.message or "").startswith("halted")]
+    if broken:
+        logger.error("%d shard(s) did not complete: %s", len(broken), ", ".join(s.name for s in broken))
+    return halted[0][len("halted: "):] if halted else None
+
+
 # -- the wave -----------------------------------------------------------------------------------
 
 def _run_name() -> str:
@@ -227,9 +319,10 @@ def _run_name() -> str:
 
 @flow(name="migrate-wave", flow_run_name=_run_name, log_prints=False)
 def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, selection: dict | None = None,
-                 state: str | None = None):
+                 state: str | None = None, from_stage: str = "discovery", shard: list[str] | None = None):
     """One wave end to end. `selection` (statuses, causes, host glob, from_stage) makes it a rerun of a subset;
-    `state` overrides the inventory's state URL."""
+    `from_stage` resumes a plain run later (a scheduled pass 2); `state` overrides the inventory's state URL;
+    `shard` limits a child run of a sharded wave to its hosts."""
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
@@ -240,11 +333,12 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
     store.ensure_hosts(w.name, [(h.name, h.address) for h in inv.wave_hosts(w)])
     ctx = build_context(inv, wave, store, flow_run_id=str(flow_run.id) if flow_run.id else None)
     ctx.selected = sel.resolve(store.hosts(w.name)) if sel.explicit else None
-    ctx.from_stage = sel.from_stage
+    ctx.from_stage = sel.from_stage if sel.explicit else from_stage
+    ctx.restrict = set(shard) if shard else None
     for what, why in ctx.unavailable.items():
         logger.warning("%s not available: %s", what, why)
     key = register(ctx)
-    halted = None
+    halted = note = None
     try:
         if sel.explicit:
             logger.info("rerun of %d host(s) from %s: %s", len(ctx.selected), sel.from_stage,
@@ -253,23 +347,41 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
             logger.info("wave %s already completed at %s: nothing to do (use `amt-migrate rerun` to act again)",
                         w.name, store.wave_mark(w.name, "completed"))
         else:
-            start = STAGES.index(sel.from_stage)
+            start = STAGES.index(ctx.from_stage)
             store.clear_wave_mark(w.name, "completed")
+            runner = _runner(ctx, w.batch_size)
+            sharded = not shard and w.shard_size and len(ctx.hosts_by_name) > w.shard_size
+            if sharded:
+                halted = _run_shards(ctx, inventory, state)
+                start = len(STAGES)  # the shards ran every stage
             if start <= 0:
-                discovery_stage(key)
+                discovery_stage.with_options(task_runner=runner)(key)
             if start <= 1:
-                halted = pass_stage(key, 1)
+                halted = pass_stage.with_options(task_runner=runner)(key, 1)
             if not halted and start <= 2:
-                remediation_stage(key)
-            if not halted and start <= 3:
-                halted = pass_stage(key, 2)
-            if not halted and sel.is_empty:
+                remediation_stage.with_options(task_runner=_runner(ctx, 1))(key)
+            run_pass2 = not halted and (start <= 3 or bool(sharded))
+            if run_pass2 and start < 3 and w.gate and not _gate(ctx):
+                run_pass2, note = False, "operator said no-go: pass 2 not run (rerun --from pass2 when ready)"
+            if run_pass2 and start < 3 and w.pass2_after:
+                run_pass2, note = False, _schedule_pass2(ctx, inventory)
+            if run_pass2 and not sharded:
+                halted = pass_stage.with_options(task_runner=runner)(key, 2)
+            unfinished = sum(store.counts(w.name).get(st, 0) for st in (Status.PENDING, Status.REMEDIATING, Status.REMEDIATED))
+            if not halted and sel.is_empty and run_pass2 and not unfinished and not shard:
                 store.mark_wave(w.name, "completed")
-        report = report_stage(key, halted)
+            if note:
+                logger.warning(note)
+        if shard:  # a child of a sharded wave: the parent reports on the whole wave
+            s_ = summarize(store.hosts(w.name), w.name)
+            report = {"summary": s_.__dict__, "files": {}, "markdown": ""}
+        else:
+            report = report_stage(key, halted)
     finally:
         unregister(key)
         store.close()
     if halted:
         return Failed(message=f"halted: {halted}", data=report)
     s = report["summary"]
-    return Completed(message=f"{s['by_status'].get('provisioned', 0)} of {s['total']} provisioned", data=report)
+    message = f"{s['by_status'].get('provisioned', 0)} of {s['total']} provisioned"
+    return Completed(message=f"{message}; {note}" if note else message, data=report)

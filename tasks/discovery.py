@@ -80,6 +80,8 @@ def discover_host(ctx: WaveContext, name: str) -> str:
         ev["ssh_skipped"] = ctx.unavailable.get("ssh", "no SSH")
     if host.legacy_managed:
         ev.update(_wsman_facts(ctx, host))
+    for stale in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "amtinfo_error"):
+        ev.setdefault(stale, None)  # evidence merges across runs: clear what this discovery didn't see
     learned = [k for k in ("os_suffix", "trusted_suffix", "dhcp_suffix", "domain_name", "amt_version_discovered") if k in ev]
     outcome = "ok" if learned else ("unreachable" if ev.get("ssh_cause") == "unreachable" else "nothing learned")
     ctx.store.record(ctx.wave.name, name, stage="discovery", action="discover", outcome=outcome, evidence=ev,

@@ -315,6 +315,11 @@ class Wave(_Model):
     remediation: list[Literal["amt_write", "dhcp_renew", "mebx"]] = list(REMEDIATION_METHODS)
     batch_size: int = Field(default=50, ge=1, le=1000)
     pass2_include_failed: bool = False  # pass 2 also retries failed hosts whose window is still open
+    gate: bool = False  # pause for an operator's go/no-go between remediation and pass 2
+    gate_timeout: Duration = timedelta(hours=1)
+    pass2_after: Duration | None = None  # run pass 2 later (a scheduled run of the wave's deployment)
+    shard_size: int | None = Field(default=None, ge=10, le=10000)  # fan out to workers above this (500-2,000)
+    shards_in_flight: int = Field(default=4, ge=1, le=100)
 
     @field_validator("hosts")
     @classmethod

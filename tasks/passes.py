@@ -7,6 +7,7 @@ never provisions a host that already succeeded.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,7 +62,7 @@ def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
         effective, source = host.amt_suffix, "inventory (legacy console export)"
     scope = ctx.inv.scope_of(host)
     os_suffix = ev.get("os_suffix", host.os_suffix)
-    problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause") if k in ev}
+    problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause") if ev.get(k)}
     return HostFacts(
         amt_version=str(host_version(host, ev)), effective_suffix=effective, effective_source=source,
         os_suffix=os_suffix, os_source="discovery" if "os_suffix" in ev else "inventory",
@@ -83,14 +84,13 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
                          cause=Cause.UNSUPPORTED_VERSION, evidence={"amt_version": str(version)},
                          next_step=NEXT_STEP[Cause.UNSUPPORTED_VERSION], flow_run_id=ctx.flow_run_id)
         return "unsupported"
-    with ctx.slots:
-        # never ask twice: the client's own retry, or a run killed after the server said yes, may have done it
-        if ctx.provisioner.is_provisioned(host):
-            store.transition(wave, name, Status.PROVISIONED, stage=stage, action="observe", outcome="ok",
-                             provisioned_in_pass=pass_no, evidence={"note": "already provisioned on the server"},
-                             flow_run_id=ctx.flow_run_id)
-            return "provisioned (already)"
-        outcome = ctx.provisioner.provision(host)
+    # never ask twice: the client's own retry, or a run killed after the server said yes, may have done it
+    if ctx.provisioner.is_provisioned(host):
+        store.transition(wave, name, Status.PROVISIONED, stage=stage, action="observe", outcome="ok",
+                         provisioned_in_pass=pass_no, evidence={"note": "already provisioned on the server"},
+                         flow_run_id=ctx.flow_run_id)
+        return "provisioned (already)"
+    outcome = ctx.provisioner.provision(host)
     now = ctx.now()
     if outcome.transient:
         store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,
@@ -124,18 +124,40 @@ def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> N
                              next_step=NEXT_STEP[Cause.SERVER_ERROR], flow_run_id=ctx.flow_run_id)
 
 
-def run_hosts(names: list[str], step: Callable[[str], str], *, workers: int) -> dict[str, str]:
-    """Run a per-host step on a bounded pool; an unexpected exception is that host's result, not the batch's."""
+def run_hosts(names: list[str], step: Callable[[str], str], *, workers: int,
+              slots: threading.BoundedSemaphore | None = None) -> dict[str, str]:
+    """Run a per-host step on a bounded pool; an unexpected exception is that host's result, not the batch's.
+
+    `slots` is shared by every batch of the wave: it, not the batch, bounds hosts in flight, so a
+    batch stalled on one dead host doesn't idle the others.
+    """
     results: dict[str, str] = {}
 
     def guarded(name: str) -> tuple[str, str]:
         try:
-            return name, step(name)
+            if slots is None:
+                return name, step(name)
+            with slots:
+                return name, step(name)
         except Exception as exc:  # noqa: BLE001 - one host's bug must not sink its batch
             log.exception("%s: unexpected error", name)
             return name, f"error:{type(exc).__name__}"
 
+    if not names:
+        return results
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names))), thread_name_prefix="host") as pool:
         for name, label in pool.map(guarded, names):
             results[name] = label
+    return results
+
+
+def run_leased(ctx: WaveContext, names: list[str], step: Callable[[str], str]) -> dict[str, str]:
+    """Claim the batch's hosts in the store first, so two runs or workers on one wave never work
+    the same host at once; a host another live worker holds is left to it."""
+    claimed = ctx.store.lease(ctx.wave.name, names, ctx.worker, ctx.lease_ttl)
+    results = {n: "leased-elsewhere" for n in names if n not in claimed}
+    try:
+        results.update(run_hosts([n for n in names if n in claimed], step, workers=len(claimed), slots=ctx.slots))
+    finally:
+        ctx.store.release(ctx.wave.name, claimed, ctx.worker)
     return results

@@ -94,6 +94,8 @@ def stage_hosts(ctx, stage: str, selected: set[str] | None) -> list[str]:
         r = records.get(name)
         if r is None or (selected is not None and name not in selected):
             continue
+        if ctx.restrict is not None and name not in ctx.restrict:  # a shard's child run
+            continue
         window_open = r.window_closes_at is not None and r.window_closes_at > now
         if wants(stage, r, explicit=selected is not None, pass2_include_failed=ctx.wave.pass2_include_failed,
                  window_open=window_open, from_stage=ctx.from_stage):

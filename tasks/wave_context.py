@@ -10,12 +10,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from tasks.inventory import Host, Inventory, Wave
 from tasks.provisioners import Provisioner, make_provisioner
 from tasks.secrets import Secret, SecretUnavailable, legacy_amt_password, ssh_private_key
-from tasks.state import StateStore
+from tasks.state import StateStore, worker_id
 
 
 def utcnow() -> datetime:
@@ -36,7 +36,10 @@ class WaveContext:
     renew_attempts: int = 3
     renew_verify_delay: float = 1.0
     selected: set[str] | None = None  # a rerun's fixed subset; None = a plain run
+    worker: str = field(default_factory=worker_id)  # this run's name in host leases
+    lease_ttl: timedelta = timedelta(minutes=15)  # a dead worker's hosts are free again after this
     from_stage: str = "discovery"
+    restrict: set[str] | None = None  # a shard's hosts (child run of a sharded wave)
 
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(self.wave.max_concurrency)

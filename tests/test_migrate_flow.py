@@ -229,14 +229,16 @@ def test_a_wave_killed_mid_pass_and_run_again_loses_nothing(tmp_path, monkeypatc
     inv = load_inventory(site.inventory)
     db = Path(inv.state_url[len("sqlite:///"):])
     try:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its own session, so the kill takes the embedded Prefect server it started down with it
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
         deadline = time.monotonic() + 120
         killed_at = None
         while time.monotonic() < deadline and proc.poll() is None:
             if db.exists():
                 n = len([e for e in StateStore(inv.state_url).history(wave="w") if e.stage == "pass1"])
                 if n >= 6:
-                    os.kill(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)
                     killed_at = n
                     break
             time.sleep(0.2)
