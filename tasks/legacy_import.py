@@ -104,7 +104,7 @@ def rows_to_hosts(path: Path, overrides: dict[str, str]) -> tuple[list[dict], li
     mapping, col_problems = match_columns(columns, overrides)
     if col_problems:
         raise InputError([Problem(str(path), 1, "", p) for p in col_problems])
-    hosts, problems = [], []
+    hosts, problems, lines = [], [], []
     for i, record in enumerate(frame.to_dict("records")):
         line = first_line + i
         raw = {fld: str(record.get(col, "")).strip() for fld, col in mapping.items()}
@@ -137,12 +137,19 @@ def rows_to_hosts(path: Path, overrides: dict[str, str]) -> tuple[list[dict], li
             problems.append(Problem(str(path), line, f"row {line - 1}", str(exc)))
             continue
         hosts.append(entry)
-    seen: dict[str, int] = {}
-    for j, h in enumerate(hosts):
-        key = h["name"].lower()
-        if key in seen:
-            problems.append(Problem(str(path), 0, "name", f"duplicate host {h['name']!r}"))
-        seen[key] = j
+        lines.append(line)
+    # duplicates by row number, like every other bad row (the first occurrence is kept as the reference)
+    for fld in ("name", "address"):
+        seen: dict[str, int] = {}
+        for h, line in zip(hosts, lines):
+            key = h[fld].lower()
+            if key in seen:
+                problems.append(Problem(str(path), line, f"row {line - 1}: {mapping[fld]}",
+                                        f"duplicate {'host' if fld == 'name' else 'address'} {h[fld]!r} "
+                                        f"(first at row {seen[key] - 1})"))
+            else:
+                seen[key] = line
+    problems.sort(key=lambda p: p.line)
     return hosts, problems
 
 
