@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test plan clean
+.PHONY: demo test plan clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ plan: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Benchmarks (bench/results/README.md): `make bench BENCH_ARGS=--full` for the 10,000-host wave and 100,000-host state
+bench: $(STAMP)
+	$(BIN)/python -c "import ansible, psutil" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,bench]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -m bench.run $(or $(BENCH_ARGS),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

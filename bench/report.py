@@ -1,0 +1,131 @@
+"""bench/results/README.md from the JSON results (smoke runs, named *-smoke, are left out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.common import RESULTS
+
+HEADER = """# Benchmark results
+
+Produced by `make bench` (= `.venv/bin/python -m bench.run --quick`) or `make bench BENCH_ARGS=--full`;
+one part alone: `.venv/bin/python -m bench.wave --hosts 1000`, `.venv/bin/python -m bench.ssh_peers`,
+`.venv/bin/python -m bench.state_scale --hosts 100000`. Every number below comes from the JSON file named
+in its section (machine, date, parameters inside). Single machine, 2 cores shared by the lab, the SSH
+servers and the client: read the numbers as ratios. How each number is measured: `bench/wave.py`,
+`bench/ssh_peers.py`, `bench/state_scale.py` (module docstrings).
+"""
+
+
+def _load() -> list[dict]:
+    out = []
+    for p in sorted(RESULTS.glob("*.json")):
+        if p.stem.endswith("-smoke"):
+            continue
+        try:
+            d = json.loads(p.read_text())
+        except ValueError:
+            continue
+        d["_file"] = p.name
+        out.append(d)
+    return out
+
+
+def _f(v, nd=2):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def wave_section(d: dict) -> list[str]:
+    p = d["parameters"]
+    lat = ", ".join(f"{k} {v}" for k, v in p["latency"].items())
+    lines = [f"## Whole wave: {p['hosts']:,} hosts, concurrency {p['concurrency']} (`{d['_file']}`)", "",
+             f"`{d['command']}` — latency {lat}; {d['date']}", "",
+             "| stage | hosts | wall (s) | hosts/s | latency bound (s) | wall ÷ bound | injected delay Σ (s) | timeouts Σ (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, s in d["stages"].items():
+        inj = sum(s["injected_s_by_op"].values())
+        lines.append(f"| {name} | {_f(s['hosts'])} | {_f(s['wall_s'], 1)} | {_f(s['hosts_per_s'], 1)} | "
+                     f"{_f(s['latency_bound_s'], 1)} | {_f(s['ratio_to_bound'])} | {_f(inj, 0)} | {_f(s['timeouts_s'], 0)} |")
+    w = d["wave"]
+    lines.append(f"| **wave (4 stages)** | {_f(p['hosts'])} | **{_f(w['stages_wall_s'], 1)}** | {_f(w['hosts_per_s'], 1)} | "
+                 f"{_f(w['latency_bound_s'], 1)} | **{_f(w['ratio_to_bound'])}** | | |")
+    run = d["run"]
+    lines += ["",
+              f"- whole `amt-migrate run` process: {_f(run['wall_s'], 1)} s wall, of which {_f(w['first_stage_start_s'], 1)} s "
+              f"before discovery starts (imports, Prefect's ephemeral server on a fresh database, flow set-up), "
+              f"{_f(w['between_stages_s'], 1)} s between stages, {_f(w['after_stages_s'], 1)} s after pass 2 (report stage, shutdown)",
+              f"- orchestration CPU: **{_f(d['orchestration_cpu_ms_per_host'], 1)} ms per host** (the run process alone; "
+              f"{_f(d['orchestration_cpu_incl_prefect_server_ms_per_host'], 1)} ms with Prefect's server subprocess); "
+              f"peak RSS {_f(d['peak_rss_mb'], 0)} MB",
+              f"- state store {_f(d['state_db_mb'], 1)} MB ({_f(d['state_events'])} events); Prefect's database "
+              f"{_f(d['prefect_db_mb'], 1)} MB; the lab used {_f(d['lab']['cpu_ms_per_host'], 1)} ms CPU per host",
+              f"- final: " + ", ".join(f"{k} {v:,}" for k, v in sorted(d["final_status"].items())), ""]
+    return lines
+
+
+def peers_section(d: dict) -> list[str]:
+    p = d["parameters"]
+    lat = ", ".join(f"{k} {v}" for k, v in p["latency"].items())
+    lines = [f"## DHCP-renew fan-out: project vs bare paramiko vs Ansible (`{d['_file']}`)", "",
+             f"`{d['command']}` — command `{p['command']}`, latency {lat}; project and paramiko on {p['hosts']:,} hosts "
+             f"(median of {p['rounds']}), Ansible `-m raw` on {p['ansible_hosts']:,} ({p['ansible_rounds']} run, KEX {p['ansible_kex']}); "
+             f"{d['date']}", "",
+             "| server | conc. | client | hosts | wall (s) | ms per host | client CPU ms/host | server CPU ms/conn | ratio |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    for c in d["configs"]:
+        r = c["ratios"]
+        for tool, s in c["summary"].items():
+            srv = " + ".join(f"{k} {v:.1f}" for k, v in s["server_cpu_ms_per_conn"].items())
+            ratio = ""
+            if tool == "project" and "project_over_floor" in r:
+                ratio = f"{r['project_over_floor']:.2f}× floor"
+            if tool == "ansible" and "ansible_over_project" in r:
+                ratio = f"{r['ansible_over_project']:.1f}× project"
+            ok = "" if s["all_ok"] else " (errors)"
+            lines.append(f"| {c['server']} | {c['concurrency']} | {tool}{ok} | {_f(s['hosts'])} | {_f(s['wall_s_median'], 1)} | "
+                         f"{_f(s['ms_per_host'], 1)} | {_f(s['client_cpu_ms_per_host'], 1)} | {srv} | {ratio} |")
+    bound = p.get("latency_bound_ms_per_host", {})
+    if bound:
+        lines += ["", "Latency bound of the fan-out (mean injected delay ÷ concurrency): "
+                  + ", ".join(f"{v} ms/host at {k}" for k, v in bound.items()) + "."]
+    return lines + [""]
+
+
+def state_section(d: dict) -> list[str]:
+    p = d["parameters"]
+    lines = [f"## State at scale: {p['hosts']:,} hosts, {p['events']:,} events (`{d['_file']}`)", "",
+             f"`{d['command']}` — state DB {_f(d['state_db_mb'], 1)} MB, inventory {_f(d['inventory_mb'], 1)} MB; {d['date']}", "",
+             "| command | wall (s) | CPU (s) | peak RSS (MB) | output (MB) |", "|---|---:|---:|---:|---:|"]
+    for label, t in d["timings"].items():
+        extra = ""
+        if "load_inventory_s" in t:
+            extra = f" (load inventory {t['load_inventory_s']:.1f} s, write reports {t['write_reports_s']:.1f} s)"
+        out = t["output_mb"] if label != "reports" else sum(t.get("files_mb", {}).values())
+        lines.append(f"| `{label}`{extra} | {_f(t['wall_s'], 1)} | {_f(t['cpu_s'], 1)} | {_f(t['peak_rss_mb'], 0)} | {_f(out, 1)} |")
+    return lines + [""]
+
+
+def write_readme(path: Path | None = None) -> Path:
+    path = path or RESULTS / "README.md"
+    lines = [HEADER]
+    results = _load()
+    for kind, fn in (("wave", wave_section), ("ssh_peers", peers_section), ("state_scale", state_section)):
+        for d in sorted((x for x in results if x.get("benchmark") == kind),
+                        key=lambda x: x.get("parameters", {}).get("hosts", 0)):
+            lines += fn(d)
+    notes = RESULTS / "NOTES.md"
+    if notes.exists():
+        lines += ["", notes.read_text()]
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(write_readme())
