@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -m pip install --quiet -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -m pip install --quiet -e '.[test,scale]' 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/python -c "import prefect, paramiko, pandas, yaml, pytest, hypothesis, tasks, flows, lab"
 	touch $(STAMP)
 
