@@ -265,6 +265,22 @@ def _schedule_pass2(ctx: WaveContext, inventory: str) -> str:
     return f"pass 2 scheduled for {when.isoformat(timespec='minutes')} (flow run {run.name})"
 
 
+def _missing_concurrency_limit(name: str | None) -> str | None:
+    """A misspelt global limit would otherwise fail every batch mid-wave; refuse before touching a host."""
+    if not name:
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return (f"global concurrency limit {name!r} (provisioning.concurrency_limit) does not exist: create it "
+                    f"with `prefect global-concurrency-limit create {name} --limit N`; no host was touched")
+    return None
+
+
 # -- sharding: a wave too large for one process fans out to workers ------------------------------
 
 def _run_shards(ctx: WaveContext, inventory: str, state: str | None) -> str | None:
@@ -337,6 +353,11 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
     ctx.restrict = set(shard) if shard else None
     for what, why in ctx.unavailable.items():
         logger.warning("%s not available: %s", what, why)
+    missing_limit = _missing_concurrency_limit(inv.provisioning.concurrency_limit)
+    if missing_limit:
+        store.close()
+        ctx.close()
+        return Failed(message=missing_limit)
     key = register(ctx)
     halted = note = None
     try:

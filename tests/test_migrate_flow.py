@@ -264,3 +264,32 @@ def test_a_wave_killed_mid_pass_and_run_again_loses_nothing(tmp_path, monkeypatc
             assert chain[-1].status_after == final[name]
     finally:
         site.lab.stop()
+
+
+# -- a global concurrency limit caps calls to the provisioning server across runs -------------------
+
+def test_global_concurrency_limit_is_used_and_a_misspelt_one_refused(tmp_path, monkeypatch, prefect_harness):
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from flows.migrate import migrate_wave
+
+    devs = [device(f"G-{i}", f"127.10.4.{i + 1}", trusted="contoso.com") for i in range(6)]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "batch_size": 2}], monkeypatch)
+    try:
+        data = yaml.safe_load(site.inventory.read_text())
+        data["provisioning"]["concurrency_limit"] = "prov-servr"  # misspelt
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        state = migrate_wave(str(site.inventory), "w", return_state=True)
+        assert state.is_failed() and "'prov-servr'" in state.message and "no host was touched" in state.message
+        assert all(d["attempts"] == [] for d in site.admin_all().values())
+
+        with get_client(sync_client=True) as client:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="prov-server", limit=4))
+        data["provisioning"]["concurrency_limit"] = "prov-server"
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert migrate_wave(str(site.inventory), "w", return_state=True).is_completed()
+        assert all(d["state"] == "provisioned" for d in site.admin_all().values())
+    finally:
+        site.lab.stop()
