@@ -77,6 +77,8 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
     rec = store.get(wave, name)
     if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED):
         return "skipped"
+    if name in _answered(ctx, pass_no):
+        return "skipped"  # a retried batch: this host already had its answer in this pass
     host = ctx.host(name)
     version = host_version(host, rec.evidence)
     if not version.compares_last_two_labels:
@@ -109,12 +111,23 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
     store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
                      evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
                      next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
+    _answered(ctx, pass_no).add(name)
     return f"failed:{c.cause.value}"
+
+
+def _answered(ctx: WaveContext, pass_no: int) -> set[str]:
+    """Hosts whose attempt in this pass of this run failed for a cause of their own (not a 5xx).
+
+    A batch is retried whole when some of its hosts met server errors: these are not asked again, and
+    giving up on the batch must not relabel them server_error."""
+    return ctx.__dict__.setdefault(f"_answered_pass{pass_no}", set())
 
 
 def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> None:
     """After Prefect's retries are spent, a host still meeting server errors is failed(server_error)."""
     for name in names:
+        if name in _answered(ctx, pass_no):
+            continue
         rec = ctx.store.get(ctx.wave.name, name)
         if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED, Status.REMEDIATING):
             continue
