@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+REAPER = """
+import os, shutil, signal, sys, time
+parent, pgid, sig, folder = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+for s, pause in ((sig, 5), (signal.SIGKILL, 1)):
+    try:
+        os.killpg(pgid, s)
+    except ProcessLookupError:
+        break
+    time.sleep(pause)
+if folder:
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
+def start_reaper(pgid: int, sig: int = signal.SIGTERM, folder: str | Path = "") -> subprocess.Popen:
+    """A tiny watchdog that stops process group `pgid` (and removes `folder`) if this test process dies
+    without its teardown (killed, or SIGTERM, which skips atexit): no server outlives its test run."""
+    return subprocess.Popen([sys.executable, "-c", REAPER, str(os.getpid()), str(pgid), str(int(sig)), str(folder)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_reaper(reaper: subprocess.Popen | None) -> None:
+    if reaper is not None and reaper.poll() is None:
+        reaper.kill()
+        reaper.wait()
+
+
 def _run_as() -> list[str]:
     """The command prefix that drops root to the cluster's OS user (nothing when not root)."""
     if os.geteuid() != 0:
@@ -68,6 +103,7 @@ class PgCluster:
     dir: Path
     port: int
     proc: subprocess.Popen | None = None
+    reaper: subprocess.Popen | None = None
     _n: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -123,6 +159,7 @@ class PgCluster:
              "-c", "max_connections=200"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        self.reaper = start_reaper(self.proc.pid, signal.SIGINT, self.dir)  # SIGINT: postgres' fast shutdown
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -162,6 +199,7 @@ class PgCluster:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        stop_reaper(self.reaper)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
