@@ -466,14 +466,29 @@ class StateStore:
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """host:pid@start:random; the start time tells a live holder from a new process that reuses its pid."""
+    pid = os.getpid()
+    start = (_proc_stat(pid) or ("", None))[1]
+    return f"{socket.gethostname()}:{pid}{'@' + start if start else ''}:{uuid.uuid4().hex[:8]}"
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks since boot) from /proc/PID/stat; None where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].split()
+        return fields[0].decode(), fields[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _owner_alive(owner: str) -> bool:
     """A lease held by a dead process on this machine is free at once (a run killed with -9 and
-    restarted); one held on another machine waits for its expiry."""
+    restarted), also when its pid was reused since or it is an unreaped zombie; one held on another
+    machine waits for its expiry."""
     host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
+    pid, _, start = rest.partition(":")[0].partition("@")
     if host != socket.gethostname() or not pid.isdigit():
         return True
     try:
@@ -482,6 +497,9 @@ def _owner_alive(owner: str) -> bool:
         return False
     except PermissionError:
         return True
+    stat = _proc_stat(int(pid))
+    if stat is not None and (stat[0] == "Z" or (start and stat[1] != start)):
+        return False
     return True
 
 

@@ -8,6 +8,7 @@ the properties cover what is actually persisted (status row + append-only events
 from __future__ import annotations
 
 import itertools
+import time
 import tempfile
 from pathlib import Path
 
@@ -102,3 +103,38 @@ def test_random_requests_keep_the_stored_history_consistent_and_provisioned_fina
             seen_provisioned = seen_provisioned or e.status_after == Status.PROVISIONED
             status = Status(e.status_after)
         assert status == model[host]
+
+
+def test_a_lease_held_by_a_dead_process_is_free_even_if_its_pid_was_reused_or_it_is_a_zombie(tmp_path):
+    """A run killed with -9 leaves its leases behind; the next run must get them at once, even when the
+    dead run's pid now belongs to another process (PIDs wrap quickly on a busy machine) or the dead run
+    was never reaped."""
+    import socket
+    import subprocess
+    from datetime import timedelta
+
+    from tasks.state import worker_id
+
+    store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+    store.ensure_hosts("w", [("A", ""), ("B", ""), ("C", "")])
+    me = worker_id()
+    assert store.lease("w", ["A"], me, timedelta(minutes=15)) == ["A"]
+    assert store.lease("w", ["A"], worker_id(), timedelta(minutes=15)) == []  # a live holder keeps it
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        host = socket.gethostname()
+        # B: held by "pid P started at tick 1": P is alive now, but it is not the process that leased B
+        assert store.lease("w", ["B"], f"{host}:{other.pid}@1:dead0001", timedelta(minutes=15)) == ["B"]
+        assert store.lease("w", ["B"], me, timedelta(minutes=15)) == ["B"]
+        # C: held by a process that was killed and is a zombie until reaped
+        assert store.lease("w", ["C"], f"{host}:{other.pid}:dead0002", timedelta(minutes=15)) == ["C"]
+        other.kill()
+        for _ in range(50):
+            if open(f"/proc/{other.pid}/stat").read().split(") ")[1].startswith("Z"):
+                break
+            time.sleep(0.02)
+        assert store.lease("w", ["C"], me, timedelta(minutes=15)) == ["C"]
+    finally:
+        other.kill()
+        other.wait()
+    store.close()
