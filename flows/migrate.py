@@ -8,6 +8,7 @@ server ingests only ~20-35/s, so one per host would drown it at fleet scale).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import math
 import threading
 from collections import deque
@@ -379,8 +380,10 @@ def _run_shards(ctx: WaveContext, inventory: str, state: str | None) -> str | No
             logger.info("shard %03d (%d hosts): %s %s", i, len(hosts), run.state.name, run.state.message or "")
             return run.state
 
+    # each thread runs in a copy of this context: Prefect's settings and client live in contextvars
     with ThreadPoolExecutor(max_workers=max(1, len(shards))) as pool:
-        states = list(pool.map(lambda a: one(*a), enumerate(shards, 1)))
+        futures = [pool.submit(contextvars.copy_context().run, one, i, hosts) for i, hosts in enumerate(shards, 1)]
+        states = [f.result() for f in futures]
     halted = [s.message for s in states if s.is_failed() and (s.message or "").startswith("halted")]
     broken = [s for s in states if not s.is_completed() and not (s.message or "").startswith("halted")]
     if broken:

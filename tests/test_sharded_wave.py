@@ -1,0 +1,82 @@
+"""A wave too large for one process: shards as child flow runs on two Prefect process workers,
+hosts leased in PostgreSQL, and every host handled exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from typer.testing import CliRunner
+
+from tasks.inventory import load_inventory
+from tasks.state import StateStore
+from tests.pg_fixture import pg_cluster, pg_url  # noqa: F401 - fixtures
+from tests.prefect_server_fixture import prefect_server  # noqa: F401 - fixture
+from tests.site_fixtures import PASSWORD, device, start_site
+
+runner = CliRunner()
+
+
+def _devices(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        kind = i % 6
+        kw = [dict(trusted="contoso.com"), dict(dhcp="fabrikam.com"), dict(dhcp=""),
+              dict(state="legacy", domain="fabrikam.com", legacy=True), dict(dhcp="contoso.net", os="linux"),
+              dict(version="3.0.1")][kind]
+        out.append(device(f"S-{i:03d}", f"127.10.{5 + i // 200}.{i % 200 + 1}", **kw))
+    return out
+
+
+def test_sharded_wave_on_two_workers_handles_every_host_exactly_once(tmp_path, monkeypatch, pg_url,  # noqa: F811
+                                                                      prefect_server):  # noqa: F811
+    from flows.cli import app
+    from flows.migrate import migrate_wave
+
+    devs = _devices(90)
+    wave = {"name": "big", "hosts": ["*"], "shard_size": 30, "shards_in_flight": 3, "max_concurrency": 8,
+            "batch_size": 10, "remediation": ["dhcp_renew", "amt_write", "mebx"]}
+    site = start_site(tmp_path, devs, [wave], monkeypatch, state_url=pg_url, window="60s")
+    try:
+        res = runner.invoke(app, ["schedule", str(site.inventory), "--pool", "shards"])
+        assert res.exit_code == 0, res.output
+        secrets = {"AMTMIG_SSH_KEY": str(site.lab.private_key_path), "AMTMIG_LEGACY_AMT_PASSWORD": PASSWORD}
+        for i in range(2):
+            prefect_server.start_worker("shards", limit=2, extra_env=secrets, name=f"worker-{i}")
+
+        final = migrate_wave(str(site.inventory), "big", inventory_name="site", return_state=True)
+        assert final.is_completed(), f"{final.message}\n{prefect_server.logs()}"
+
+        store = StateStore(load_inventory(site.inventory).state_url)
+        status = {r.host: r.status for r in store.hosts("big")}
+        assert len(status) == 90
+        assert set(status.values()) == {"provisioned", "unsupported"}, Counter(status.values())
+        events = store.history(wave="big")
+        # exactly once: one discovery and one pass-1 decision per host, made inside a shard's flow run
+        discovered = Counter(e.host for e in events if e.stage == "discovery")
+        decided = Counter(e.host for e in events if e.stage == "pass1")
+        assert set(discovered.values()) == {1} and len(discovered) == 90
+        assert set(decided.values()) == {1} and len(decided) == 90
+        shard_runs = {e.flow_run_id for e in events if e.stage == "pass1"}
+        assert len(shard_runs) == 3  # 90 hosts / shard_size 30
+        # both workers took shards
+        logs = [p.read_text(errors="replace") for p in sorted(prefect_server.home.glob("worker-shards-*.log"))]
+        assert len(logs) == 2 and all("shard-" in log for log in logs), prefect_server.logs()
+        # the lab's own log: nobody provisioned twice, nobody after success
+        for name, d in site.admin_all().items():
+            assert not any(a["after_success"] for a in d["attempts"]), name
+            assert sum(a["result"] == "success" for a in d["attempts"]) == (status[name] == "provisioned"), name
+    finally:
+        site.lab.stop()
+
+
+def test_shard_size_is_validated(tmp_path):
+    from tasks.yaml_source import InputError
+
+    f = tmp_path / "inv.yaml"
+    f.write_text("name: x\nprovisioning: {certificate_suffix: contoso.com}\n"
+                 "hosts:\n  - {name: A, address: 10.0.0.1, amt_version: '11.8'}\n"
+                 "waves:\n  - {name: w, hosts: ['*'], shard_size: 3}\n")
+    with pytest.raises(InputError, match="shard_size"):
+        load_inventory(f)
