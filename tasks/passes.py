@@ -79,6 +79,8 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
         return "skipped"
     if name in _answered(ctx, pass_no):
         return "skipped"  # a retried batch: this host already had its answer in this pass
+    if not still_wanted(ctx, stage, rec):
+        return "skipped"  # another run handled it between this pass listing it and this batch leasing it
     host = ctx.host(name)
     version = host_version(host, rec.evidence)
     if not version.compares_last_two_labels:
@@ -113,6 +115,17 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
                      next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
     _answered(ctx, pass_no).add(name)
     return f"failed:{c.cause.value}"
+
+
+def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
+    """Once leased, does the stage still want the host? Two runs of one wave list a stage's hosts at
+    different moments; the lease stops them working a host at once, this stops the second one working
+    it again after the first released it."""
+    from tasks.selection import wants
+
+    window_open = rec.window_closes_at is not None and rec.window_closes_at > ctx.now()
+    return wants(stage, rec, explicit=ctx.selected is not None, pass2_include_failed=ctx.wave.pass2_include_failed,
+                 window_open=window_open, from_stage=ctx.from_stage)
 
 
 def _answered(ctx: WaveContext, pass_no: int) -> set[str]:

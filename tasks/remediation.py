@@ -199,6 +199,10 @@ METHODS = {"amt_write": amt_write, "dhcp_renew": dhcp_renew}
 def remediate_host(ctx: WaveContext, name: str) -> str:
     wave, store = ctx.wave.name, ctx.store
     rec = store.get(wave, name)
+    from tasks.passes import still_wanted
+
+    if not still_wanted(ctx, "remediate", rec):
+        return "skipped"  # another run of the wave remediated it since this stage listed it
     if rec.status not in (Status.REMEDIATING,):
         rec = store.transition(wave, name, Status.REMEDIATING, stage="remediate", action="start", outcome="ok",
                                flow_run_id=ctx.flow_run_id)

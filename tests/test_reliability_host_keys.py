@@ -58,10 +58,9 @@ def test_unknown_and_changed_host_keys_are_refused_per_host(tmp_path, monkeypatc
             assert (rec.status, rec.cause) == ("failed", "auth_failed")
             assert "trust-hosts" in rec.next_step
             assert site.admin(name)["renews"] == [] and site.admin(name)["os_suffix"] == "contoso.com"
-        # remediation, if forced, refuses the renew over SSH for the same reason and hands over to the MEBx
-        assert remediate_host(ctx, "KEY-SWAPPED") == "needs_mebx"
-        rec = store.get("w", "KEY-SWAPPED")
-        assert rec.cause == "auth_failed" and "host_key_changed" in rec.evidence["why_remote_failed"]
+        # auth_failed is not remediated: fixing the key is the operator's step (trust-hosts), not the tool's
+        assert remediate_host(ctx, "KEY-SWAPPED") == "skipped"
+        assert store.get("w", "KEY-SWAPPED").status == "failed"
         assert site.admin("KEY-SWAPPED")["renews"] == []
         # the known_hosts file was not "fixed" behind the operator's back
         text = kh.read_text()
