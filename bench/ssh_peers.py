@@ -40,7 +40,7 @@ import paramiko
 from bench.common import ROOT, LabProcess, killpg, machine, make_fleet, now_iso, parse_latency, write_result
 
 ANSIBLE = ROOT / ".venv" / "bin" / "ansible"
-KEX = "curve25519-sha256"  # what paramiko negotiates; OpenSSH 9.x's default PQ kex costs ~90 ms more per host
+KEX = "curve25519-sha256,curve25519-sha256@libssh.org"  # (the lab offers only the @libssh.org name); what paramiko negotiates; OpenSSH 9.x's default PQ kex costs ~90 ms more per host
 
 
 def renew_cmd() -> str:
@@ -261,10 +261,19 @@ def main(argv: list[str] | None = None) -> dict:
                     help="lab latency; default: the SSH round trip only, so the clients' own cost shows")
     ap.add_argument("--servers", default="lab,openssh")
     ap.add_argument("--name", default="ssh-peers")
+    ap.add_argument("--merge", action="store_true", help="replace only these servers' results in an existing --name file")
     args = ap.parse_args(argv)
     res = compare(args.hosts, args.ansible_hosts, [int(c) for c in args.concurrency.split(",")], args.rounds,
                   args.ansible_rounds, parse_latency(args.latency), args.servers.split(","),
                   ROOT / "state" / "bench" / args.name)
+    if args.merge:
+        from bench.common import RESULTS
+
+        old = json.loads((RESULTS / f"{args.name}.json").read_text())
+        keep = [c for c in old["configs"] if c["server"] not in res["parameters"]["servers"]]
+        res["configs"] = keep + res["configs"]
+        res["parameters"]["servers"] = sorted({c["server"] for c in res["configs"]})
+        res["merged_from"] = old["date"]
     path = write_result(args.name, res)
     for c in res["configs"]:
         print(c["server"], c["concurrency"], json.dumps(c["ratios"]),

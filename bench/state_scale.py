@@ -118,13 +118,14 @@ def run(hosts: int, name: str | None = None) -> dict:
     con.close()
     commands = {
         "status --json": [AMT, "status", str(inv_path), "--json"],
+        "status --state URL --json": [AMT, "status", "--state", f"sqlite:///{db}", "--json"],  # no inventory to load
         "plan --json": [AMT, "plan", str(inv_path), "--json"],
         "reports": [PY, "-m", "bench.state_scale", "--report-child", str(inv_path)],
         "inventory validate": [AMT, "validate", str(inv_path)],
     }
     timings = {}
     for label, cmd in commands.items():
-        out = workdir / f"{label.split()[0]}.out"
+        out = workdir / (label.replace(" ", "_").replace("-", "") + ".out")
         with open(out, "wb") as f:
             m = run_measured(cmd, stdout=f, sample=0.05)
         entry = {"wall_s": round(m["wall_s"], 2), "cpu_s": round(m["tree_cpu_s"], 2),

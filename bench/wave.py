@@ -200,8 +200,9 @@ def run(hosts: int, *, concurrency: int = 50, latency: dict | None = None, seed:
         env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         cmd = [str(ROOT / ".venv" / "bin" / "amt-migrate"), "run", str(inv_path), "--wave", "wave-1"]
         if profile:
-            cmd = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--subprocesses", "--idle", "-r", "50",
-                   "-f", "speedscope", "-o", str(workdir / "profile.speedscope.json"), "--"] + cmd
+            # the run process only (not Prefect's server subprocess); --gil: samples of the thread holding the GIL
+            cmd = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--gil", "--nonblocking", "-r", "100", "-f", "raw",
+                   "-o", str(workdir / "profile.raw"), "--"] + cmd
         lab_cpu0 = lab.cpu_seconds()
         run_start = time.time()
         with open(workdir / "run.log", "wb") as log:
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--latency", default=None, help="e.g. ssh=20ms-80ms,provision=1s-3s,renew=500ms-2s,wsman=20ms-80ms")
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--name", default=None)
-    ap.add_argument("--profile", action="store_true", help="run the wave under py-spy record (speedscope file in the workdir)")
+    ap.add_argument("--profile", action="store_true", help="run the wave under py-spy record --gil (profile.raw in the workdir; bench.profile_summary reads it)")
     args = ap.parse_args(argv)
     res = run(args.hosts, concurrency=args.concurrency, latency=parse_latency(args.latency), seed=args.seed,
               batch_size=args.batch_size, name=args.name, profile=args.profile)

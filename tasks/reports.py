@@ -114,13 +114,13 @@ def summary_markdown(inv: Inventory, s: WaveSummary, *, halted: str | None = Non
 def worklist_rows(inv: Inventory, records: list[HostRecord]) -> list[dict]:
     """What a technician needs at the MEBx prompt: where the host is and what to type."""
     out = []
+    versions = None  # inv.host() scans every host: one scan per MEBx host made big reports quadratic
     for r in records:
         if r.status != Status.NEEDS_MEBX:
             continue
-        try:
-            version = inv.host(r.host).amt_version
-        except KeyError:
-            version = ""
+        if versions is None:
+            versions = {h.name.lower(): h.amt_version for h in inv.hosts}
+        version = versions.get(r.host.lower(), "")
         ev = r.evidence or {}
         out.append({"host": r.host, "address": r.address, "amt_version": version,
                     "enter_suffix": inv.certificate_suffix,
