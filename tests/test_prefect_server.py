@@ -67,6 +67,11 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("site")
     devs = [device(n, ADDRESSES[n], **kw) for n, (kw, _, _) in {**NOW, **GATED, **DEFERRED, **LATER_HOSTS}.items()]
     s = start_site(tmp, devs, WAVES, window="5m", name=INV)
+    # the lab answers SSH from this (busy) test process: on a loaded CI box a 3 s connect timeout
+    # turns a suffix mismatch into "unreachable", which no remediation takes
+    data = yaml.safe_load(s.inventory.read_text())
+    data["credentials"]["ssh"].update(connect_timeout="20s", command_timeout="30s")
+    s.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     yield s
     s.lab.stop()
 
@@ -134,8 +139,13 @@ def _store(site) -> StateStore:
 
 
 def _assert_hosts(site, wave: str, expected: dict) -> None:
-    got = {r.host: (r.status, r.provisioned_in_pass) for r in _store(site).hosts(wave)}
-    assert got == {n: (st, p) for n, (_, st, p) in expected.items()}
+    store = _store(site)
+    got = {r.host: (r.status, r.provisioned_in_pass) for r in store.hosts(wave)}
+    want = {n: (st, p) for n, (_, st, p) in expected.items()}
+    wrong = sorted(h for h in got if got[h] != want.get(h))
+    history = "\n".join(f"{e.at:%H:%M:%S} {e.host} {e.stage} {e.action} {e.outcome} {e.status_before}->{e.status_after} "
+                        f"{e.cause or ''} {e.evidence}" for e in store.history(wrong + ["*"], wave))
+    assert got == want, history
 
 
 def _artifact_keys(run_id: UUID) -> dict[str, object]:
