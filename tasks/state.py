@@ -342,7 +342,7 @@ class StateStore:
             if attempted:
                 updates["attempts"] = row["attempts"] + 1
             if evidence is not None:
-                updates["evidence"] = {**(row["evidence"] or {}), **evidence}
+                updates["evidence"] = _merge_evidence(row["evidence"], evidence)
             return updates, dict(stage=stage, action=action, outcome=outcome, cause=new_cause,
                                  status_before=row["status"], status_after=status.value, evidence=evidence,
                                  flow_run_id=flow_run_id)
@@ -362,7 +362,7 @@ class StateStore:
             if attempted:
                 updates["attempts"] = row["attempts"] + 1
             if evidence is not None:
-                updates["evidence"] = {**(row["evidence"] or {}), **evidence}
+                updates["evidence"] = _merge_evidence(row["evidence"], evidence)
             return updates, dict(stage=stage, action=action, outcome=outcome,
                                  cause=Cause(cause).value if cause else None, status_before=row["status"],
                                  status_after=row["status"], evidence=evidence, flow_run_id=flow_run_id)
@@ -463,6 +463,12 @@ class StateStore:
         with self._session() as s:
             col = self._bytewise(_HostRow.wave)
             return list(s.execute(select(col).distinct().order_by(col)).scalars())
+
+
+def _merge_evidence(old: dict | None, new: dict) -> dict:
+    """The host's latest evidence: new facts replace old ones, and a None clears a fact that no longer holds."""
+    merged = {**(old or {}), **new}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def worker_id() -> str:
