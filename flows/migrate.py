@@ -203,7 +203,6 @@ def remediation_stage(ctx_key: str) -> int:
     _run_batches(ctx, ctx_key, "remediate", names,
                  lambda label, b: remediate_batch.with_options(task_run_name=label).submit(ctx_key, b),
                  batch_size=1 if small else ctx.wave.batch_size, check_halt=False, name_single=True)
-    publish_worklist(ctx)
     return len(names)
 
 
@@ -216,9 +215,10 @@ def publish_worklist(ctx: WaveContext) -> None:
                           description=f"Technician (MEBx) work list: enter DNS suffix {ctx.cert_suffix}")
 
 
-@flow(name="report")
-def report_stage(ctx_key: str, halted: str | None = None) -> dict:
+def publish_report(ctx_key: str, halted: str | None = None) -> dict:
+    """Files beside the state and the operator's artifacts, made in the wave's own run so its page shows them."""
     ctx = lookup(ctx_key)
+    publish_worklist(ctx)
     files = write_wave_reports(ctx.inv, ctx.store, ctx.wave.name, halted=halted)
     records = ctx.store.hosts(ctx.wave.name)
     summary = summarize(records, ctx.wave.name)
@@ -450,9 +450,14 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
             if not halted and start <= 2:
                 remediation_stage.with_options(task_runner=_runner(ctx, 1))(key)
             run_pass2 = not halted and (start <= 3 or bool(sharded))
-            if run_pass2 and start < 3 and w.gate and not _gate(ctx):
-                run_pass2, note = False, "operator said no-go: pass 2 not run (rerun --from pass2 when ready)"
-            if run_pass2 and start < 3 and w.pass2_after:
+            if sharded and (w.gate or w.pass2_after):
+                logger.warning("wave %s is sharded: its shards ran pass 2 themselves; gate and pass2_after apply "
+                               "only to unsharded waves", w.name)
+            between = run_pass2 and start < 3 and not shard  # shards leave the decision to unsharded runs
+            if between and w.gate and not _gate(ctx):
+                run_pass2, note = False, ("gate: pass 2 not run (no-go, or no Prefect server to answer on; see the "
+                                          "log); rerun --from pass2 when ready")
+            if between and run_pass2 and w.pass2_after:
                 run_pass2, note = False, _schedule_pass2(ctx, inventory)
             if run_pass2 and not sharded:
                 halted = pass_stage.with_options(task_runner=runner)(key, 2)
@@ -465,7 +470,7 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
             s_ = summarize(store.hosts(w.name), w.name)
             report = {"summary": s_.__dict__, "files": {}, "markdown": ""}
         else:
-            report = report_stage(key, halted)
+            report = publish_report(key, halted)
     finally:
         unregister(key)
         store.close()
