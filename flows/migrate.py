@@ -31,7 +31,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from tasks import passes
-from tasks.host_state import SUFFIX_CAUSES, Cause, Status
+from tasks.host_state import Status, counts_toward_failure_limit
 from tasks.inventory import load_inventory
 from tasks.reports import artifact_key, host_rows, summarize, summary_markdown, write_wave_reports
 from tasks.selection import Selection, stage_hosts
@@ -100,16 +100,17 @@ def _halt_reason(ctx: WaveContext) -> str | None:
     pct = ctx.wave.max_fail_percentage
     if pct >= 100:
         return None
-    records = ctx.store.hosts(ctx.wave.name)
-    s = summarize(records, ctx.wave.name)
-    if not s.total or s.limit_failures * 100.0 / s.total <= pct:
-        return None
+    counts = ctx.store.status_cause_counts(ctx.wave.name)
+    total = sum(counts.values())
     causes: dict[str, int] = {}
-    for r in records:
-        if r.status in (Status.FAILED, Status.REMEDIATION_FAILED) and r.cause and Cause(r.cause) not in SUFFIX_CAUSES:
-            causes[r.cause] = causes.get(r.cause, 0) + 1
+    for (status, cause), n in counts.items():
+        if counts_toward_failure_limit(status, cause):
+            causes[cause or "unknown"] = causes.get(cause or "unknown", 0) + n
+    failures = sum(causes.values())
+    if not total or failures * 100.0 / total <= pct:
+        return None
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(causes.items()))
-    return (f"{s.limit_failures} of {s.total} hosts ({s.limit_failures * 100.0 / s.total:.1f}%) failed for reasons "
+    return (f"{failures} of {total} hosts ({failures * 100.0 / total:.1f}%) failed for reasons "
             f"other than the DNS suffix ({detail}), more than max_fail_percentage {pct:g}%")
 
 
@@ -122,7 +123,8 @@ def _run_batches(ctx: WaveContext, ctx_key: str, stage: str, names: list[str], s
         logger.info("%s: no host to work on", stage)
         return None
     batches = _chunks(names, batch_size)
-    in_flight = _batches_in_flight(ctx, batch_size)
+    max_batches = _batches_in_flight(ctx, batch_size)
+    queued_enough = 2 * ctx.wave.max_concurrency  # hosts handed out but unfinished before we hold back
     progress_id = create_progress_artifact(
         0.0, key=artifact_key(ctx.inv.name, ctx.wave.name, stage, "progress"),
         description=f"{stage}: 0 of {len(names)} hosts")
@@ -131,16 +133,19 @@ def _run_batches(ctx: WaveContext, ctx_key: str, stage: str, names: list[str], s
     finished = 0
     halted = None
     while queue or running:
-        while queue and len(running) < in_flight and not halted:
+        while queue and len(running) < max_batches and ctx.unfinished_hosts < queued_enough and not halted:
             i, batch = queue.popleft()
             label = f"{stage}-{batch[0]}" if name_single and len(batch) == 1 else f"{stage}-batch-{i:03d}"
+            ctx.batch_started(batch)
             fut = submit(label, batch)
             running[fut.wrapped_future] = (fut, batch)
         if not running:
             break
-        done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+        # wake on a finished batch, or every half second to hand out more hosts as stuck batches idle
+        done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
         for raw in done:
             fut, batch = running.pop(raw)
+            ctx.batch_finished(batch)
             result = fut.result(raise_on_failure=False)
             if isinstance(result, BaseException):
                 logger.warning("%s: a batch of %d hosts failed after retries: %s", stage, len(batch), result)
@@ -162,9 +167,10 @@ def _run_batches(ctx: WaveContext, ctx_key: str, stage: str, names: list[str], s
 
 
 def _batches_in_flight(ctx: WaveContext, batch_size: int) -> int:
-    """Three times the batches that fill max_concurrency: hosts queue on the shared slots, so a batch
-    waiting for one slow host never leaves slots idle."""
-    return max(2, 3 * math.ceil(ctx.wave.max_concurrency / batch_size) + 1)
+    """A bound on batch task runs at once. Batches waiting for one slow host each hold a runner
+    thread while new batches keep the host pool busy, so allow one per host slot plus those that
+    fill the queue; the host pool, not this, bounds concurrency."""
+    return ctx.wave.max_concurrency + 2 * math.ceil(ctx.wave.max_concurrency / batch_size) + 1
 
 
 def _runner(ctx: WaveContext, batch_size: int) -> ThreadPoolTaskRunner:

@@ -7,7 +7,6 @@ never provisions a host that already succeeded.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -150,31 +149,23 @@ def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> N
                              next_step=NEXT_STEP[Cause.SERVER_ERROR], flow_run_id=ctx.flow_run_id)
 
 
-def run_hosts(names: list[str], step: Callable[[str], str], *, workers: int,
-              slots: threading.BoundedSemaphore | None = None) -> dict[str, str]:
-    """Run a per-host step on a bounded pool; an unexpected exception is that host's result, not the batch's.
+def run_hosts(names: list[str], step: Callable[[str], str], pool: ThreadPoolExecutor) -> dict[str, str]:
+    """Run a per-host step for a batch on the wave's shared host pool; an unexpected exception is
+    that host's result, not the batch's.
 
-    `slots` is shared by every batch of the wave: it, not the batch, bounds hosts in flight, so a
-    batch stalled on one dead host doesn't idle the others.
+    The pool (max_concurrency threads) is shared by every batch of the wave: it, not the batch,
+    bounds hosts in flight, so a batch waiting on one dead host never leaves the others idle.
     """
-    results: dict[str, str] = {}
 
-    def guarded(name: str) -> tuple[str, str]:
+    def guarded(name: str) -> str:
         try:
-            if slots is None:
-                return name, step(name)
-            with slots:
-                return name, step(name)
+            return step(name)
         except Exception as exc:  # noqa: BLE001 - one host's bug must not sink its batch
             log.exception("%s: unexpected error", name)
-            return name, f"error:{type(exc).__name__}"
+            return f"error:{type(exc).__name__}"
 
-    if not names:
-        return results
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names))), thread_name_prefix="host") as pool:
-        for name, label in pool.map(guarded, names):
-            results[name] = label
-    return results
+    futures = {name: pool.submit(guarded, name) for name in names}
+    return {name: f.result() for name, f in futures.items()}
 
 
 def run_leased(ctx: WaveContext, names: list[str], step: Callable[[str], str]) -> dict[str, str]:
@@ -182,8 +173,10 @@ def run_leased(ctx: WaveContext, names: list[str], step: Callable[[str], str]) -
     the same host at once; a host another live worker holds is left to it."""
     claimed = ctx.store.lease(ctx.wave.name, names, ctx.worker, ctx.lease_ttl)
     results = {n: "leased-elsewhere" for n in names if n not in claimed}
+    if names:
+        ctx.hosts_done(names, len(names) - len(claimed))
     try:
-        results.update(run_hosts([n for n in names if n in claimed], step, workers=len(claimed), slots=ctx.slots))
+        results.update(run_hosts([n for n in names if n in claimed], ctx.counted(names, step), ctx.host_pool))
     finally:
         ctx.store.release(ctx.wave.name, claimed, ctx.worker)
     return results

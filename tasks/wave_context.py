@@ -7,6 +7,7 @@ Prefect parameter that the API would store.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,8 +43,40 @@ class WaveContext:
     restrict: set[str] | None = None  # a shard's hosts (child run of a sharded wave)
 
     def __post_init__(self) -> None:
-        self.slots = threading.BoundedSemaphore(self.wave.max_concurrency)
+        # one pool of max_concurrency threads for every host step of the run, whatever batch it is in
+        self.host_pool = ThreadPoolExecutor(max_workers=self.wave.max_concurrency, thread_name_prefix="host")
+        self._unfinished: dict[str, int] = {}  # batch (its first host) -> hosts not finished yet
+        self._unfinished_lock = threading.Lock()
         self.hosts_by_name = {h.name: h for h in self.inv.wave_hosts(self.wave)}
+
+    # hosts handed to batches and not finished yet: the flow submits more batches only while this is
+    # low, so the pool always has work queued but never thousands of idle batch threads. Counted per
+    # batch, so a batch that failed or was retried can't leave the count wrong.
+    def batch_started(self, batch: list[str]) -> None:
+        with self._unfinished_lock:
+            self._unfinished[batch[0]] = len(batch)
+
+    def batch_finished(self, batch: list[str]) -> None:
+        with self._unfinished_lock:
+            self._unfinished.pop(batch[0], None)
+
+    def hosts_done(self, batch: list[str], n: int = 1) -> None:
+        with self._unfinished_lock:
+            if batch[0] in self._unfinished:
+                self._unfinished[batch[0]] = max(0, self._unfinished[batch[0]] - n)
+
+    @property
+    def unfinished_hosts(self) -> int:
+        with self._unfinished_lock:
+            return sum(self._unfinished.values())
+
+    def counted(self, batch: list[str], step):
+        def run(name: str) -> str:
+            try:
+                return step(name)
+            finally:
+                self.hosts_done(batch)
+        return run
 
     def host(self, name: str) -> Host:
         return self.hosts_by_name[name]
@@ -62,6 +95,7 @@ class WaveContext:
                            self.legacy_password.reveal(), timeout=20.0)
 
     def close(self) -> None:
+        self.host_pool.shutdown(wait=False, cancel_futures=True)
         self.provisioner.close()
 
 

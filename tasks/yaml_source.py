@@ -107,7 +107,7 @@ def load_yaml_with_lines(path: Path) -> tuple[object, SourceMap]:
         raise InputError([Problem(file, 0, "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError([Problem(file, 0, "", f"cannot read: {exc}")]) from None
-    loader = yaml.SafeLoader(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml keeps marks and is ~2.5x faster
     try:
         node = loader.get_single_node()
         if node is None:
