@@ -293,3 +293,40 @@ def test_global_concurrency_limit_is_used_and_a_misspelt_one_refused(tmp_path, m
         assert all(d["state"] == "provisioned" for d in site.admin_all().values())
     finally:
         site.lab.stop()
+
+
+# -- the rpc adapter: rpc-go's `rpc activate --json` on the client over SSH -------------------------
+
+def test_rpc_adapter_provisions_over_ssh_and_maps_failures(tmp_path, monkeypatch):
+    import yaml
+
+    devs = [device("R-OK", "127.10.6.1", trusted="contoso.com"),
+            device("R-BAD", "127.10.6.2", dhcp="fabrikam.com", os="linux"),
+            device("R-BLANK", "127.10.6.3", dhcp=""),
+            device("R-DOWN", "127.10.6.4", dhcp="fabrikam.com", faults=["down"])]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew", "mebx"]}],
+                      monkeypatch)
+    try:
+        data = yaml.safe_load(site.inventory.read_text())
+        data["provisioning"] = {"server": "rpc", "url": "wss://rps.contoso.com/activate",
+                                "certificate_suffix": "contoso.com", "profile": "acm-contoso"}
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        ctx = _ctx(site)
+        assert ctx.provisioner.name == "rpc"
+        for n in ("R-OK", "R-BAD", "R-BLANK", "R-DOWN"):
+            discover_host(ctx, n)
+        assert provision_host(ctx, "R-OK", 1) == "provisioned"
+        assert provision_host(ctx, "R-BAD", 1) == "failed:suffix_mismatch"
+        assert provision_host(ctx, "R-BLANK", 1) == "failed:suffix_blank"  # rpc-go exit 24: missing DNS suffix
+        assert provision_host(ctx, "R-DOWN", 1) == "failed:unreachable"
+        ev = ctx.store.get("w", "R-BAD").evidence
+        assert ev["rpc_exit"] != 0 and "fabrikam.com" in ev["verdict"]
+        # remediation and pass 2 go through the same SSH: the renew fixes it and rpc activates it
+        assert remediate_host(ctx, "R-BAD") == "remediated:dhcp_renew"
+        assert provision_host(ctx, "R-BAD", 2) == "provisioned"
+        truth = site.admin_all()
+        assert truth["R-OK"]["state"] == truth["R-BAD"]["state"] == "provisioned"
+        assert {a["source"] for a in truth["R-BAD"]["attempts"]} != {"server"}  # made by rpc on the client
+        assert all(not a["after_success"] for d in truth.values() for a in d["attempts"])
+    finally:
+        site.lab.stop()
