@@ -1,9 +1,12 @@
-"""A wave too large for one process: shards as child flow runs on two Prefect process workers,
-hosts leased in PostgreSQL, and every host handled exactly once.
+"""A wave too large for one process: shards as child flow runs on two Prefect process workers, with
+the Prefect server itself on PostgreSQL + Redis (the scale-out configuration), hosts leased in the
+PostgreSQL state store, and every host handled exactly once.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -12,7 +15,7 @@ from typer.testing import CliRunner
 from tasks.inventory import load_inventory
 from tasks.state import StateStore
 from tests.pg_fixture import pg_cluster, pg_url  # noqa: F401 - fixtures
-from tests.prefect_server_fixture import prefect_server  # noqa: F401 - fixture
+from tests.prefect_scale_fixture import ROOT, prefect_scale_server, stop_group  # noqa: F401 - fixture
 from tests.site_fixtures import PASSWORD, device, start_site
 
 runner = CliRunner()
@@ -29,24 +32,38 @@ def _devices(n: int) -> list[dict]:
     return out
 
 
+def _worker(server, pool: str, name: str, extra_env: dict) -> tuple[subprocess.Popen, object]:
+    log = server.dir / f"{name}.log"
+    env = dict(server.env, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5", **extra_env)
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "2",
+                                 "--type", "process", "--name", name], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, log
+
+
 def test_sharded_wave_on_two_workers_handles_every_host_exactly_once(tmp_path, monkeypatch, pg_url,  # noqa: F811
-                                                                      prefect_server):  # noqa: F811
+                                                                      prefect_scale_server):  # noqa: F811
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from flows.cli import app
     from flows.migrate import migrate_wave
 
+    server = prefect_scale_server
     devs = _devices(90)
     wave = {"name": "big", "hosts": ["*"], "shard_size": 30, "shards_in_flight": 3, "max_concurrency": 8,
             "batch_size": 10, "remediation": ["dhcp_renew", "amt_write", "mebx"]}
     site = start_site(tmp_path, devs, [wave], monkeypatch, state_url=pg_url, window="60s")
+    workers = []
     try:
-        res = runner.invoke(app, ["schedule", str(site.inventory), "--pool", "shards"])
-        assert res.exit_code == 0, res.output
-        secrets = {"AMTMIG_SSH_KEY": str(site.lab.private_key_path), "AMTMIG_LEGACY_AMT_PASSWORD": PASSWORD}
-        for i in range(2):
-            prefect_server.start_worker("shards", limit=2, extra_env=secrets, name=f"worker-{i}")
-
-        final = migrate_wave(str(site.inventory), "big", inventory_name="site", return_state=True)
-        assert final.is_completed(), f"{final.message}\n{prefect_server.logs()}"
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            res = runner.invoke(app, ["schedule", str(site.inventory), "--pool", "shards"])
+            assert res.exit_code == 0, res.output
+            secrets = {"AMTMIG_SSH_KEY": str(site.lab.private_key_path), "AMTMIG_LEGACY_AMT_PASSWORD": PASSWORD}
+            workers = [_worker(server, "shards", f"worker-{i}", secrets) for i in range(2)]
+            final = migrate_wave(str(site.inventory), "big", inventory_name="site", return_state=True)
+        logs = [log.read_text(errors="replace") for _, log in workers]
+        assert final.is_completed(), f"{final.message}\n{server.logs()}\n" + "\n".join(x[-3000:] for x in logs)
 
         store = StateStore(load_inventory(site.inventory).state_url)
         status = {r.host: r.status for r in store.hosts("big")}
@@ -61,13 +78,16 @@ def test_sharded_wave_on_two_workers_handles_every_host_exactly_once(tmp_path, m
         shard_runs = {e.flow_run_id for e in events if e.stage == "pass1"}
         assert len(shard_runs) == 3  # 90 hosts / shard_size 30
         # both workers took shards
-        logs = [p.read_text(errors="replace") for p in sorted(prefect_server.home.glob("worker-shards-*.log"))]
-        assert len(logs) == 2 and all("shard-" in log for log in logs), prefect_server.logs()
+        assert all("shard-" in log for log in logs), "\n".join(x[-3000:] for x in logs)
+        # the server really is the PostgreSQL + Redis one
+        assert server.redis("DBSIZE") not in ("", "0")
         # the lab's own log: nobody provisioned twice, nobody after success
         for name, d in site.admin_all().items():
             assert not any(a["after_success"] for a in d["attempts"]), name
             assert sum(a["result"] == "success" for a in d["attempts"]) == (status[name] == "provisioned"), name
     finally:
+        for proc, _ in workers:
+            stop_group(proc)
         site.lab.stop()
 
 
