@@ -14,24 +14,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from lab.openssh import free_port  # one definition for every test server
+
 _SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 
 
 def kea_binaries() -> tuple[str | None, str | None]:
     return shutil.which("kea-dhcp4", path=_SBIN), shutil.which("kea-ctrl-agent", path=_SBIN)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_dhcp4(**overrides) -> dict:

@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from lab.openssh import free_port  # one definition for every test server
 
 PG_USER = "amtmig"  # the cluster's superuser name (trust auth: no password)
 # A non-UTC server zone on purpose: the store must hand back UTC whatever the server's TimeZone is.
@@ -43,12 +44,6 @@ def pg_bindir() -> Path | None:
         if c and os.access(Path(c) / "initdb", os.X_OK) and os.access(Path(c) / "postgres", os.X_OK):
             return Path(c)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 REAPER = """

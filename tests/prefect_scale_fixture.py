@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import httpx
 import pytest
 
 from tests.pg_fixture import free_port, get_cluster, start_reaper, stop_reaper
+from tests.prefect_server_fixture import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 150  # migrations on a fresh PostgreSQL database: 10-40 s on a loaded 2-core machine
@@ -62,29 +62,6 @@ TEST_ONLY_ENV = {
                     "TRIGGERS", "EVENT_LOGGER", "CLEANUP_RECONCILER")},
     "PREFECT_LOGGING_TO_API_ENABLED": "false",
 }
-
-
-def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, grace: float = 10) -> None:
-    """Signal the process group, then SIGKILL what is left: no child (uvicorn, services) survives."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @dataclass

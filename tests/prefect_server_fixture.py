@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,29 +18,27 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lab.openssh import free_port  # one definition for every test server
+
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT = [sys.executable, "-m", "prefect"]
 START_TIMEOUT = 240  # 10-25 s on a quiet machine; minutes when the CI box is busy
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
-    """SIGTERM the process group, then SIGKILL what is left: no child survives."""
+def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, grace: float = 10) -> None:
+    """Signal the process group, then SIGKILL what is left: no child (flow runs, uvicorn workers) survives."""
+    if proc is None:
+        return
     if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
             pass
-    try:  # the leader may be gone while its children (flow runs, uvicorn workers) are not
+    try:  # the leader may be gone while its children are not
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -24,6 +24,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from lab.openssh import free_port  # one definition for every test server
+
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 
@@ -34,13 +36,6 @@ printf 'dialled=%s\\n' "$3" >&2
 printf 'command=%s\\n' "$SSH_ORIGINAL_COMMAND" >&2
 exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
 """
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (bound to 0.0.0.0 so every loopback address is free)."""
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
 
 
 def keygen(path: Path, key_type: str = "ed25519", passphrase: str = "", bits: int | None = None) -> Path:
