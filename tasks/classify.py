@@ -36,6 +36,12 @@ class Classification:
         return {**self.evidence, "cause": self.cause.value, "inferred": self.inferred}
 
 
+def is_pre_provisioning(legacy_managed: bool | None, evidence: dict | None) -> bool:
+    """What discovery read (ProvisioningState 0 = pre) beats the export's word that the legacy console manages it."""
+    state = (evidence or {}).get("provisioning_state")
+    return state == 0 if state is not None else legacy_managed is not True
+
+
 def effective_amt_suffix(pre_provisioning: bool, trusted: str | None, dhcp: str | None,
                          domain_name: str | None) -> str | None:
     """The suffix AMT checks, or None when what was read can't tell.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import copy
 import ipaddress
-import json
 import re
 import time
 from dataclasses import dataclass, field

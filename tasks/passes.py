@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from tasks.classify import HostFacts, classify_failure, effective_amt_suffix
+from tasks.classify import HostFacts, classify_failure, effective_amt_suffix, is_pre_provisioning
 from tasks.host_state import Cause, Status
 from tasks.inventory import Host
 from tasks.suffix_rules import AmtVersion, InvalidValue
@@ -53,8 +53,7 @@ def host_version(host: Host, evidence: dict | None) -> AmtVersion:
 def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
     """Assemble what is known about the host's suffixes, discovery first, then the inventory."""
     ev = evidence or {}
-    state = ev.get("provisioning_state")
-    pre = (state == 0) if state is not None else (host.legacy_managed is not True)
+    pre = is_pre_provisioning(host.legacy_managed, ev)
     effective = effective_amt_suffix(pre, ev.get("trusted_suffix"), ev.get("dhcp_suffix"), ev.get("domain_name"))
     source = ev.get("suffix_source")
     if effective is None and host.amt_suffix is not None:
@@ -99,7 +98,7 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
         store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,
                      evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
         return "transient"
-    reached = outcome.error_code not in ("device_unreachable", "unreachable", "auth_failed")
+    reached = outcome.reached_device
     closes = now + ctx.inv.window.interface_open if reached else None  # every attempt reopens the window
     if outcome.ok:
         store.transition(wave, name, Status.PROVISIONED, stage=stage, action="provision", outcome="ok",

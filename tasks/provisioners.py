@@ -23,6 +23,11 @@ class ProvisionOutcome:
     transient: bool = False  # worth retrying the same request later (server busy/down)
     evidence: dict = field(default_factory=dict)
 
+    @property
+    def reached_device(self) -> bool:
+        """Did the attempt reach AMT? Only then did it reopen the interface window."""
+        return self.error_code not in ("device_unreachable", "unreachable", "auth_failed")
+
 
 class Provisioner(Protocol):
     name: str

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from tasks import host_commands as hc
+from tasks.classify import is_pre_provisioning
 from tasks.host_state import Cause, Status
 from tasks.inventory import Host
 from tasks.plan import scope_matches_certificate
@@ -34,8 +35,7 @@ def _matches(ctx: WaveContext, host: Host, suffix: str | None) -> bool:
 
 
 def _pre_provisioning(host: Host, rec: HostRecord) -> bool:
-    state = (rec.evidence or {}).get("provisioning_state")
-    return state == 0 if state is not None else host.legacy_managed is not True
+    return is_pre_provisioning(host.legacy_managed, rec.evidence)
 
 
 # -- amt_write -----------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def _reopen_window(ctx: WaveContext, host: Host) -> MethodResult | None:
     """A provisioning attempt reopens AMT's interface; if it even succeeds, the host is done."""
     out = ctx.provisioner.provision(host)
     now = ctx.now()
-    if out.transient or out.error_code in ("device_unreachable", "unreachable", "auth_failed"):
+    if out.transient or not out.reached_device:
         return MethodResult(False, f"could not reopen the window: {out.message}",
                             Cause.SERVER_ERROR if out.transient else Cause.UNREACHABLE)
     ctx.store.record(ctx.wave.name, host.name, stage="remediate", action="reopen-window",

@@ -7,7 +7,7 @@ glob) and the stage to start from, like Ansible's retry files.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tasks.host_state import Cause, Status
 from tasks.state import HostRecord

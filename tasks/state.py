@@ -337,12 +337,7 @@ class StateStore:
             updates = {"status": status.value, "cause": new_cause, "next_step": next_step, "last_stage": stage}
             if status == Status.PROVISIONED:
                 updates["provisioned_in_pass"] = provisioned_in_pass
-            if window_closes_at is not None:
-                updates["window_closes_at"] = window_closes_at
-            if attempted:
-                updates["attempts"] = row["attempts"] + 1
-            if evidence is not None:
-                updates["evidence"] = _merge_evidence(row["evidence"], evidence)
+            updates.update(_fact_updates(row, window_closes_at, attempted, evidence))
             return updates, dict(stage=stage, action=action, outcome=outcome, cause=new_cause,
                                  status_before=row["status"], status_after=status.value, evidence=evidence,
                                  flow_run_id=flow_run_id)
@@ -356,13 +351,7 @@ class StateStore:
         """Append an event that does not change the status (discovery evidence, a reopening attempt)."""
 
         def change(row):
-            updates: dict = {}
-            if window_closes_at is not None:
-                updates["window_closes_at"] = window_closes_at
-            if attempted:
-                updates["attempts"] = row["attempts"] + 1
-            if evidence is not None:
-                updates["evidence"] = _merge_evidence(row["evidence"], evidence)
+            updates = _fact_updates(row, window_closes_at, attempted, evidence)
             return updates, dict(stage=stage, action=action, outcome=outcome,
                                  cause=Cause(cause).value if cause else None, status_before=row["status"],
                                  status_after=row["status"], evidence=evidence, flow_run_id=flow_run_id)
@@ -470,6 +459,18 @@ class StateStore:
         with self._session() as s:
             col = self._bytewise(_HostRow.wave)
             return list(s.execute(select(col).distinct().order_by(col)).scalars())
+
+
+def _fact_updates(row, window_closes_at: datetime | None, attempted: bool, evidence: dict | None) -> dict:
+    """What any event may change besides the status: the window, the attempt count, the evidence."""
+    updates: dict = {}
+    if window_closes_at is not None:
+        updates["window_closes_at"] = window_closes_at
+    if attempted:
+        updates["attempts"] = row["attempts"] + 1
+    if evidence is not None:
+        updates["evidence"] = _merge_evidence(row["evidence"], evidence)
+    return updates
 
 
 def _merge_evidence(old: dict | None, new: dict) -> dict:

@@ -11,16 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from tasks.inventory import Host, Inventory, Wave
 from tasks.provisioners import Provisioner, make_provisioner
 from tasks.secrets import Secret, SecretUnavailable, legacy_amt_password, ssh_private_key
-from tasks.state import StateStore, worker_id
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from tasks.state import StateStore, utcnow, worker_id
 
 
 @dataclass
