@@ -10,6 +10,8 @@ import fnmatch
 import hashlib
 import os
 import socket
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 import threading
@@ -167,6 +169,20 @@ class Event:
         return d
 
 
+def _switch_to_wal(cur, timeout: float = 60.0) -> None:
+    """Changing a new database's journal mode answers 'database is locked' at once, without the busy
+    handler, while another connection does the same: several openers of one new file must wait their turn."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     """WAL + immediate transactions: concurrent writers queue instead of failing with 'database is locked'."""
 
@@ -175,7 +191,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout=60000")
-        cur.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
