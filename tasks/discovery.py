@@ -19,28 +19,29 @@ def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
     port = ctx.inv.ssh_port_of(host)
     ev: dict = {}
     try:
-        res = ctx.ssh.run(host.address, hc.read_os_suffix_command(flavor), port=port, os_flavor=flavor)
-        if res.ok:
-            ev["os_suffix"] = hc.parse_os_suffix(flavor, res.stdout)
-        res = ctx.ssh.run(host.address, hc.amtinfo_command(flavor), port=port, os_flavor=flavor)
-        if res.ok:
-            info = hc.parse_amtinfo(res.stdout)
-            if info.version:
-                ev["amt_version_discovered"] = info.version
-            if info.pre_provisioning is not None:
-                ev["provisioning_state"] = 0 if info.pre_provisioning else 2
-            ev["control_mode"] = info.control_mode
-            if info.pre_provisioning:
-                ev["trusted_suffix"] = info.dns_suffix  # amtinfo's dnsSuffix is the trusted one only
-                ev["suffix_source"] = "rpc amtinfo"
-                # the host interface reads option 15 too, which amtinfo never shows
-                res = ctx.ssh.run(host.address, hc.get_dns_suffix_command(flavor), port=port, os_flavor=flavor)
-                if res.ok:
-                    sfx = hc.parse_get_dns_suffix(res.stdout)
-                    ev["trusted_suffix"], ev["dhcp_suffix"] = sfx.trusted, sfx.dhcp
-                    ev["suffix_source"] = "host interface (amt-hi get-dns-suffix)"
-        else:
-            ev["amtinfo_error"] = f"exit {res.exit_status}: {res.stderr.strip()[:120]}"
+        with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:  # one handshake, three commands
+            res = sh.run(hc.read_os_suffix_command(flavor))
+            if res.ok:
+                ev["os_suffix"] = hc.parse_os_suffix(flavor, res.stdout)
+            res = sh.run(hc.amtinfo_command(flavor))
+            if res.ok:
+                info = hc.parse_amtinfo(res.stdout)
+                if info.version:
+                    ev["amt_version_discovered"] = info.version
+                if info.pre_provisioning is not None:
+                    ev["provisioning_state"] = 0 if info.pre_provisioning else 2
+                ev["control_mode"] = info.control_mode
+                if info.pre_provisioning:
+                    ev["trusted_suffix"] = info.dns_suffix  # amtinfo's dnsSuffix is the trusted one only
+                    ev["suffix_source"] = "rpc amtinfo"
+                    # the host interface reads option 15 too, which amtinfo never shows
+                    res = sh.run(hc.get_dns_suffix_command(flavor))
+                    if res.ok:
+                        sfx = hc.parse_get_dns_suffix(res.stdout)
+                        ev["trusted_suffix"], ev["dhcp_suffix"] = sfx.trusted, sfx.dhcp
+                        ev["suffix_source"] = "host interface (amt-hi get-dns-suffix)"
+            else:
+                ev["amtinfo_error"] = f"exit {res.exit_status}: {res.stderr.strip()[:120]}"
     except SshError as exc:
         ev["ssh_error"] = exc.kind
         ev["ssh_cause"] = exc.cause

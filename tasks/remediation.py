@@ -66,12 +66,13 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
 
     flavor, port = ctx.inv.os_of(host), ctx.inv.ssh_port_of(host)
     try:
-        res = ctx.ssh.run(host.address, hc.set_dns_suffix_command(target, flavor), port=port, os_flavor=flavor)
-        wrote = hc.check_set_dns_suffix(res.exit_status, res.stdout, res.stderr, target)
-        if not wrote.ok:
-            return MethodResult(False, f"host interface write refused: {wrote.message}", Cause.UNKNOWN)
-        res = ctx.ssh.run(host.address, hc.get_dns_suffix_command(flavor), port=port, os_flavor=flavor)
-        back = hc.parse_get_dns_suffix(res.stdout) if res.ok else None
+        with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:
+            res = sh.run(hc.set_dns_suffix_command(target, flavor))
+            wrote = hc.check_set_dns_suffix(res.exit_status, res.stdout, res.stderr, target)
+            if not wrote.ok:
+                return MethodResult(False, f"host interface write refused: {wrote.message}", Cause.UNKNOWN)
+            res = sh.run(hc.get_dns_suffix_command(flavor))
+            back = hc.parse_get_dns_suffix(res.stdout) if res.ok else None
     except SshError as exc:
         return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
     if back is None or back.trusted != target:
@@ -100,15 +101,13 @@ def _reopen_window(ctx: WaveContext, host: Host) -> MethodResult | None:
     return None
 
 
-def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord) -> tuple[str | None, str]:
-    """Read back AMT's option-15 suffix where a channel exists (host interface or WS-Man)."""
+def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple[str | None, str]:
+    """Read back AMT's option-15 suffix where a channel exists (host interface over `sh`, or WS-Man)."""
     from tasks.ssh import SshError
 
-    if _pre_provisioning(host, rec) and ctx.ssh is not None:
-        flavor = ctx.inv.os_of(host)
+    if _pre_provisioning(host, rec):
         try:
-            res = ctx.ssh.run(host.address, hc.get_dns_suffix_command(flavor), port=ctx.inv.ssh_port_of(host),
-                              os_flavor=flavor)
+            res = sh.run(hc.get_dns_suffix_command(ctx.inv.os_of(host)))
         except SshError:
             return None, "host interface unreachable"
         return (hc.parse_get_dns_suffix(res.stdout).dhcp, "host interface") if res.ok else (None, "host interface error")
@@ -163,16 +162,17 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                 return reopened
             closes = ctx.now() + window
         try:
-            res = ctx.ssh.run(host.address, hc.renew_command(flavor), port=port, os_flavor=flavor)
-            renewed = hc.check_renew(flavor, res.exit_status, res.stdout, res.stderr)
-            if not renewed.ok:
-                last = f"renew failed: {renewed.message}"
-                continue
-            res = ctx.ssh.run(host.address, hc.read_os_suffix_command(flavor), port=port, os_flavor=flavor)
-            os_suffix = hc.parse_os_suffix(flavor, res.stdout) if res.ok else None
+            with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:  # renew, then read back
+                res = sh.run(hc.renew_command(flavor))
+                renewed = hc.check_renew(flavor, res.exit_status, res.stdout, res.stderr)
+                if not renewed.ok:
+                    last = f"renew failed: {renewed.message}"
+                    continue
+                res = sh.run(hc.read_os_suffix_command(flavor))
+                os_suffix = hc.parse_os_suffix(flavor, res.stdout) if res.ok else None
+                amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec, sh)
         except SshError as exc:
             return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
-        amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec)
         evidence = {"os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
         if scope_note:
             evidence["scope_note"] = scope_note

@@ -21,7 +21,8 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -462,16 +463,26 @@ class SshRunner:
 
     def run(self, address: str, command: Sequence[str] | str, *, port: int | None = None,
             timeout: float | None = None, os_flavor: OsFlavor | str = OsFlavor.LINUX) -> CommandResult:
-        """Run ``command`` on ``address`` and return its exit status and output.
+        """Run ``command`` on ``address`` over a connection of its own and return its exit status and output.
 
         Raises an `SshError` subclass for anything but a completed command (a non-zero exit status
         is a result, not an error). Validation errors (`InvalidValue`) are raised before dialling.
         """
+        self.render(command, os_flavor)  # refuse a bad command before dialling
+        with self.session(address, port=port, os_flavor=os_flavor) as sh:
+            return sh.run(command, timeout=timeout)
+
+    @contextmanager
+    def session(self, address: str, *, port: int | None = None,
+                os_flavor: OsFlavor | str = OsFlavor.LINUX) -> Iterator[SshSession]:
+        """One verified, authenticated connection for several commands (one channel each).
+
+        A handshake costs client and server several ms of CPU (key exchange, signatures); a stage
+        that runs three commands on a host pays it once. Always closed on leaving the block.
+        """
         started = time.monotonic()
         address = _check_address(address)
         port = int(port or self.settings.port)
-        line = self.render(command, os_flavor)
-        deadline_s = float(timeout if timeout is not None else self.settings.command_timeout)
         name = host_key_name(address, port)
         with self._lock:
             known_hosts = self._known
@@ -503,8 +514,6 @@ class SshRunner:
                 if fingerprint(server_key) in known_hosts.revoked:
                     raise HostKeyChanged(address, port, f"host key {fingerprint(server_key)} is revoked",
                                          kind="host_key_revoked")
-                transport = client.get_transport()
-                channel = transport.open_session(timeout=s.connect_timeout)
             except SshError:
                 raise
             except _UnknownFromPolicy as exc:
@@ -526,12 +535,32 @@ class SshRunner:
                     ) from None
                 raise _map_exception(exc, address, port) from None
             except Exception as exc:
-                # paramiko's start_client can return before its reader thread marks the transport
-                # dead, so the first visible error ("No existing session") hides the real one.
-                transport = client.get_transport()
-                saved = transport.get_exception() if transport is not None else None
-                raise _map_exception(saved or exc, address, port) from None
+                raise _transport_error(client, exc, address, port) from None
+            yield SshSession(self, client, address, port, os_flavor, started)
+        finally:
+            client.close()
 
+
+class SshSession:
+    """Commands on one host over one connection (`SshRunner.session`); one command at a time."""
+
+    def __init__(self, runner: SshRunner, client: paramiko.SSHClient, address: str, port: int,
+                 os_flavor: OsFlavor | str, started: float):
+        self._runner, self._client = runner, client
+        self.address, self.port, self.os_flavor = address, port, os_flavor
+        self._started = started  # the first command's duration includes the handshake, as `run`'s does
+
+    def run(self, command: Sequence[str] | str, *, timeout: float | None = None) -> CommandResult:
+        """Run one command on its own channel; same results and errors as `SshRunner.run`."""
+        address, port = self.address, self.port
+        line = self._runner.render(command, self.os_flavor)
+        started, self._started = self._started or time.monotonic(), None
+        deadline_s = float(timeout if timeout is not None else self._runner.settings.command_timeout)
+        try:
+            channel = self._client.get_transport().open_session(timeout=self._runner.settings.connect_timeout)
+        except Exception as exc:
+            raise _transport_error(self._client, exc, address, port) from None
+        try:
             deadline = time.monotonic() + deadline_s
             try:
                 channel.exec_command(line)
@@ -540,10 +569,18 @@ class SshRunner:
                 raise _map_exception(exc, address, port) from None
             exit_status, out, err = _collect(channel, deadline, address, port, deadline_s)
         finally:
-            client.close()
+            channel.close()
         duration = time.monotonic() - started
-        log.debug("%s: exit %s in %.3fs", name, exit_status, duration)
+        log.debug("%s: exit %s in %.3fs", host_key_name(address, port), exit_status, duration)
         return CommandResult(address, port, line, exit_status, out, err, duration)
+
+
+def _transport_error(client: paramiko.SSHClient, exc: BaseException, address: str, port: int) -> SshError:
+    """paramiko's start_client can return before its reader thread marks the transport dead, so the
+    first visible error ("No existing session") hides the real one."""
+    transport = client.get_transport()
+    saved = transport.get_exception() if transport is not None else None
+    return _map_exception(saved or exc, address, port)
 
 
 def _decode(data: bytes | bytearray) -> str:

@@ -195,6 +195,28 @@ def test_command_deadline(sshd, tmp_path):
     assert err.stdout == "started\n"
 
 
+def test_a_session_runs_several_commands_over_one_connection(sshd, tmp_path):
+    runner = make_runner(sshd, sshd.write_known_hosts(tmp_path / "kh", ["127.0.0.1", "127.0.0.9"]))
+    with runner.session("127.0.0.9") as sh:
+        first = sh.run('echo "$SSH_CONNECTION"')
+        with pytest.raises(CommandTimeout):  # a command past its deadline costs its channel, not the session
+            sh.run("sleep 20", timeout=0.5)
+        failed = sh.run("exit 4")
+        quoted = sh.run(["printf", "%s", "a b"])
+        last = sh.run('echo "$SSH_CONNECTION"')
+    assert first.stdout.split()[2] == "127.0.0.9"
+    assert last.stdout.split()[1] == first.stdout.split()[1]  # the same client port: the same connection
+    assert failed.exit_status == 4 and (quoted.exit_status, quoted.stdout) == (0, "a b")
+    # `run` dials afresh each time: two runs, two client ports
+    ports = {runner.run("127.0.0.9", 'echo "$SSH_CONNECTION"').stdout.split()[1] for _ in range(2)}
+    assert len(ports) == 2
+    # ...and a session carries the same host-key check as `run`
+    other = make_runner(sshd, sshd.write_known_hosts(tmp_path / "kh2", ["127.0.0.1"]))
+    with pytest.raises(HostKeyUnknown):
+        with other.session("127.0.0.9"):
+            pass
+
+
 def test_concurrent_runs_on_50_addresses(sshd, tmp_path):
     addresses = [f"127.0.1.{i}" for i in range(1, 51)]
     runner = make_runner(sshd, sshd.write_known_hosts(tmp_path / "kh", addresses))
