@@ -1,4 +1,4 @@
-"""kill -9 in the middle of pass 1, of remediation and of pass 2, run the wave again each time: every
+"""kill -9 at several points of pass 1, of remediation and of pass 2, run the wave again each time: every
 host ends where an uninterrupted run of an identical fleet ends, the lab never provisions a host after
 its success, and the history of every host is whole.
 
@@ -110,7 +110,10 @@ def _devices() -> list[dict]:
 
 WAVE = [{"name": "w", "hosts": ["*"], "max_concurrency": 3, "batch_size": 3, "remediation": ["dhcp_renew", "mebx"]}]
 LATENCY = {"provision": "250ms-400ms", "renew": "250ms-400ms", "ssh": "20ms-40ms"}
-KILLS = [("pass1", 4), ("remediate", 4), ("pass2", 3)]  # stage, events seen in that stage before the kill
+# stage, events this run wrote in that stage before its kill: several points per stage (the first
+# event, mid-stage, late), each followed by a fresh run that must continue from where the store stands
+KILLS = [("pass1", 1), ("pass1", 4), ("pass1", 4), ("remediate", 1), ("remediate", 6), ("remediate", 4),
+         ("pass2", 1), ("pass2", 2)]
 
 
 def _site(tmp: Path):
