@@ -183,6 +183,9 @@ def _switch_to_wal(cur, timeout: float = 60.0) -> None:
             time.sleep(0.02)
 
 
+_READ_ONLY = "amtmig_read_only"  # an execution option: this connection only reads
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     """WAL + immediate transactions: concurrent writers queue instead of failing with 'database is locked'."""
 
@@ -197,7 +200,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # reads begin deferred: in WAL mode they never wait for a writer (nor make one wait)
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class StateStore:
@@ -230,10 +234,12 @@ class StateStore:
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)  # writes: see _tx
+        self._read = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
         # statements built once: building them per write cost more CPU than the writes themselves
         hosts = _HostRow.__table__
         self._select_host = select(hosts).where(hosts.c.wave == bindparam("w"), hosts.c.host == bindparam("h"))
+        self._get_host = self._select_host
         if self.engine.dialect.name == "postgresql":
             self._select_host = self._select_host.with_for_update()
         self._update_host = update(hosts).where(hosts.c.id == bindparam("rid"))
@@ -288,15 +294,6 @@ class StateStore:
     def _tx(self) -> Iterator[Session]:
         with self._write_lock, self._session.begin() as session:
             yield session
-
-    def _row(self, s: Session, wave: str, host: str, *, lock: bool = True) -> _HostRow:
-        q = select(_HostRow).where(_HostRow.wave == wave, _HostRow.host == host)
-        if lock and self.engine.dialect.name == "postgresql":
-            q = q.with_for_update()
-        row = s.execute(q).scalar_one_or_none()
-        if row is None:
-            raise KeyError(f"{host} is not in wave {wave} in this state store")
-        return row
 
     # -- writes ------------------------------------------------------------------------------
     def ensure_hosts(self, wave: str, hosts: Iterable[tuple[str, str]]) -> int:
@@ -399,7 +396,7 @@ class StateStore:
                 s.delete(row)
 
     def wave_mark(self, wave: str, what: str) -> str | None:
-        with self._session() as s:
+        with self._read() as s:
             row = s.get(_Meta, f"wave:{wave}:{what}")
             return row.value if row else None
 
@@ -432,8 +429,11 @@ class StateStore:
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, wave: str, host: str) -> HostRecord:
-        with self._session() as s:
-            return HostRecord._of(self._row(s, wave, host, lock=False))
+        with self._read() as s:  # a Core row, not an ORM instance: ~3x less CPU, asked several times per host
+            row = s.execute(self._get_host, {"w": wave, "h": host}).one_or_none()
+        if row is None:
+            raise KeyError(f"{host} is not in wave {wave} in this state store")
+        return HostRecord._of(row)
 
     def hosts(self, wave: str | None = None, *, status: Iterable[str] | str | None = None,
               cause: Iterable[str] | str | None = None, pattern: str | None = None) -> list[HostRecord]:
@@ -444,20 +444,20 @@ class StateStore:
             q = q.where(_HostRow.status.in_([status] if isinstance(status, str) else list(status)))
         if cause:
             q = q.where(_HostRow.cause.in_([cause] if isinstance(cause, str) else list(cause)))
-        with self._session() as s:
+        with self._read() as s:
             rows = [HostRecord._of(r) for r in s.execute(q).scalars()]
         if pattern:
             rows = [r for r in rows if fnmatch.fnmatchcase(r.host.lower(), pattern.lower())]
         return rows
 
     def counts(self, wave: str) -> dict[str, int]:
-        with self._session() as s:
+        with self._read() as s:
             return dict(s.execute(select(_HostRow.status, func.count()).where(_HostRow.wave == wave)
                                   .group_by(_HostRow.status)).all())
 
     def status_cause_counts(self, wave: str) -> dict[tuple[str, str | None], int]:
         """Hosts per (status, cause): cheap enough to ask after every batch of a 10,000-host wave."""
-        with self._session() as s:
+        with self._read() as s:
             rows = s.execute(select(_HostRow.status, _HostRow.cause, func.count()).where(_HostRow.wave == wave)
                              .group_by(_HostRow.status, _HostRow.cause)).all()
         return {(status, cause): n for status, cause, n in rows}
@@ -468,11 +468,11 @@ class StateStore:
             q = q.where(_EventRow.host.in_(list(hosts)))
         if wave:
             q = q.where(_EventRow.wave == wave)
-        with self._session() as s:
+        with self._read() as s:
             return [Event._of(r) for r in s.execute(q).scalars()]
 
     def waves(self) -> list[str]:
-        with self._session() as s:
+        with self._read() as s:
             col = self._bytewise(_HostRow.wave)
             return list(s.execute(select(col).distinct().order_by(col)).scalars())
 

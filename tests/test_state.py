@@ -154,6 +154,26 @@ def test_many_openers_of_new_sqlite_files_all_succeed(tmp_path):
         s.close()
 
 
+def test_sqlite_reads_neither_wait_for_a_writer_nor_see_its_uncommitted_change(tmp_path):
+    """Reads used to begin IMMEDIATE like writes: each queued behind every writer of every process."""
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = StateStore(f"sqlite:///{tmp_path}/s.db")
+    store.ensure_hosts("w1", [("WS-1", "10.0.0.1")])
+    writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock, mid-transaction
+    writer.execute("UPDATE amtmig_hosts SET status = 'failed' WHERE host = 'WS-1'")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            read = pool.submit(lambda: (store.get("w1", "WS-1").status, store.counts("w1"), len(store.history())))
+            assert read.result(timeout=30) == ("pending", {"pending": 1}, 1)  # (a blocked read waits 60 s)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        store.close()
+
+
 def test_an_unopenable_url_is_a_clear_error(tmp_path):
     with pytest.raises(StateError, match="cannot open state"):
         StateStore("nosuchdialect://x/y")
