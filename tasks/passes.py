@@ -179,3 +179,13 @@ def run_leased(ctx: WaveContext, names: list[str], step: Callable[[str], str]) -
     finally:
         ctx.store.release(ctx.wave.name, claimed, ctx.worker)
     return results
+
+
+def results_line(results: dict[str, str]) -> str:
+    """A batch's results as one log line: each outcome with its count and hosts, most common first."""
+    by_label: dict[str, list[str]] = {}
+    for name, label in results.items():
+        by_label.setdefault(label, []).append(name)
+    parts = [f"{label} {len(names)}: {', '.join(names)}"
+             for label, names in sorted(by_label.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    return f"{len(results)} host(s): " + "; ".join(parts) if parts else "no host"

@@ -330,3 +330,12 @@ def test_rpc_adapter_provisions_over_ssh_and_maps_failures(tmp_path, monkeypatch
         assert all(not a["after_success"] for d in truth.values() for a in d["attempts"])
     finally:
         site.lab.stop()
+
+
+def test_a_batch_logs_one_line_with_every_host_grouped_by_outcome():
+    from tasks.passes import results_line
+
+    line = results_line({"WS-1": "provisioned", "WS-2": "failed:suffix_mismatch", "WS-3": "provisioned",
+                         "WS-4": "skipped"})
+    assert line == "4 host(s): provisioned 2: WS-1, WS-3; failed:suffix_mismatch 1: WS-2; skipped 1: WS-4"
+    assert results_line({}) == "no host"
