@@ -156,7 +156,7 @@ def med(runs: list[dict], key: str):
 
 
 def compare(hosts: int, ansible_hosts: int, concurrencies: list[int], rounds: int, ansible_rounds: int,
-            latency: dict, servers: list[str], workdir: Path, seed: int = 11) -> dict:
+            latency: dict, servers: list[str], workdir: Path, seed: int = 11, bridge: str = "auto") -> dict:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -179,7 +179,7 @@ def compare(hosts: int, ansible_hosts: int, concurrencies: list[int], rounds: in
 
                 shim = SimpleNamespace(http_url=lab.http_url, http_port=lab.http_port,
                                        authorized_keys_path=paths["public_key"], fleet=None)
-                front = OpenSshFront(shim, port=0, workdir=workdir / "openssh",
+                front = OpenSshFront(shim, port=0, workdir=workdir / "openssh", bridge=bridge,
                                      authorized_keys=paths["public_key"]).start()
                 kh = front.known_hosts_for(addrs, path=workdir / "openssh" / "known_hosts")
                 port, user = front.port, front.user
@@ -228,7 +228,7 @@ def compare(hosts: int, ansible_hosts: int, concurrencies: list[int], rounds: in
                     ratios["ansible_over_project"] = round(a["ms_per_host"] / p["ms_per_host"], 3)
                 # the latency bound of the fan-out: every host's ssh (+renew) delay, `conc` at a time
                 configs.append({"server": server, "concurrency": conc, "summary": summary, "ratios": ratios,
-                                "runs": runs})
+                                "runs": runs, "bridge": front.bridge if front is not None else None})
             if front is not None:
                 front.close()
                 front = None
@@ -260,12 +260,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--latency", default="ssh=20ms-80ms,renew=0,provision=0,wsman=0",
                     help="lab latency; default: the SSH round trip only, so the clients' own cost shows")
     ap.add_argument("--servers", default="lab,openssh")
+    ap.add_argument("--bridge", default="auto", help="OpenSSH ForceCommand bridge: c, curl, python or auto")
     ap.add_argument("--name", default="ssh-peers")
     ap.add_argument("--merge", action="store_true", help="replace only these servers' results in an existing --name file")
     args = ap.parse_args(argv)
     res = compare(args.hosts, args.ansible_hosts, [int(c) for c in args.concurrency.split(",")], args.rounds,
                   args.ansible_rounds, parse_latency(args.latency), args.servers.split(","),
-                  ROOT / "state" / "bench" / args.name)
+                  ROOT / "state" / "bench" / args.name, bridge=args.bridge)
     if args.merge:
         from bench.common import RESULTS
 

@@ -155,51 +155,53 @@ class _Handler(BaseHTTPRequestHandler):
         """Run one command on the device dialled, exactly as the lab's own SSH server would.
 
         ``format=sh`` (query or body) answers a POSIX sh snippet that replays stdout, stderr and the
-        exit status, for the ForceCommand script in front of a real sshd; otherwise JSON.
+        exit status, for the ForceCommand script in front of a real sshd; ``format=raw`` answers
+        ``"<exit> <stdout bytes> <stderr bytes>\n"`` then both streams, for the compiled bridge; else JSON.
         """
         url = urlsplit(self.path)
-        as_sh = (body.get("format") or parse_qs(url.query).get("format", [""])[-1]) == "sh"
+        fmt = body.get("format") or parse_qs(url.query).get("format", [""])[-1]
+        fmt = fmt if fmt in ("sh", "raw") else "json"
         address, command, user = body.get("address"), body.get("command", ""), body.get("user") or ""
         if not isinstance(address, str) or not isinstance(command, str) or not isinstance(user, str):
-            return self._exec_reply(as_sh, 400, None, 255, "", "amt-lab bridge: give address, command (text)\n",
+            return self._exec_reply(fmt, 400, None, 255, "", "amt-lab bridge: give address, command (text)\n",
                                     dropped=True, error="bad_request")
         try:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:
             ip = None
         if ip is None or ip not in LOOPBACK:
-            return self._exec_reply(as_sh, 403, None, 255, "", f"amt-lab bridge: {address!r} is not a 127.0.0.0/8 "
+            return self._exec_reply(fmt, 403, None, 255, "", f"amt-lab bridge: {address!r} is not a 127.0.0.0/8 "
                                     "address: refused\n", dropped=True, error="forbidden")
         fleet = self.server.fleet
         with _exec_count_lock:
             self.server.exec_count = getattr(self.server, "exec_count", 0) + 1
         dev = fleet.by_address.get(str(ip))
         if dev is None:  # the lab's own listener resets such connections
-            return self._exec_reply(as_sh, 404, None, 255, "", f"amt-lab bridge: no device at {ip}: connection "
+            return self._exec_reply(fmt, 404, None, 255, "", f"amt-lab bridge: no device at {ip}: connection "
                                     "reset\n", dropped=True, error="unknown_host")
         faults = dev.faults
         if faults.down:
-            return self._exec_reply(as_sh, 200, dev, 255, "", f"Connection to {ip} closed by remote host "
+            return self._exec_reply(fmt, 200, dev, 255, "", f"Connection to {ip} closed by remote host "
                                     "(amt-lab fault: down)\n", dropped=True, fault="down")
         if faults.ssh_auth:  # sshd already authenticated us: the nearest thing is to drop the session
-            return self._exec_reply(as_sh, 200, dev, 255, "", f"Permission denied (publickey) for {ip} (amt-lab "
+            return self._exec_reply(fmt, 200, dev, 255, "", f"Permission denied (publickey) for {ip} (amt-lab "
                                     "fault: ssh_auth, modelled behind OpenSSH as a dropped session)\n",
                                     dropped=True, fault="ssh_auth")
         stop = self.server.stop_event
         if faults.hung or faults.blackhole:  # never answer: hold until the client or the lab goes away
             self._hold(stop)
-            return self._exec_reply(as_sh, 200, dev, 255, "", "amt-lab: lab stopped\n", dropped=True,
+            return self._exec_reply(fmt, 200, dev, 255, "", "amt-lab: lab stopped\n", dropped=True,
                                     fault="hung" if faults.hung else "blackhole")
         delay = fleet.latency_for(dev, "ssh") + faults.slow
         if delay and stop.wait(delay):
-            return self._exec_reply(as_sh, 200, dev, 255, "", "amt-lab: lab stopped\n", dropped=True)
+            return self._exec_reply(fmt, 200, dev, 255, "", "amt-lab: lab stopped\n", dropped=True)
         if not command.strip():
-            return self._exec_reply(as_sh, 200, dev, 1, "", "amt-lab: this host answers exec requests only, "
+            return self._exec_reply(fmt, 200, dev, 1, "", "amt-lab: this host answers exec requests only, "
                                     "no interactive shell\n")
         from lab.shell import DeviceShell
 
         res = DeviceShell(fleet, dev, user, sleep=lambda s: s and stop.wait(s)).run(command)
-        return self._exec_reply(as_sh, 200, dev, res.status, res.stdout, res.stderr)
+        return self._exec_reply(fmt, 200, dev, res.status, res.stdout, res.stderr)
 
     def _hold(self, stop: threading.Event) -> None:
         while not stop.wait(0.2):
@@ -210,26 +212,35 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 return
 
-    def _exec_reply(self, as_sh: bool, http_status: int, dev, exit_status: int, stdout: str, stderr: str, *,
+    def _exec_reply(self, fmt: str, http_status: int, dev, exit_status: int, stdout: str, stderr: str, *,
                     dropped: bool = False, fault: str | None = None, error: str | None = None) -> None:
-        if not as_sh:
+        if fmt == "json":
             obj = {"device": dev.name if dev is not None else None, "exit_status": exit_status,
                    "stdout": stdout, "stderr": stderr, "dropped": dropped, "fault": fault}
             if error:
                 obj["error"] = error
             return self._json(http_status, obj)
-        lines = []
-        if stdout:
-            lines.append(f"printf %s {_sh_quote(stdout)}")
-        if stderr:
-            lines.append(f"printf %s {_sh_quote(stderr)} >&2")
-        lines.append(f"exit {int(exit_status) & 0xFF}")
-        data = ("\n".join(lines) + "\n").encode()
+        if fmt == "raw":
+            out, err = stdout.encode(), stderr.encode()
+            data = f"{int(exit_status) & 0xFF} {len(out)} {len(err)}\n".encode() + out + err
+            content_type = "application/octet-stream"
+        else:
+            data, content_type = _sh_reply(exit_status, stdout, stderr), "text/x-shellscript; charset=utf-8"
         self.send_response(200)
-        self.send_header("Content-Type", "text/x-shellscript; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _sh_reply(exit_status: int, stdout: str, stderr: str) -> bytes:
+    lines = []
+    if stdout:
+        lines.append(f"printf %s {_sh_quote(stdout)}")
+    if stderr:
+        lines.append(f"printf %s {_sh_quote(stderr)} >&2")
+    lines.append(f"exit {int(exit_status) & 0xFF}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 _exec_count_lock = threading.Lock()

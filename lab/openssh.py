@@ -17,9 +17,10 @@ connection-dropped status) instead of a reset at connect; ``hung``/``blackhole``
 handshake and never answer the command; ``ssh_auth`` can't refuse the key (sshd already accepted it),
 so the session exits 255 with a "Permission denied" message instead.
 
-The command path is kept lean (shared/ssh-notes.md: sshd itself costs 24-37 ms CPU per connection):
-a POSIX sh script running one curl, or, when curl is absent, a ``python3 -SE`` script (socket + json,
-no site import). ``SetEnv SHLVL=1`` keeps bash (the usual login shell that runs ForceCommand) from
+The command path is kept lean (shared/ssh-notes.md: sshd itself costs 24-37 ms CPU per connection),
+since the benchmarks charge the bridge's CPU to the server: a small C program (lab/bridge.c, built with
+the system's cc at start; ~1 ms per session), or without a compiler a POSIX sh script running one curl
+(~11 ms), or a ``python3 -SE`` script (socket + json, no site import; ~25 ms). ``SetEnv SHLVL=1`` keeps bash (the usual login shell that runs ForceCommand) from
 sourcing ~/.bashrc, which Debian's bash otherwise does for commands run by sshd.
 
 Usage::
@@ -48,6 +49,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 SSHD = "/usr/sbin/sshd"
 CURL = shutil.which("curl")
+CC = shutil.which("cc") or shutil.which("gcc")
+BRIDGE_C = Path(__file__).with_name("bridge.c")
 # the system interpreter: a `python3` found on PATH may be a version manager's shell shim (pyenv: ~100 ms)
 PYTHON3 = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)),
                None) or shutil.which("python3") or "/usr/bin/python3"
@@ -128,7 +131,7 @@ class OpenSshFront:
     """Debian's sshd on ``port`` (0 = a free one) in front of ``lab`` (a started `lab.server.LabServer`).
 
     Files live in ``workdir`` (a temp dir when None): sshd_config, host_ed25519(.pub), authorized_keys,
-    bridge.sh, sshd.pid, sshd.log. `start`/`stop` or use it as a context manager; `restart` keeps the
+    the bridge (``bridge``, built from lab/bridge.c, or ``bridge.sh``), sshd.pid, sshd.log. `start`/`stop` or use it as a context manager; `restart` keeps the
     port; `regenerate_host_key` makes a new host key (takes effect on the next start).
     """
 
@@ -150,10 +153,14 @@ class OpenSshFront:
         self.max_startups = max_startups
         self.log_level = log_level
         self.max_time = max_time
+        # the bridge runs once per SSH session, and its CPU is charged to the server: the compiled one
+        # costs ~1 ms, curl ~11 ms, python ~25 ms (bench/results/NOTES.md)
         if bridge == "auto":
-            bridge = "curl" if CURL else "python"
-        if bridge not in ("curl", "python"):
-            raise ValueError("bridge is 'curl', 'python' or 'auto'")
+            bridge = "c" if CC else "curl" if CURL else "python"
+        if bridge not in ("c", "curl", "python"):
+            raise ValueError("bridge is 'c', 'curl', 'python' or 'auto'")
+        if bridge == "c" and not CC:
+            raise RuntimeError("no C compiler (cc): use bridge='curl' or 'python'")
         if bridge == "curl" and not CURL:
             raise RuntimeError("curl is not installed: use bridge='python'")
         self.bridge = bridge
@@ -194,12 +201,21 @@ class OpenSshFront:
         if not self.host_key_path.exists():
             write_host_key(self.host_key_path)
         shutil.copyfile(self._authorized_src, self.authorized_keys_path)
-        if self.bridge == "curl":
-            script = CURL_SCRIPT.format(curl=CURL, url=f"{self.lab.http_url}/admin/exec", max_time=int(self.max_time))
+        if self.bridge == "c":
+            self.script_path = self.workdir / "bridge"
+            built = subprocess.run([CC, "-O2", "-o", str(self.script_path), str(BRIDGE_C),
+                                    f"-DLAB_PORT={int(self.lab.http_port)}",
+                                    f"-DMAX_TIME={max(1, int(self.max_time))}"], capture_output=True, text=True)
+            if built.returncode != 0:
+                raise RuntimeError(f"building the bridge failed: {built.stderr.strip()[-2000:]}")
         else:
-            script = PYTHON_SCRIPT.format(python=PYTHON3, port=self.lab.http_port, max_time=self.max_time)
-        self.script_path.write_text(script)
-        self.script_path.chmod(0o755)
+            if self.bridge == "curl":
+                script = CURL_SCRIPT.format(curl=CURL, url=f"{self.lab.http_url}/admin/exec",
+                                            max_time=int(self.max_time))
+            else:
+                script = PYTHON_SCRIPT.format(python=PYTHON3, port=self.lab.http_port, max_time=self.max_time)
+            self.script_path.write_text(script)
+            self.script_path.chmod(0o755)
         self.config_path.write_text("\n".join([
             f"Port {self.port}",
             "ListenAddress 0.0.0.0",

@@ -235,3 +235,35 @@ def test_faults_behind_openssh(trusted):
         runner.run("127.10.0.1", "hostname", timeout=1)
     assert hung.value.cause == "unknown"
     assert runner.run("127.10.0.2", "hostname").stdout == "lx-0002\n"  # the others are unaffected
+
+
+@pytest.mark.parametrize("bridge", ["c", "curl", "python"])
+def test_each_bridge_replays_what_the_device_answered_verbatim(trusted, tmp_path, bridge):
+    """The ForceCommand bridges (compiled, curl, python) must be interchangeable: the benchmarks use the
+    cheapest one available, the tests elsewhere whichever `auto` picks."""
+    from lab.openssh import CC, CURL
+    from tasks.ssh import SshRunner, SshSettings
+
+    if (bridge == "c" and not CC) or (bridge == "curl" and not CURL):
+        pytest.skip(f"no {bridge} on this machine")
+    front = OpenSshFront(trusted.lab, workdir=tmp_path / bridge, bridge=bridge).start()
+    try:
+        runner = SshRunner(SshSettings(user=front.user, port=front.port, key_path=trusted.lab.private_key_path,
+                                       known_hosts=front.known_hosts_for(path=tmp_path / f"kh-{bridge}"),
+                                       connect_timeout=10, command_timeout=30))
+        url = f"{trusted.lab.http_url}/admin/exec"
+        cases = [("127.10.0.2", "hostname -d && cat /etc/resolv.conf"),  # Linux, several lines
+                 ("127.10.0.1", "ipconfig /all"),  # Windows: CRLF line ends
+                 ("127.10.0.2", "echo \"it's\" 'a  b' é €"),  # quotes, spaces and UTF-8 arrive verbatim
+                 ("127.10.0.2", "no-such-tool --flag"),  # exit 127 and stderr
+                 ("127.10.0.3", "amt-hi get-dns-suffix")]
+        for address, command in cases:
+            want = httpx.post(url, json={"address": address, "command": command}).json()
+            got = runner.run(address, command)
+            assert (got.exit_status, got.stdout, got.stderr) == (want["exit_status"], want["stdout"], want["stderr"])
+        assert got.ok and "contoso.com" in got.stdout
+        httpx.post(f"{trusted.lab.http_url}/admin/devices/LX-0002/faults", json={"faults": ["down"]})
+        down = runner.run("127.10.0.2", "hostname -d")
+        assert down.exit_status == 255 and "closed by remote host" in down.stderr
+    finally:
+        front.stop()
