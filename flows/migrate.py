@@ -34,7 +34,7 @@ from tasks import passes
 from tasks.host_state import Status, counts_toward_failure_limit
 from tasks.inventory import load_inventory
 from tasks.reports import artifact_key, host_rows, summarize, summary_markdown, write_wave_reports
-from tasks.selection import Selection, stage_hosts
+from tasks.selection import Selection, discovery_order, stage_hosts
 from tasks.state import StateStore
 from tasks.wave_context import WaveContext, build_context, lookup, register, unregister
 
@@ -183,7 +183,7 @@ def _runner(ctx: WaveContext, batch_size: int) -> ThreadPoolTaskRunner:
 @flow(name="discovery")
 def discovery_stage(ctx_key: str) -> int:
     ctx = lookup(ctx_key)
-    names = stage_hosts(ctx, "discovery", ctx.selected)
+    names = discovery_order(ctx, stage_hosts(ctx, "discovery", ctx.selected))
     _run_batches(ctx, ctx_key, "discovery", names,
                  lambda label, b: discover_batch.with_options(task_run_name=label).submit(ctx_key, b),
                  batch_size=ctx.wave.batch_size, check_halt=False)

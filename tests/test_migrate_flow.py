@@ -339,3 +339,14 @@ def test_a_batch_logs_one_line_with_every_host_grouped_by_outcome():
                          "WS-4": "skipped"})
     assert line == "4 host(s): provisioned 2: WS-1, WS-3; failed:suffix_mismatch 1: WS-2; skipped 1: WS-4"
     assert results_line({}) == "no host"
+
+
+def test_discovery_starts_the_hosts_with_the_most_to_read_first():
+    from types import SimpleNamespace
+
+    from tasks.selection import discovery_order
+
+    legacy = {"WS-1": False, "WS-2": True, "WS-3": False, "WS-4": True}
+    ctx = SimpleNamespace(hosts_by_name={n: SimpleNamespace(legacy_managed=v) for n, v in legacy.items()})
+    # legacy hosts (SSH and WS-Management) first, inventory order kept within each group
+    assert discovery_order(ctx, ["WS-1", "WS-2", "WS-3", "WS-4"]) == ["WS-2", "WS-4", "WS-1", "WS-3"]
