@@ -75,7 +75,8 @@ def peers_section(d: dict) -> list[str]:
     lat = ", ".join(f"{k} {v}" for k, v in p["latency"].items())
     lines = [f"## DHCP-renew fan-out: project vs bare paramiko vs Ansible (`{d['_file']}`)", "",
              f"`{d['command']}` — command `{p['command']}`, latency {lat}; project and paramiko on {p['hosts']:,} hosts "
-             f"(median of {p['rounds']}), Ansible `-m raw` on {p['ansible_hosts']:,} ({p['ansible_rounds']} run, KEX {p['ansible_kex']}); "
+             f"(median of {p['rounds']}), Ansible `-m raw` on {p['ansible_hosts']:,} ({p['ansible_rounds']} run, KEX {p['ansible_kex']}; "
+             f"`ansible_default_kex`: OpenSSH's default); "
              f"{d['date']}", "",
              "| server | conc. | client | hosts | wall (s) | ms per host | client CPU ms/host | server CPU ms/conn | ratio |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|"]
@@ -88,8 +89,11 @@ def peers_section(d: dict) -> list[str]:
                 ratio = f"{r['project_over_floor']:.2f}× floor"
             if tool == "ansible" and "ansible_over_project" in r:
                 ratio = f"{r['ansible_over_project']:.1f}× project"
+            if tool == "ansible_default_kex" and "ansible_default_kex_over_project" in r:
+                ratio = f"{r['ansible_default_kex_over_project']:.1f}× project"
             ok = "" if s["all_ok"] else " (errors)"
-            lines.append(f"| {c['server']} | {c['concurrency']} | {tool}{ok} | {_f(s['hosts'])} | {_f(s['wall_s_median'], 1)} | "
+            bridge = f" ({c['bridge']} bridge)" if c.get("bridge") and tool == "project" else ""
+            lines.append(f"| {c['server']}{bridge} | {c['concurrency']} | {tool}{ok} | {_f(s['hosts'])} | {_f(s['wall_s_median'], 1)} | "
                          f"{_f(s['ms_per_host'], 1)} | {_f(s['client_cpu_ms_per_host'], 1)} | {srv} | {ratio} |")
     bound = p.get("latency_bound_ms_per_host", {})
     if bound:

@@ -5,14 +5,17 @@
 - ``project``: `tasks.ssh.SshRunner.run` from a thread pool (what the wave's remediation does per host)
 - ``paramiko``: a bare thread pool of paramiko clients, known_hosts and key parsed once (the floor)
 - ``ansible``: ``ansible all -m raw -a CMD -f CONCURRENCY`` with an inventory of the hosts
-  (ansible_host/ansible_port, known_hosts via ansible_ssh_common_args, StrictHostKeyChecking=yes)
+  (ansible_host/ansible_port, known_hosts via ansible_ssh_common_args, StrictHostKeyChecking=yes),
+  key exchange pinned to curve25519 (what paramiko negotiates: equal crypto)
+- ``ansible_default_kex`` (OpenSSH server only): the same with OpenSSH's default key exchange, what a
+  user running Ansible gets (OpenSSH 9.2 picks sntrup761x25519, ~90 ms more client CPU per host)
 
 The command is `tasks.host_commands.renew_command("windows")` (``ipconfig /renew``): every device of the
 bench fleet is a healthy Windows client. Servers: the lab's own paramiko listener and the real OpenSSH
 sshd of `lab.openssh.OpenSshFront` (its ForceCommand bridges to the lab's /admin/exec). The lab runs in
 its own process, so this process's CPU is the client's only; Ansible's client CPU is its process tree's
 (RUSAGE_CHILDREN). Server CPU per connection: the lab process's CPU from /proc; for OpenSSH the sshd's
-``cpu_seconds()`` (listener + reaped sessions + curl) plus the lab's share.
+``cpu_seconds()`` (listener + reaped sessions + the ForceCommand bridge) plus the lab's share.
 
 Order rotates each round; project and paramiko run ``rounds`` times (median), Ansible once per
 configuration unless ``--ansible-rounds``. Per-host numbers (wall ÷ hosts, CPU ÷ hosts) make Ansible's
@@ -100,11 +103,15 @@ def run_paramiko(targets, port, user, key_path, known_hosts, concurrency, comman
         return list(pool.map(one, targets))
 
 
-def run_ansible(targets, port, user, key_path, known_hosts, concurrency, command, workdir: Path):
+def run_ansible(targets, port, user, key_path, known_hosts, concurrency, command, workdir: Path,
+                kex: str | None = KEX):
+    """Ansible `-m raw`; ``kex=None`` leaves the key exchange to OpenSSH's default (what a user gets)."""
     inv = workdir / f"ansible-{len(targets)}.ini"
     lines = ["[fleet]"]
     lines += [f"h{i} ansible_host={a}" for i, a in enumerate(targets)]
-    common = f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes -o KexAlgorithms={KEX}"
+    common = f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
+    if kex:
+        common += f" -o KexAlgorithms={kex}"
     lines += ["[fleet:vars]", f"ansible_port={port}", f"ansible_user={user}",
               f"ansible_ssh_private_key_file={key_path}", f"ansible_ssh_common_args='{common}'"]
     inv.write_text("\n".join(lines) + "\n")
@@ -193,17 +200,21 @@ def compare(hosts: int, ansible_hosts: int, concurrencies: list[int], rounds: in
                     "paramiko": lambda t, c=conc, p=port, u=user, k=kh: run_paramiko(t, p, u, key, k, c, command),
                     "ansible": lambda t, c=conc, p=port, u=user, k=kh: run_ansible(t, p, u, key, k, c, command, workdir),
                 }
+                if server == "openssh":  # the lab offers curve25519 only; sshd's default is post-quantum
+                    tools["ansible_default_kex"] = lambda t, c=conc, p=port, u=user, k=kh: run_ansible(
+                        t, p, u, key, k, c, command, workdir, kex=None)
                 order = list(tools)
                 runs: dict[str, list] = {t: [] for t in tools}
                 for r in range(max(rounds, ansible_rounds)):
-                    for tool in order[r % 3:] + order[:r % 3]:
-                        if tool == "ansible" and (r >= ansible_rounds or not ansible_hosts):
+                    for tool in order[r % len(order):] + order[:r % len(order)]:
+                        is_ansible = tool.startswith("ansible")
+                        if is_ansible and (r >= ansible_rounds or not ansible_hosts):
                             continue
-                        if tool != "ansible" and r >= rounds:
+                        if not is_ansible and r >= rounds:
                             continue
-                        targets = addrs[:ansible_hosts] if tool == "ansible" else addrs
+                        targets = addrs[:ansible_hosts] if is_ansible else addrs
                         res = measure(tool, lambda: tools[tool](targets), targets, server_cpu,
-                                      children=tool == "ansible")
+                                      children=is_ansible)
                         res["round"] = r
                         runs[tool].append(res)
                         print(f"{server} c={conc} {tool} r{r}: {res['wall_s']}s for {res['hosts']} "
@@ -226,6 +237,9 @@ def compare(hosts: int, ansible_hosts: int, concurrencies: list[int], rounds: in
                     ratios["project_cpu_over_floor_cpu"] = round(p["client_cpu_ms_per_host"] / f["client_cpu_ms_per_host"], 3)
                 if p and a:
                     ratios["ansible_over_project"] = round(a["ms_per_host"] / p["ms_per_host"], 3)
+                d = summary.get("ansible_default_kex")
+                if p and d:
+                    ratios["ansible_default_kex_over_project"] = round(d["ms_per_host"] / p["ms_per_host"], 3)
                 # the latency bound of the fan-out: every host's ssh (+renew) delay, `conc` at a time
                 configs.append({"server": server, "concurrency": conc, "summary": summary, "ratios": ratios,
                                 "runs": runs, "bridge": front.bridge if front is not None else None})
