@@ -32,30 +32,11 @@ MIX = [("provisioned", None, 0.86), ("needs_mebx", "suffix_mismatch", 0.05), ("f
        ("unsupported", "unsupported_version", 0.02)]
 
 
-def _readdress_overflow(inv: dict) -> None:
-    """lab.generate numbers hosts 127.NET.(n // 254).(n % 254 + 1) in one /16 per scope, which overflows past
-    ~65,000 hosts of a scope (127.10.256.1). Move those to a sibling /16 (127.30+) with a copy of the scope."""
-    extra: dict[str, dict] = {}
-    scopes = {s["subnet"].split(".")[1]: s for s in inv["dhcp_scopes"]}
-    for h in inv["hosts"]:
-        a, net, x, y = h["address"].split(".")
-        if int(x) <= 255:
-            continue
-        k = int(x) // 256
-        new_net = str(int(net) + 10 * (k + 1))  # 127.10 -> 127.30, 127.11 -> 127.31, ... (k = 1)
-        h["address"] = f"{a}.{new_net}.{int(x) % 256}.{y}"
-        if new_net not in extra:
-            base = scopes[net]
-            extra[new_net] = {**base, "name": f"{base['name']}-{k + 1}", "subnet": f"127.{new_net}.0.0/16"}
-    inv["dhcp_scopes"] = inv["dhcp_scopes"] + list(extra.values())
-
-
 def build_state(hosts: int, workdir: Path, seed: int = 3) -> tuple[Path, Path]:
     from lab.generate import build
     from tasks.state import StateStore
 
     _, inv = build(hosts, seed, window="24h", retry_interval="1h")
-    _readdress_overflow(inv)
     db = workdir / "state" / "scale.db"
     inv["name"] = "scale"
     inv["state"] = f"sqlite:///{db}"

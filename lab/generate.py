@@ -75,6 +75,29 @@ def _case_list(hosts: int, rng: random.Random) -> list[str]:
     return first + rest
 
 
+_PER_NET = 256 * 254  # host addresses .0.1 to .255.254 in one 127.NET.0.0/16
+
+
+def _address(scope: str, n: int) -> str:
+    """The n-th (1-based) address of a scope: 127.NET.(n // 254).(n % 254 + 1) in its /16; past 65,023 hosts
+    the scope spills into sibling /16s 20 apart (127.10 -> 127.30 -> 127.50 ...), each declared as a copy."""
+    k, m = divmod(n, _PER_NET)
+    net = _SCOPE_NET[scope] + 20 * k
+    if net > 255:
+        raise ValueError(f"scope {scope} cannot hold {n:,} hosts on loopback addresses")
+    return f"127.{net}.{m // 254}.{m % 254 + 1}"
+
+
+def _scopes_for(used: dict[str, int]) -> list[dict]:
+    """SCOPES plus one copy per sibling /16 a scope spilled into (same option 15 and lease)."""
+    out = [dict(s) for s in SCOPES]
+    for s in SCOPES:
+        for k in range(1, used[s["name"]] // _PER_NET + 1):
+            net = _SCOPE_NET[s["name"]] + 20 * k
+            out.append({**s, "name": f"{s['name']}-{k + 1}", "subnet": f"127.{net}.0.0/16"})
+    return out
+
+
 def build(hosts: int, seed: int, *, window: str = "30s", retry_interval: str = "30s",
           renew_failure_rate: float = 0.0, password: str | None = None) -> tuple[dict, dict]:
     """Return (fleet, inventory) mappings without touching the disk."""
@@ -88,7 +111,7 @@ def build(hosts: int, seed: int, *, window: str = "30s", retry_interval: str = "
     for i, case in enumerate(_case_list(hosts, rng), start=1):
         scope = "lab-old" if case == "pre_wrong_scope" else ("branch" if rng.random() < 0.15 else "hq")
         n = used[scope] = used[scope] + 1
-        address = f"127.{_SCOPE_NET[scope]}.{n // 254}.{n % 254 + 1}"
+        address = _address(scope, n)
         os_type = "linux" if rng.random() < 0.25 else "windows"
         name = f"{'LX' if os_type == 'linux' else 'WS'}-{i:0{width}d}"
         primary = rng.choice(PRIMARY[scope])
@@ -146,7 +169,7 @@ def build(hosts: int, seed: int, *, window: str = "30s", retry_interval: str = "
     fleet = {
         "certificate_suffix": CERT_SUFFIX, "seed": seed, "window": window, "retry_interval": retry_interval,
         "renew_failure_rate": renew_failure_rate, "ssh": {"authorized_keys": "keys/id_ed25519.pub"},
-        "scopes": SCOPES, "devices": devices,
+        "scopes": _scopes_for(used), "devices": devices,
     }
     inventory = {
         "name": "lab-fleet",
@@ -157,7 +180,7 @@ def build(hosts: int, seed: int, *, window: str = "30s", retry_interval: str = "
             "ssh": {"user": "migrator", "key_env": "AMTMIG_SSH_KEY", "known_hosts": "known_hosts"},
             "legacy_amt": {"user": LEGACY_USER, "password_env": "AMTMIG_LEGACY_AMT_PASSWORD"},
         },
-        "dhcp_scopes": SCOPES,
+        "dhcp_scopes": _scopes_for(used),
         "defaults": {"os": "windows", "ssh_port": 2222, "amt_port": 16992},
         "hosts": inv_hosts,
         "waves": [{"name": "wave-1", "hosts": ["*"], "max_concurrency": 50, "max_fail_percentage": 20,

@@ -114,3 +114,24 @@ def test_cli_serve_prints_ready_and_stops_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_scope_past_65023_hosts_spills_into_a_declared_sibling_subnet():
+    """127.10.(n // 254) overflowed past 255 (127.10.256.1 is no address): a 100,000-host fleet was invalid."""
+    import ipaddress
+
+    from lab.generate import _address, _scopes_for
+
+    assert _address("hq", 1) == "127.10.0.2" and _address("hq", 65023) == "127.10.255.254"
+    assert _address("hq", 65024) == "127.30.0.1" and _address("lab-old", 65024 * 2 + 5) == "127.51.0.6"
+    scopes = _scopes_for({"hq": 65024 * 2, "lab-old": 10, "branch": 65023})
+    nets = {s["name"]: (ipaddress.ip_network(s["subnet"]), s["domain_name"]) for s in scopes}
+    assert set(nets) == {"hq", "hq-2", "hq-3", "lab-old", "branch"}
+    assert nets["hq-3"] == (ipaddress.ip_network("127.50.0.0/16"), nets["hq"][1])
+    # every address of a full fleet is a distinct valid address inside exactly one declared scope
+    fleet, inv = build(90000, 1)  # hq gets ~80 % of the hosts: past one /16
+    addrs = [ipaddress.ip_address(h["address"]) for h in inv["hosts"]]
+    assert len(set(addrs)) == len(addrs)
+    declared = [ipaddress.ip_network(s["subnet"]) for s in inv["dhcp_scopes"]]
+    assert all(sum(a in n for n in declared) == 1 for a in addrs)
+    assert fleet["scopes"] == inv["dhcp_scopes"] and "hq-2" in {s["name"] for s in inv["dhcp_scopes"]}
