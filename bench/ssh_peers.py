@@ -28,11 +28,9 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import shutil
 import statistics
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

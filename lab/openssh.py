@@ -20,8 +20,9 @@ so the session exits 255 with a "Permission denied" message instead.
 The command path is kept lean (shared/ssh-notes.md: sshd itself costs 24-37 ms CPU per connection),
 since the benchmarks charge the bridge's CPU to the server: a small C program (lab/bridge.c, built with
 the system's cc at start; ~1 ms per session), or without a compiler a POSIX sh script running one curl
-(~11 ms), or a ``python3 -SE`` script (socket + json, no site import; ~25 ms). ``SetEnv SHLVL=1`` keeps bash (the usual login shell that runs ForceCommand) from
-sourcing ~/.bashrc, which Debian's bash otherwise does for commands run by sshd.
+(~11 ms), or a ``python3 -SE`` script (socket + json, no site import; ~25 ms). ``SetEnv SHLVL=1`` keeps
+bash (the usual login shell that runs ForceCommand) from sourcing ~/.bashrc, which Debian's bash
+otherwise does for commands run by sshd.
 
 Usage::
 
@@ -131,8 +132,9 @@ class OpenSshFront:
     """Debian's sshd on ``port`` (0 = a free one) in front of ``lab`` (a started `lab.server.LabServer`).
 
     Files live in ``workdir`` (a temp dir when None): sshd_config, host_ed25519(.pub), authorized_keys,
-    the bridge (``bridge``, built from lab/bridge.c, or ``bridge.sh``), sshd.pid, sshd.log. `start`/`stop` or use it as a context manager; `restart` keeps the
-    port; `regenerate_host_key` makes a new host key (takes effect on the next start).
+    the bridge (``bridge``, built from lab/bridge.c, or ``bridge.sh``), sshd.pid, sshd.log. `start`/`stop`
+    or use it as a context manager; `restart` keeps the port; `regenerate_host_key` makes a new host key
+    (takes effect on the next start).
     """
 
     def __init__(self, lab, port: int = 0, workdir: str | Path | None = None, *,
@@ -171,7 +173,7 @@ class OpenSshFront:
         self.config_path = self.workdir / "sshd_config"
         self.host_key_path = self.workdir / "host_ed25519"
         self.authorized_keys_path = self.workdir / "authorized_keys"
-        self.script_path = self.workdir / "bridge.sh"
+        self.script_path = self.workdir / ("bridge" if bridge == "c" else "bridge.sh")
         self.pid_path = self.workdir / "sshd.pid"
         self.log_path = self.workdir / "sshd.log"
         self.process: subprocess.Popen | None = None
@@ -202,7 +204,6 @@ class OpenSshFront:
             write_host_key(self.host_key_path)
         shutil.copyfile(self._authorized_src, self.authorized_keys_path)
         if self.bridge == "c":
-            self.script_path = self.workdir / "bridge"
             built = subprocess.run([CC, "-O2", "-o", str(self.script_path), str(BRIDGE_C),
                                     f"-DLAB_PORT={int(self.lab.http_port)}",
                                     f"-DMAX_TIME={max(1, int(self.max_time))}"], capture_output=True, text=True)
