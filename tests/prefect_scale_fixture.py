@@ -11,7 +11,6 @@ Use with `from tests.prefect_scale_fixture import prefect_scale_server  # noqa: 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import httpx
 import pytest
 
 from tests.pg_fixture import free_port, get_cluster, start_reaper, stop_reaper
-from tests.prefect_server_fixture import stop_group
+from tests.prefect_server_fixture import isolated_prefect_env, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 150  # migrations on a fresh PostgreSQL database: 10-40 s on a loaded 2-core machine
@@ -33,11 +32,8 @@ START_TIMEOUT = 150  # migrations on a fresh PostgreSQL database: 10-40 s on a l
 
 def scale_env(api_url: str, db_url: str, redis_port: int, home: Path) -> dict[str, str]:
     """The environment of a Prefect server on PostgreSQL + Redis (docs/postgresql.md explains each line)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env = isolated_prefect_env(home, api_url)
     env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
-        "PREFECT_API_URL": api_url,
         "PREFECT_API_DATABASE_CONNECTION_URL": db_url,
         "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
         "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
@@ -47,7 +43,6 @@ def scale_env(api_url: str, db_url: str, redis_port: int, home: Path) -> dict[st
         "PREFECT_REDIS_MESSAGING_PORT": str(redis_port),
         "PREFECT_REDIS_MESSAGING_DB": "0",
         "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     })

@@ -85,15 +85,24 @@ class PrefectServer:
         return "\n".join(parts)
 
 
-def server_env(home: Path, port: int) -> dict[str, str]:
-    api = f"http://127.0.0.1:{port}/api"
+def isolated_prefect_env(home: Path, api_url: str) -> dict[str, str]:
+    """This process's environment without any PREFECT_* setting, with its own home, profiles and API URL:
+    a test server or client never reads the developer's profile or another test's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({
         "PREFECT_HOME": str(home),
         "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
-        "PREFECT_API_URL": api,
-        "PREFECT_UI_API_URL": api,
+        "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    })
+    return env
+
+
+def server_env(home: Path, port: int) -> dict[str, str]:
+    api = f"http://127.0.0.1:{port}/api"
+    env = isolated_prefect_env(home, api)
+    env.update({
+        "PREFECT_UI_API_URL": api,
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_SERVER_UI_ENABLED": "true",
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
