@@ -2,7 +2,7 @@
 
     python -m bench.ssh_peers --hosts 1000 --ansible-hosts 300 --concurrency 20,50 --rounds 3
 
-- ``project``: `tasks.ssh.SshRunner.run` from a thread pool (what the wave's remediation does per host)
+- ``project``: `tasks.adapters.ssh.SshRunner.run` from a thread pool (what the wave's remediation does per host)
 - ``paramiko``: a bare thread pool of paramiko clients, known_hosts and key parsed once (the floor)
 - ``ansible``: ``ansible all -m raw -a CMD -f CONCURRENCY`` with an inventory of the hosts
   (ansible_host/ansible_port, known_hosts via ansible_ssh_common_args, StrictHostKeyChecking=yes),
@@ -10,7 +10,7 @@
 - ``ansible_default_kex`` (OpenSSH server only): the same with OpenSSH's default key exchange, what a
   user running Ansible gets (OpenSSH 9.2 picks sntrup761x25519, ~90 ms more client CPU per host)
 
-The command is `tasks.host_commands.renew_command("windows")` (``ipconfig /renew``): every device of the
+The command is `tasks.adapters.host_commands.renew_command("windows")` (``ipconfig /renew``): every device of the
 bench fleet is a healthy Windows client. Servers: the lab's own paramiko listener and the real OpenSSH
 sshd of `lab.openssh.OpenSshFront` (its ForceCommand bridges to the lab's /admin/exec). The lab runs in
 its own process, so this process's CPU is the client's only; Ansible's client CPU is its process tree's
@@ -45,7 +45,7 @@ KEX = "curve25519-sha256,curve25519-sha256@libssh.org"  # (the lab offers only t
 
 
 def renew_cmd() -> str:
-    from tasks.host_commands import renew_command
+    from tasks.adapters.host_commands import renew_command
 
     return renew_command("windows")
 
@@ -53,7 +53,7 @@ def renew_cmd() -> str:
 # -------------------------------------------------------------------------------------------- clients
 
 def run_project(targets, port, user, key_path, known_hosts, concurrency, command):
-    from tasks.ssh import SshRunner, SshSettings
+    from tasks.adapters.ssh import SshRunner, SshSettings
 
     runner = SshRunner(SshSettings(user=user, known_hosts=known_hosts, port=port, key_path=key_path,
                                    connect_timeout=30, command_timeout=60))

@@ -34,7 +34,7 @@ MIX = [("provisioned", None, 0.86), ("needs_mebx", "suffix_mismatch", 0.05), ("f
 
 def build_state(hosts: int, workdir: Path, seed: int = 3) -> tuple[Path, Path]:
     from lab.generate import build
-    from tasks.state import StateStore
+    from tasks.store.state import StateStore
 
     _, inv = build(hosts, seed, window="24h", retry_interval="1h")
     db = workdir / "state" / "scale.db"
@@ -89,10 +89,10 @@ def build_state(hosts: int, workdir: Path, seed: int = 3) -> tuple[Path, Path]:
 
 
 def report_child(inv_path: str) -> None:
-    """Run in a child process: what the report stage does (tasks.reports.write_wave_reports)."""
-    from tasks.inventory import load_inventory
-    from tasks.reports import write_wave_reports
-    from tasks.state import StateStore
+    """Run in a child process: what the report stage does (tasks.store.reports.write_wave_reports)."""
+    from tasks.inventory.model import load_inventory
+    from tasks.store.reports import write_wave_reports
+    from tasks.store.state import StateStore
 
     t0 = time.monotonic()
     inv = load_inventory(inv_path)

@@ -52,8 +52,8 @@ from bench.common import (
 )
 
 STAGES = ("discovery", "pass1", "remediate", "pass2")
-WSMAN_TIMEOUT = 20.0  # tasks.wave_context.WaveContext.wsman: WsmanClient(timeout=20.0)
-RENEW_VERIFY_DELAY = 1.0  # tasks.wave_context.WaveContext.renew_verify_delay
+WSMAN_TIMEOUT = 20.0  # tasks.steps.context.WaveContext.wsman: WsmanClient(timeout=20.0)
+RENEW_VERIFY_DELAY = 1.0  # tasks.steps.context.WaveContext.renew_verify_delay
 
 
 def prepare_inventory(paths: dict, lab: LabProcess, workdir: Path, concurrency: int, batch_size: int | None) -> Path:
@@ -214,7 +214,7 @@ def run(hosts: int, *, concurrency: int = 50, latency: dict | None = None, seed:
     db = workdir / "state" / "bench.db"
     events = read_events(db)
     inv = yaml.load(inv_path.read_text(), Loader=LOADER)
-    from tasks.durations import parse_duration
+    from tasks.rules.durations import parse_duration
 
     ct = inv["credentials"]["ssh"].get("connect_timeout")
     connect_timeout = parse_duration(ct).total_seconds() if ct else 10.0

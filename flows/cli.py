@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasks.inventory import Inventory, load_inventory
-from tasks.suffix_rules import InvalidValue, check_suffix
-from tasks.yaml_source import InputError
+from tasks.inventory.model import Inventory, load_inventory
+from tasks.rules.suffix import InvalidValue, check_suffix
+from tasks.inventory.yaml_source import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console(soft_wrap=True)
@@ -101,11 +101,11 @@ def plan(
     live: bool = typer.Option(True, "--live/--offline", help="read option 15 of scopes with a kea:/windows_dhcp: source"),
 ):
     """Pre-flight: who will fail and why, from what is known. Touches no host (only DHCP servers named by scopes)."""
-    from tasks.plan import build_plan
+    from tasks.rules.plan import build_plan
 
     inv = _load(inventory, show_warnings=False)  # the plan lists them with its own
     if live:
-        from tasks.dhcp import with_live_dhcp
+        from tasks.adapters.dhcp import with_live_dhcp
 
         inv = with_live_dhcp(inv)  # "option 15 from Kea at URL" in warnings; unreadable sources are warned
     try:
@@ -145,7 +145,7 @@ def import_legacy(
     force: bool = typer.Option(False, "--force", help="overwrite an existing inventory"),
 ):
     """Read a legacy export into an inventory; bad rows are reported by row number and nothing is written."""
-    from tasks.legacy_import import build_inventory, rows_to_hosts, write_inventory_atomically
+    from tasks.inventory.legacy_import import build_inventory, rows_to_hosts, write_inventory_atomically
 
     overrides = {}
     for m in mapping:
@@ -172,7 +172,7 @@ def import_legacy(
 
 
 def _open_store(inventory: Optional[Path], state: Optional[str], *, create: bool = False):
-    from tasks.state import StateError, StateStore
+    from tasks.store.state import StateError, StateStore
 
     if inventory is None and state is None:
         fail("give an INVENTORY or --state URL")
@@ -280,8 +280,8 @@ def rerun(
     yes: bool = typer.Option(True, "--yes/--ask", help="act without asking after listing the hosts"),
 ):
     """Rerun a subset of a wave; lists the hosts it selected before acting."""
-    from tasks.host_state import Cause, Status
-    from tasks.selection import Selection
+    from tasks.rules.host_state import Cause, Status
+    from tasks.rules.selection import Selection
 
     if from_stage not in STAGE_CHOICES:
         fail(f"--from {from_stage!r}: choose one of {', '.join(STAGE_CHOICES)}")
@@ -342,7 +342,7 @@ def trust_hosts(
     import fnmatch
     import logging
 
-    from tasks.ssh import HostKeyChanged, SshError, add_known_host, fingerprint, scan_host_key
+    from tasks.adapters.ssh import HostKeyChanged, SshError, add_known_host, fingerprint, scan_host_key
 
     log = logging.getLogger("amt_migrate.trust_hosts")
     inv = _load(inventory)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tasks.inventory import Inventory
+from tasks.inventory.model import Inventory
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = "flows/migrate.py:migrate_wave"

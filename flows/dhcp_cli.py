@@ -16,12 +16,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasks.dhcp import DhcpError, adapter_for, read_scope
-from tasks.durations import format_duration, parse_duration
-from tasks.inventory import Inventory, load_inventory
-from tasks.plan import scope_matches_certificate
-from tasks.suffix_rules import InvalidValue
-from tasks.yaml_source import InputError
+from tasks.adapters.dhcp import DhcpError, adapter_for, read_scope
+from tasks.rules.durations import format_duration, parse_duration
+from tasks.inventory.model import Inventory, load_inventory
+from tasks.rules.plan import scope_matches_certificate
+from tasks.rules.suffix import InvalidValue
+from tasks.inventory.yaml_source import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console(soft_wrap=True)

@@ -30,13 +30,13 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from tasks import passes
-from tasks.host_state import Status, counts_toward_failure_limit
-from tasks.inventory import load_inventory
-from tasks.reports import artifact_key, host_rows, summarize, summary_markdown, write_wave_reports
-from tasks.selection import Selection, discovery_order, stage_hosts
-from tasks.state import StateStore
-from tasks.wave_context import WaveContext, build_context, lookup, register, unregister
+from tasks.steps import provision as passes
+from tasks.rules.host_state import Status, counts_toward_failure_limit
+from tasks.inventory.model import load_inventory
+from tasks.store.reports import artifact_key, host_rows, summarize, summary_markdown, write_wave_reports
+from tasks.rules.selection import Selection, discovery_order, stage_hosts
+from tasks.store.state import StateStore
+from tasks.steps.context import WaveContext, build_context, lookup, register, unregister
 
 STAGES = ("discovery", "pass1", "remediate", "pass2")
 
@@ -56,7 +56,7 @@ def _log_results(results: dict[str, str]) -> None:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
 def discover_batch(ctx_key: str, names: list[str]) -> dict[str, str]:
-    from tasks.discovery import discover_host
+    from tasks.steps.discover import discover_host
 
     ctx = lookup(ctx_key)
     results = passes.run_leased(ctx, names, lambda n: discover_host(ctx, n))
@@ -85,7 +85,7 @@ def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> dict[str, s
 
 @task(cache_policy=NO_CACHE)
 def remediate_batch(ctx_key: str, names: list[str]) -> dict[str, str]:
-    from tasks.remediation import remediate_host
+    from tasks.steps.remediate import remediate_host
 
     ctx = lookup(ctx_key)
     results = passes.run_leased(ctx, names, lambda n: remediate_host(ctx, n))
@@ -213,7 +213,7 @@ def remediation_stage(ctx_key: str) -> int:
 
 
 def publish_worklist(ctx: WaveContext) -> None:
-    from tasks.reports import worklist_rows
+    from tasks.store.reports import worklist_rows
 
     rows = worklist_rows(ctx.inv, ctx.store.hosts(ctx.wave.name, status=Status.NEEDS_MEBX))
     create_table_artifact(rows or [{"host": "", "why_remote_failed": "no host needs a technician"}],

@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from lab.model import LOOPBACK, DeviceUnreachable, Fleet, LabError, ServerBusy, UnknownDevice, _iso
-from tasks.durations import parse_duration
-from tasks.suffix_rules import InvalidValue
+from tasks.rules.durations import parse_duration
+from tasks.rules.suffix import InvalidValue
 
 log = logging.getLogger("lab.api")
 

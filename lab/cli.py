@@ -26,7 +26,7 @@ def generate(
 ) -> None:
     """Write fleet.yaml, inventory.yaml and an SSH key pair with a realistic mix of every case."""
     from lab.generate import generate_fleet
-    from tasks.durations import parse_duration
+    from tasks.rules.durations import parse_duration
 
     for label, value in (("--window", window), ("--retry-interval", retry_interval)):
         try:

@@ -27,9 +27,9 @@ from typing import Any, Iterable
 import yaml
 
 from lab.clock import Clock, ManualClock, RealClock
-from tasks.durations import parse_duration
-from tasks.host_state import Cause
-from tasks.suffix_rules import AmtVersion, InvalidValue, check_suffix, normalize_dns_name, normalize_host_name
+from tasks.rules.durations import parse_duration
+from tasks.rules.host_state import Cause
+from tasks.rules.suffix import AmtVersion, InvalidValue, check_suffix, normalize_dns_name, normalize_host_name
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 

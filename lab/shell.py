@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
-from tasks.suffix_rules import InvalidValue, normalize_dns_name
+from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
 # rpc-go exit codes (subset the lab produces)
 RPC_OK = 0

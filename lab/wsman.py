@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 
 from lab.model import Device, Fleet, LabError
 from lab.sshd import classify, refuse
-from tasks.suffix_rules import InvalidValue, normalize_dns_name, normalize_host_name
+from tasks.rules.suffix import InvalidValue, normalize_dns_name, normalize_host_name
 
 log = logging.getLogger("lab.wsman")
 

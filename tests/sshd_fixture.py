@@ -1,7 +1,7 @@
 """A real OpenSSH sshd for tests, started once per test module.
 
 paramiko's behaviour against a real server (host key negotiation, auth errors, exit status ordering)
-is what `tasks.ssh` must get right, so the tests talk to Debian's /usr/sbin/sshd, not a mock. One
+is what `tasks.adapters.ssh` must get right, so the tests talk to Debian's /usr/sbin/sshd, not a mock. One
 listener on 0.0.0.0 serves every 127.x.y.z address; its ForceCommand reports on stderr which address
 was dialled and which command line arrived, then runs that line with /bin/sh (no login shell, so the
 user's rc files stay out of the command path).

@@ -4,10 +4,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tasks.classify import HostFacts, classify_failure, effective_amt_suffix
-from tasks.host_state import Cause
-from tasks.selection import Selection, wants
-from tasks.state import HostRecord
+from tasks.rules.classify import HostFacts, classify_failure, effective_amt_suffix
+from tasks.rules.host_state import Cause
+from tasks.rules.selection import Selection, wants
+from tasks.store.state import HostRecord
 
 GENERIC = "Device internal error. Possible causes: DHCP options 6 and 15 not configured"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tasks.inventory import load_inventory
-from tasks.yaml_source import InputError
+from tasks.inventory.model import load_inventory
+from tasks.inventory.yaml_source import InputError
 
 HEAD = "name: t\nprovisioning: {certificate_suffix: contoso.com}\n"
 HOSTS = "hosts:\n  - {name: A, address: 10.1.0.5, amt_version: '11.8'}\n"
@@ -37,7 +37,7 @@ def test_bad_sources_point_at_their_line(tmp_path):
 def test_good_sources_and_live_copy(tmp_path):
     from datetime import timedelta
 
-    from tasks.dhcp import ScopeOptions
+    from tasks.adapters.dhcp import ScopeOptions
 
     f = tmp_path / "inv.yaml"
     f.write_text(HEAD + "dhcp_scopes:\n  - {name: hq, subnet: 10.1.0.0/16, kea: {url: 'http://kea1:8000/', subnet_id: 7}}\n"

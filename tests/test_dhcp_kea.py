@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from tasks.dhcp import DhcpError, KeaAdapter, KeaSubnetRef, resolve_scopes, with_live_dhcp
-from tasks.inventory import load_inventory
-from tasks.plan import build_plan
+from tasks.adapters.dhcp import DhcpError, KeaAdapter, KeaSubnetRef, resolve_scopes, with_live_dhcp
+from tasks.inventory.model import load_inventory
+from tasks.rules.plan import build_plan
 from tests.kea_fixture import kea, sample_dhcp4  # noqa: F401 - kea is a fixture
 
 
@@ -173,9 +173,9 @@ def test_cli_show_set_dry_run_apply_and_plan(kea, tmp_path):
 def test_dhcp_renew_checks_the_live_scope_before_renewing(kea, tmp_path):
     from types import SimpleNamespace
 
-    from tasks import dhcp
-    from tasks.host_state import Cause
-    from tasks.remediation import dhcp_renew
+    from tasks.adapters import dhcp
+    from tasks.rules.host_state import Cause
+    from tasks.steps.remediate import dhcp_renew
 
     dhcp._CACHE.clear()
     inv = _inventory(tmp_path, kea.url)

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from tasks.dhcp import (DhcpError, WindowsDhcpAdapter, WindowsScopeRef, parse_format_list, parse_timespan,
+from tasks.adapters.dhcp import (DhcpError, WindowsDhcpAdapter, WindowsScopeRef, parse_format_list, parse_timespan,
                         powershell_command, resolve_scopes)
-from tasks.inventory import load_inventory
-from tasks.plan import build_plan
-from tasks.suffix_rules import InvalidValue
+from tasks.inventory.model import load_inventory
+from tasks.rules.plan import build_plan
+from tasks.rules.suffix import InvalidValue
 
 DHCP = "127.10.0.250"
 CLIENT = "127.11.0.1"
@@ -41,7 +41,7 @@ def lab_dhcp(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runner(lab_dhcp):
-    from tasks.ssh import SshRunner, SshSettings
+    from tasks.adapters.ssh import SshRunner, SshSettings
 
     return SshRunner(SshSettings(user="migrator", port=lab_dhcp.ssh_port, known_hosts=lab_dhcp.known_hosts_path,
                                  key_path=lab_dhcp.private_key_path, connect_timeout=3, command_timeout=5))
@@ -55,7 +55,7 @@ def adapter(runner, lab_dhcp):
 def test_command_line_carries_only_base64_to_cmd_exe():
     cmd = powershell_command("Get-DhcpServerv4Scope -ScopeId 10.1.0.0 | Format-List")
     assert cmd.startswith("powershell -NoProfile -NonInteractive -EncodedCommand ")
-    from tasks.host_commands import quote_windows
+    from tasks.adapters.host_commands import quote_windows
 
     assert quote_windows(cmd.split()) == cmd  # every token passes the cmd.exe-safe check
     with pytest.raises(InvalidValue):

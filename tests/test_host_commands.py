@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from tasks.host_commands import (
+from tasks.adapters.host_commands import (
     HostTools,
     OsFlavor,
     activate_command,
@@ -32,8 +32,8 @@ from tasks.host_commands import (
     set_dns_suffix_command,
     validate_server_url,
 )
-from tasks.host_state import Cause
-from tasks.suffix_rules import InvalidValue
+from tasks.rules.host_state import Cause
+from tasks.rules.suffix import InvalidValue
 
 
 def crlf(text: str) -> str:
@@ -500,7 +500,7 @@ def lab_hosts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lab_runner(lab_hosts):
-    from tasks.ssh import SshRunner, SshSettings
+    from tasks.adapters.ssh import SshRunner, SshSettings
 
     return SshRunner(SshSettings(user="migrator", port=lab_hosts.ssh_port, known_hosts=lab_hosts.known_hosts_path,
                                  key_path=lab_hosts.private_key_path, connect_timeout=3, command_timeout=5))
@@ -526,7 +526,7 @@ def test_lab_windows_host(lab_runner):
 def test_lab_linux_host(lab_runner):
     run = lambda cmd: lab_runner.run("127.10.0.2", cmd)  # noqa: E731
     assert parse_os_suffix("linux", run(read_os_suffix_command("linux")).stdout) == "contoso.com"
-    from tasks.host_commands import hostname_domain_command
+    from tasks.adapters.host_commands import hostname_domain_command
     assert parse_hostname_domain(run(hostname_domain_command()).stdout) == "eng.contoso.com"
     assert check_renew("linux", *_parts(run(renew_command("linux")))).ok
     # without sudo dhclient is refused, and the check says why
@@ -538,7 +538,7 @@ def test_lab_linux_host(lab_runner):
 
 
 def test_lab_faulty_hosts(lab_runner):
-    from tasks.ssh import CommandTimeout, SshAuthFailed, SshUnreachable
+    from tasks.adapters.ssh import CommandTimeout, SshAuthFailed, SshUnreachable
 
     with pytest.raises(SshUnreachable) as down:
         lab_runner.run("127.10.0.5", ["true"])

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.host_state import (
+from tasks.rules.host_state import (
     NEEDS_CAUSE, TERMINAL, TRANSITIONS, Cause, IllegalTransition, Status, check_transition,
     counts_toward_failure_limit,
 )

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.inventory import load_inventory
-from tasks.yaml_source import InputError
+from tasks.inventory.model import load_inventory
+from tasks.inventory.yaml_source import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = Path(__file__).parent / "bad_inventories"
@@ -25,7 +25,7 @@ def _expectations(path: Path):
 def test_example_inventory_is_valid_and_covers_every_verdict():
     inv = load_inventory(ROOT / "inventories" / "example.yaml")
     assert len(inv.hosts) >= 30
-    from tasks.plan import build_plan
+    from tasks.rules.plan import build_plan
 
     outcomes = {h.outcome for h in build_plan(inv).hosts}
     causes = {h.cause for h in build_plan(inv).hosts}

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from lab.cli import app
 from lab.generate import CASES, build, generate_fleet
 from lab.model import Fleet
-from tasks.suffix_rules import AmtVersion
+from tasks.rules.suffix import AmtVersion
 
 pytest.register_assert_rewrite("tests.lab_fixtures")
 pytest_plugins = ["tests.lab_fixtures"]
@@ -77,7 +77,7 @@ def test_generated_files_and_inventory_contract(tmp_path):
 
 
 def test_tasks_inventory_loader_accepts_a_generated_inventory(tmp_path):
-    inventory = pytest.importorskip("tasks.inventory")
+    inventory = pytest.importorskip("tasks.inventory.model")
     paths = generate_fleet(25, 3, tmp_path)
     inv = inventory.load_inventory(paths["inventory"])
     assert len(inv.hosts) == 25

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.inventory import load_inventory
+from tasks.inventory.model import load_inventory
 
 runner = CliRunner()
 

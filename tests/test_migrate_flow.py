@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tasks.discovery import discover_host
-from tasks.inventory import load_inventory
-from tasks.passes import provision_host
-from tasks.remediation import remediate_host
-from tasks.state import StateStore
-from tasks.wave_context import build_context
+from tasks.steps.discover import discover_host
+from tasks.inventory.model import load_inventory
+from tasks.steps.provision import provision_host
+from tasks.steps.remediate import remediate_host
+from tasks.store.state import StateStore
+from tasks.steps.context import build_context
 from tests.site_fixtures import PASSWORD, device, start_site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -333,7 +333,7 @@ def test_rpc_adapter_provisions_over_ssh_and_maps_failures(tmp_path, monkeypatch
 
 
 def test_a_batch_logs_one_line_with_every_host_grouped_by_outcome():
-    from tasks.passes import results_line
+    from tasks.steps.provision import results_line
 
     line = results_line({"WS-1": "provisioned", "WS-2": "failed:suffix_mismatch", "WS-3": "provisioned",
                          "WS-4": "skipped"})
@@ -344,7 +344,7 @@ def test_a_batch_logs_one_line_with_every_host_grouped_by_outcome():
 def test_discovery_starts_the_hosts_with_the_most_to_read_first():
     from types import SimpleNamespace
 
-    from tasks.selection import discovery_order
+    from tasks.rules.selection import discovery_order
 
     legacy = {"WS-1": False, "WS-2": True, "WS-3": False, "WS-4": True}
     ctx = SimpleNamespace(hosts_by_name={n: SimpleNamespace(legacy_managed=v) for n, v in legacy.items()})

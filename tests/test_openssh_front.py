@@ -2,7 +2,7 @@
 
 `lab.openssh.OpenSshFront` runs /usr/sbin/sshd on a high port with its own host key; its ForceCommand
 hands the command and the dialled address to the lab (`POST /admin/exec`). Discovery and the
-`dhcp_renew` remediation run unchanged (tasks.ssh.SshRunner -> paramiko -> OpenSSH -> the device's
+`dhcp_renew` remediation run unchanged (tasks.adapters.ssh.SshRunner -> paramiko -> OpenSSH -> the device's
 shell), and host keys are checked the way an operator's run would: unknown refused until an explicit
 `trust-hosts`, a changed key always refused.
 """
@@ -17,10 +17,10 @@ import yaml
 from typer.testing import CliRunner
 
 from lab.openssh import SSHD, OpenSshFront, sshd_available
-from tasks.host_state import Status
-from tasks.inventory import load_inventory
-from tasks.ssh import fingerprint
-from tasks.state import StateStore
+from tasks.rules.host_state import Status
+from tasks.inventory.model import load_inventory
+from tasks.adapters.ssh import fingerprint
+from tasks.store.state import StateStore
 from tests.site_fixtures import device, start_site
 
 pytestmark = pytest.mark.skipif(not sshd_available(),
@@ -60,7 +60,7 @@ class Rig:
 
     def context(self):
         """A fresh WaveContext: its SshRunner reads known_hosts once, as a new run would."""
-        from tasks.wave_context import build_context
+        from tasks.steps.context import build_context
 
         inv = load_inventory(self.site.inventory)
         self.store.ensure_hosts(WAVE, [(h.name, h.address) for h in inv.wave_hosts(inv.wave(WAVE))])
@@ -108,7 +108,7 @@ def trust_hosts(rig):
 def discover_all(ctx) -> dict[str, dict]:
     """Run discovery on every host; what *this* discovery recorded, per host (the host record merges
     evidence over runs, so an earlier run's ssh_error would still show there)."""
-    from tasks.discovery import discover_host
+    from tasks.steps.discover import discover_host
 
     for name in NAMES:
         discover_host(ctx, name)
@@ -135,8 +135,8 @@ def test_bridge_runs_the_dialled_devices_shell_and_refuses_non_loopback(trusted)
 
 
 def test_discovery_and_dhcp_renew_run_unchanged_through_openssh(trusted):
-    from tasks.passes import provision_host
-    from tasks.remediation import remediate_host
+    from tasks.steps.provision import provision_host
+    from tasks.steps.remediate import remediate_host
 
     ctx = trusted.context()
     ev = discover_all(ctx)
@@ -222,7 +222,7 @@ def test_unknown_keys_refused_until_trust_hosts_then_a_changed_key_is_refused(un
 
 def test_faults_behind_openssh(trusted):
     """down: the session exits 255 (sshd owns the connection, so no reset); hung: the command never answers."""
-    from tasks.ssh import CommandTimeout, SshRunner, SshSettings
+    from tasks.adapters.ssh import CommandTimeout, SshRunner, SshSettings
 
     runner = SshRunner(SshSettings(user=trusted.front.user, known_hosts=trusted.known_hosts,
                                    port=trusted.front.port, key_path=trusted.lab.private_key_path))
@@ -242,7 +242,7 @@ def test_each_bridge_replays_what_the_device_answered_verbatim(trusted, tmp_path
     """The ForceCommand bridges (compiled, curl, python) must be interchangeable: the benchmarks use the
     cheapest one available, the tests elsewhere whichever `auto` picks."""
     from lab.openssh import CC, CURL
-    from tasks.ssh import SshRunner, SshSettings
+    from tasks.adapters.ssh import SshRunner, SshSettings
 
     if (bridge == "c" and not CC) or (bridge == "curl" and not CURL):
         pytest.skip(f"no {bridge} on this machine")

@@ -6,8 +6,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.inventory import load_inventory
-from tasks.plan import build_plan
+from tasks.inventory.model import load_inventory
+from tasks.rules.plan import build_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

@@ -21,8 +21,8 @@ from uuid import UUID
 import pytest
 import yaml
 
-from tasks.inventory import load_inventory
-from tasks.state import StateStore
+from tasks.inventory.model import load_inventory
+from tasks.store.state import StateStore
 from tests.prefect_server_fixture import ROOT, PrefectServer, prefect_server  # noqa: F401 - the fixture
 from tests.site_fixtures import PASSWORD, device, start_site
 

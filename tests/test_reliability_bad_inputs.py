@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.state import SCHEMA_VERSION, StateStore
+from tasks.store.state import SCHEMA_VERSION, StateStore
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 INVENTORIES = sorted((CORPUS / "inventories").glob("*.yaml"))

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.inventory import load_inventory
-from tasks.state import StateStore
+from tasks.inventory.model import load_inventory
+from tasks.store.state import StateStore
 from tests.site_fixtures import PASSWORD, device, start_site
 from tests.test_reliability_crash import (  # noqa: F401 - prefect_api_url is a fixture
     history_is_whole,

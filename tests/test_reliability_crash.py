@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.inventory import load_inventory
-from tasks.state import StateStore
+from tasks.inventory.model import load_inventory
+from tasks.store.state import StateStore
 from tests.site_fixtures import PASSWORD, device, start_site
 
 ROOT = Path(__file__).resolve().parent.parent

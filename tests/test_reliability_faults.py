@@ -16,8 +16,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, inspect, text
 
-from tasks.inventory import load_inventory
-from tasks.state import StateStore
+from tasks.inventory.model import load_inventory
+from tasks.store.state import StateStore
 from tests.site_fixtures import PASSWORD, device, start_site
 
 WRONG_PASSWORD = "Device-Other-Pw-4c3b"  # what the WS-Man 401 device really has: the inventory's is refused

@@ -7,11 +7,11 @@ here each device has its own key, so one host's bad entry must not affect its ne
 
 from __future__ import annotations
 
-from tasks.discovery import discover_host
-from tasks.inventory import load_inventory
-from tasks.remediation import remediate_host
-from tasks.state import StateStore
-from tasks.wave_context import build_context
+from tasks.steps.discover import discover_host
+from tasks.inventory.model import load_inventory
+from tasks.steps.remediate import remediate_host
+from tasks.store.state import StateStore
+from tasks.steps.context import build_context
 from tests.site_fixtures import device, start_site
 
 DEVS = [
@@ -50,7 +50,7 @@ def test_unknown_and_changed_host_keys_are_refused_per_host(tmp_path, monkeypatc
 
         # pass 1 can't tell the suffix of a host it couldn't read: auth_failed, pointing at trust-hosts,
         # which keeps it out of remediation; nothing was ever run on the refused devices
-        from tasks.passes import provision_host
+        from tasks.steps.provision import provision_host
 
         for name in ("KEY-GONE", "KEY-SWAPPED"):
             assert provision_host(ctx, name, 1) == "failed:auth_failed"

@@ -15,8 +15,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.host_state import NEEDS_CAUSE, TRANSITIONS, Cause, IllegalTransition, Status
-from tasks.state import StateStore
+from tasks.rules.host_state import NEEDS_CAUSE, TRANSITIONS, Cause, IllegalTransition, Status
+from tasks.store.state import StateStore
 
 HOSTS = ["H-1", "H-2", "H-3"]
 _DIR = Path(tempfile.mkdtemp(prefix="amtmig-prop-"))
@@ -113,7 +113,7 @@ def test_a_lease_held_by_a_dead_process_is_free_even_if_its_pid_was_reused_or_it
     import subprocess
     from datetime import timedelta
 
-    from tasks.state import worker_id
+    from tasks.store.state import worker_id
 
     store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
     store.ensure_hosts("w", [("A", ""), ("B", ""), ("C", "")])

@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
-from tasks.inventory import load_inventory
-from tasks.state import StateStore
+from tasks.inventory.model import load_inventory
+from tasks.store.state import StateStore
 from tests.pg_fixture import pg_cluster, pg_url  # noqa: F401 - fixtures
 from tests.prefect_scale_fixture import ROOT, prefect_scale_server, stop_group  # noqa: F401 - fixture
 from tests.site_fixtures import PASSWORD, device, start_site
@@ -92,7 +92,7 @@ def test_sharded_wave_on_two_workers_handles_every_host_exactly_once(tmp_path, m
 
 
 def test_shard_size_is_validated(tmp_path):
-    from tasks.yaml_source import InputError
+    from tasks.inventory.yaml_source import InputError
 
     f = tmp_path / "inv.yaml"
     f.write_text("name: x\nprovisioning: {certificate_suffix: contoso.com}\n"

@@ -12,8 +12,8 @@ import paramiko
 import pytest
 from tests.sshd_fixture import SSH_KEYGEN, Sshd, free_port, keygen, public_key, sshd  # noqa: F401
 
-from tasks.host_state import Cause
-from tasks.ssh import (
+from tasks.rules.host_state import Cause
+from tasks.adapters.ssh import (
     CommandTimeout,
     HostKeyChanged,
     HostKeyUnknown,
@@ -28,7 +28,7 @@ from tasks.ssh import (
     host_key_name,
     scan_host_keys,
 )
-from tasks.suffix_rules import InvalidValue
+from tasks.rules.suffix import InvalidValue
 
 
 def make_runner(server: Sshd, known_hosts: Path, client: str = "ed25519", **kw) -> SshRunner:
@@ -362,7 +362,7 @@ def test_known_hosts_parses_multi_name_lines_and_skips_junk(tmp_path, sshd):
 def test_ecdsa_keys_with_empty_comment_all_load(tmp_path):
     # paramiko 4.0's own reader rejects about half of these; 20 keys make a regression near-certain
     # to show.
-    from tasks.ssh import load_private_key
+    from tasks.adapters.ssh import load_private_key
 
     for i in range(20):
         path = keygen(tmp_path / f"ec{i}", "ecdsa", bits=256)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from flows.cli import app
-from tasks.host_state import IllegalTransition
-from tasks.state import SCHEMA_VERSION, StateError, StateStore
+from tasks.rules.host_state import IllegalTransition
+from tasks.store.state import SCHEMA_VERSION, StateError, StateStore
 from tests.pg_fixture import pg_cluster, pg_url  # noqa: F401 - fixtures
 
 runner = CliRunner()

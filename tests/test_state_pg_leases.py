@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tasks.state import StateStore, worker_id
+from tasks.store.state import StateStore, worker_id
 from tests.pg_fixture import pg_cluster, pg_url  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ HOSTS = [f"WS-{i:04d}" for i in range(1000)]
 LEASER = textwrap.dedent("""
     import json, os, random, sys, time
     from datetime import timedelta
-    from tasks.state import StateStore, worker_id
+    from tasks.store.state import StateStore, worker_id
     url, go, order, chunk = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     store = StateStore(url, create=False)
     hosts = [f"WS-{i:04d}" for i in range(1000)]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.suffix_rules import AmtVersion, InvalidValue, check_suffix, normalize_dns_name, suffix_from_certificate_cn
+from tasks.rules.suffix import AmtVersion, InvalidValue, check_suffix, normalize_dns_name, suffix_from_certificate_cn
 
 runner = CliRunner()
 

@@ -14,9 +14,9 @@ import yaml
 
 from lab.clock import ManualClock
 from lab.server import LabServer
-from tasks.host_state import Cause
-from tasks.suffix_rules import InvalidValue
-from tasks.wsman import (
+from tasks.rules.host_state import Cause
+from tasks.rules.suffix import InvalidValue
+from tasks.adapters.wsman import (
     ACTION_GET,
     ACTION_PUT,
     ANONYMOUS,

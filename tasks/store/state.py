@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from tasks.host_state import Cause, IllegalTransition, Status, check_transition
+from tasks.rules.host_state import Cause, IllegalTransition, Status, check_transition
 
 SCHEMA_VERSION = 1
 

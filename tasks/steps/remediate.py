@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from tasks import host_commands as hc
-from tasks.classify import is_pre_provisioning
-from tasks.host_state import Cause, Status
-from tasks.inventory import Host
-from tasks.plan import scope_matches_certificate
-from tasks.state import HostRecord
-from tasks.suffix_rules import check_suffix
-from tasks.wave_context import WaveContext
+from tasks.adapters import host_commands as hc
+from tasks.rules.classify import is_pre_provisioning
+from tasks.rules.host_state import Cause, Status
+from tasks.inventory.model import Host
+from tasks.rules.plan import scope_matches_certificate
+from tasks.store.state import HostRecord
+from tasks.rules.suffix import check_suffix
+from tasks.steps.context import WaveContext
 
 
 @dataclass
@@ -46,7 +46,7 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     if not _pre_provisioning(host, rec):
         if ctx.wsman(host) is None:
             return MethodResult(False, "no legacy AMT credentials for WS-Management", applicable=False)
-        from tasks.wsman import WsmanError
+        from tasks.adapters.wsman import WsmanError
 
         client = ctx.wsman(host)
         try:
@@ -62,7 +62,7 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                             evidence={"domain_name": back})
     if ctx.ssh is None:
         return MethodResult(False, "no SSH for the host-interface write", applicable=False)
-    from tasks.ssh import SshError
+    from tasks.adapters.ssh import SshError
 
     flavor, port = ctx.inv.os_of(host), ctx.inv.ssh_port_of(host)
     try:
@@ -103,7 +103,7 @@ def _reopen_window(ctx: WaveContext, host: Host) -> MethodResult | None:
 
 def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple[str | None, str]:
     """Read back AMT's option-15 suffix where a channel exists (host interface over `sh`, or WS-Man)."""
-    from tasks.ssh import SshError
+    from tasks.adapters.ssh import SshError
 
     if _pre_provisioning(host, rec):
         try:
@@ -114,7 +114,7 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
     client = ctx.wsman(host)
     if client is None:
         return None, "no channel to AMT"
-    from tasks.wsman import WsmanError
+    from tasks.adapters.wsman import WsmanError
 
     try:
         return (client.get_setup_and_configuration().get("DhcpDNSSuffix") or "").lower(), "WS-Man"
@@ -130,7 +130,7 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     scope = ctx.inv.scope_of(host)
     scope_note = None
     if scope is not None and not scope.known:  # option 15 lives on Kea / Windows DHCP: read it now (cached)
-        from tasks.dhcp import live_scope
+        from tasks.adapters.dhcp import live_scope
 
         try:
             scope = live_scope(ctx.inv, scope, ssh_runner=ctx.ssh)
@@ -148,7 +148,7 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
         what = "trusted (PKI) suffix" if pre else "AMT_GeneralSettings.DomainName"
         return MethodResult(False, f"AMT's {what} {blocker!r} takes precedence over option 15: a renew can't fix it",
                             Cause.SUFFIX_MISMATCH)
-    from tasks.ssh import SshError
+    from tasks.adapters.ssh import SshError
 
     flavor, port = ctx.inv.os_of(host), ctx.inv.ssh_port_of(host)
     window = ctx.inv.window.interface_open
@@ -199,7 +199,7 @@ METHODS = {"amt_write": amt_write, "dhcp_renew": dhcp_renew}
 def remediate_host(ctx: WaveContext, name: str) -> str:
     wave, store = ctx.wave.name, ctx.store
     rec = store.get(wave, name)
-    from tasks.passes import still_wanted
+    from tasks.steps.provision import still_wanted
 
     if not still_wanted(ctx, "remediate", rec):
         return "skipped"  # another run of the wave remediated it since this stage listed it

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.inventory import Inventory
+from tasks.inventory.model import Inventory
 
 
 class SecretUnavailable(Exception):

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from tasks.durations import format_duration
-from tasks.suffix_rules import InvalidValue, normalize_dns_name
+from tasks.rules.durations import format_duration
+from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
 KEA_DEFAULT_VALID_LIFETIME = 7200  # Kea's built-in default when no level sets valid-lifetime
 
@@ -400,7 +400,7 @@ def powershell_command(script: str) -> str:
 
 
 class WindowsDhcpAdapter:
-    """A Windows Server DHCP role, driven by its DhcpServer cmdlets over SSH (`tasks.ssh.SshRunner`)."""
+    """A Windows Server DHCP role, driven by its DhcpServer cmdlets over SSH (`tasks.adapters.ssh.SshRunner`)."""
 
     def __init__(self, ssh_runner, server_address: str, port: int | None = None):
         self.ssh = ssh_runner
@@ -411,7 +411,7 @@ class WindowsDhcpAdapter:
         return f"Windows DHCP on {self.server}" + (f" ({ref})" if ref is not None else "")
 
     def _run(self, script: str) -> tuple[int, str, str]:
-        from tasks.ssh import SshError
+        from tasks.adapters.ssh import SshError
 
         try:
             res = self.ssh.run(self.server, powershell_command(script), port=self.port, os_flavor="windows")
@@ -520,8 +520,8 @@ def adapter_for(inv, scope, *, ssh_runner=None, timeout: float = 10.0):
 
 def ssh_runner_for(inv):
     """An SshRunner from the inventory's credentials.ssh (the same key the fleet uses)."""
-    from tasks.secrets import ssh_private_key
-    from tasks.ssh import SshRunner, SshSettings
+    from tasks.inventory.secrets import ssh_private_key
+    from tasks.adapters.ssh import SshRunner, SshSettings
 
     creds = inv.credentials.ssh
     if creds is None:

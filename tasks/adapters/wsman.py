@@ -16,8 +16,8 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from tasks.host_state import Cause
-from tasks.suffix_rules import InvalidValue, normalize_dns_name
+from tasks.rules.host_state import Cause
+from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
 log = logging.getLogger("amt_migrate.wsman")
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from tasks.inventory import Host, Inventory, Wave
-from tasks.provisioners import Provisioner, make_provisioner
-from tasks.secrets import Secret, SecretUnavailable, legacy_amt_password, ssh_private_key
-from tasks.state import StateStore, utcnow, worker_id
+from tasks.inventory.model import Host, Inventory, Wave
+from tasks.adapters.provisioner import Provisioner, make_provisioner
+from tasks.inventory.secrets import Secret, SecretUnavailable, legacy_amt_password, ssh_private_key
+from tasks.store.state import StateStore, utcnow, worker_id
 
 
 @dataclass
@@ -25,7 +25,7 @@ class WaveContext:
     wave: Wave
     store: StateStore
     provisioner: Provisioner
-    ssh: object | None  # tasks.ssh.SshRunner
+    ssh: object | None  # tasks.adapters.ssh.SshRunner
     legacy_password: Secret | None
     unavailable: dict[str, str] = field(default_factory=dict)  # capability -> why (no credentials, ...)
     flow_run_id: str | None = None
@@ -85,7 +85,7 @@ class WaveContext:
         """A WS-Man client with the legacy console's credentials, or None when there are none."""
         if not host.legacy_managed or self.legacy_password is None or self.inv.credentials.legacy_amt is None:
             return None
-        from tasks.wsman import WsmanClient
+        from tasks.adapters.wsman import WsmanClient
 
         return WsmanClient(host.address, self.inv.amt_port_of(host), self.inv.credentials.legacy_amt.user,
                            self.legacy_password.reveal(), timeout=20.0)
@@ -108,7 +108,7 @@ def build_context(inv: Inventory, wave: str, store: StateStore, *, flow_run_id: 
     except SecretUnavailable as exc:
         unavailable["ssh"] = str(exc)
     if key is not None:
-        from tasks.ssh import SshRunner, SshSettings
+        from tasks.adapters.ssh import SshRunner, SshSettings
 
         creds = inv.credentials.ssh
         ssh_runner = SshRunner(SshSettings(

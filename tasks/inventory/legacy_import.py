@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from tasks.inventory import Host, load_inventory
-from tasks.yaml_source import InputError, Problem
+from tasks.inventory.model import Host, load_inventory
+from tasks.inventory.yaml_source import InputError, Problem
 
 FIELDS = ("name", "address", "amt_version", "amt_suffix", "os_suffix", "os", "legacy_managed", "tags")
 REQUIRED = ("name", "address", "amt_version")

@@ -7,13 +7,13 @@ legacy console's credentials read both AMT suffixes and its DomainName.
 
 from __future__ import annotations
 
-from tasks import host_commands as hc
-from tasks.inventory import Host
-from tasks.wave_context import WaveContext
+from tasks.adapters import host_commands as hc
+from tasks.inventory.model import Host
+from tasks.steps.context import WaveContext
 
 
 def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
-    from tasks.ssh import SshError
+    from tasks.adapters.ssh import SshError
 
     flavor = ctx.inv.os_of(host)
     port = ctx.inv.ssh_port_of(host)
@@ -49,7 +49,7 @@ def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
 
 
 def _wsman_facts(ctx: WaveContext, host: Host) -> dict:
-    from tasks.wsman import WsmanError
+    from tasks.adapters.wsman import WsmanError
 
     client = ctx.wsman(host)
     if client is None:

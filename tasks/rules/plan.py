@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from tasks.durations import format_duration
-from tasks.host_state import Cause
-from tasks.inventory import DhcpScope, Host, Inventory, Wave
-from tasks.suffix_rules import MIN_SUPPORTED, check_suffix
+from tasks.rules.durations import format_duration
+from tasks.rules.host_state import Cause
+from tasks.inventory.model import DhcpScope, Host, Inventory, Wave
+from tasks.rules.suffix import MIN_SUPPORTED, check_suffix
 
 # Predicted outcomes, most certain first.
 PROVISION = "provision"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from tasks.host_state import Cause, Status
-from tasks.state import HostRecord
+from tasks.rules.host_state import Cause, Status
+from tasks.store.state import HostRecord
 
 REMEDIABLE = {Cause.SUFFIX_MISMATCH.value, Cause.SUFFIX_BLANK.value, Cause.DHCP_SCOPE_WRONG.value,
               Cause.WINDOW_CLOSED.value}

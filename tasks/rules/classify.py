@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.host_state import Cause
-from tasks.suffix_rules import AmtVersion, check_suffix
+from tasks.rules.host_state import Cause
+from tasks.rules.suffix import AmtVersion, check_suffix
 
 
 @dataclass

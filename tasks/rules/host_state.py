@@ -1,7 +1,7 @@
 """The life of one host in one wave: statuses, causes, and which moves between them are legal.
 
 Kept free of the database so the rules can be property-tested and shared by every stage; the store
-(`tasks.state`) refuses any write this module calls illegal.
+(`tasks.store.state`) refuses any write this module calls illegal.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tasks.host_state import Status, counts_toward_failure_limit
-from tasks.inventory import Inventory
-from tasks.state import HostRecord, StateStore
+from tasks.rules.host_state import Status, counts_toward_failure_limit
+from tasks.inventory.model import Inventory
+from tasks.store.state import HostRecord, StateStore
 
 HOST_COLUMNS = ["host", "address", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step", "evidence"]
 WORKLIST_COLUMNS = ["host", "address", "amt_version", "enter_suffix", "why_remote_failed", "window_closes_at"]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from tasks.host_state import Cause
-from tasks.suffix_rules import InvalidValue, normalize_dns_name, normalize_host_name
+from tasks.rules.host_state import Cause
+from tasks.rules.suffix import InvalidValue, normalize_dns_name, normalize_host_name
 
 
 class OsFlavor(StrEnum):

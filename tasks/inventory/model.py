@@ -24,9 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.durations import format_duration, parse_duration
-from tasks.suffix_rules import AmtVersion, normalize_dns_name, normalize_host_name, suffix_from_certificate_cn
-from tasks.yaml_source import InputError, Problem, SourceMap, load_yaml_with_lines
+from tasks.rules.durations import format_duration, parse_duration
+from tasks.rules.suffix import AmtVersion, normalize_dns_name, normalize_host_name, suffix_from_certificate_cn
+from tasks.inventory.yaml_source import InputError, Problem, SourceMap, load_yaml_with_lines
 
 REMEDIATION_METHODS = ("amt_write", "dhcp_renew", "mebx")
 PROVISIONER_ADAPTERS = ("lab", "rpc")
@@ -270,7 +270,7 @@ class DhcpScope(_Model):
         return not self.has_source or self._live_source is not None
 
     def with_live(self, values) -> "DhcpScope":
-        """A copy holding live values (a `tasks.dhcp.ScopeOptions`) and a note of where they came from."""
+        """A copy holding live values (a `tasks.adapters.dhcp.ScopeOptions`) and a note of where they came from."""
         copy = self.model_copy(update={"domain_name": values.domain_name, "lease": values.lease})
         copy._live_source, copy._live_error = values.source, None
         return copy
@@ -426,8 +426,8 @@ class Inventory(_Model):
         return best
 
     def with_live_scopes(self, values: dict, errors: dict[str, str] | None = None) -> "Inventory":
-        """A copy whose scopes hold live values (scope name -> `tasks.dhcp.ScopeOptions`, from
-        `tasks.dhcp.resolve_scopes`); scopes named in ``errors`` keep a note of why they could not be read."""
+        """A copy whose scopes hold live values (scope name -> `tasks.adapters.dhcp.ScopeOptions`, from
+        `tasks.adapters.dhcp.resolve_scopes`); scopes named in ``errors`` keep a note of why they could not be read."""
         errors = errors or {}
         scopes = [s.with_live(values[s.name]) if s.name in values
                   else s.with_error(errors[s.name]) if s.name in errors else s for s in self.dhcp_scopes]

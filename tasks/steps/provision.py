@@ -10,11 +10,11 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from tasks.classify import HostFacts, classify_failure, effective_amt_suffix, is_pre_provisioning
-from tasks.host_state import Cause, Status
-from tasks.inventory import Host
-from tasks.suffix_rules import AmtVersion, InvalidValue
-from tasks.wave_context import WaveContext
+from tasks.rules.classify import HostFacts, classify_failure, effective_amt_suffix, is_pre_provisioning
+from tasks.rules.host_state import Cause, Status
+from tasks.inventory.model import Host
+from tasks.rules.suffix import AmtVersion, InvalidValue
+from tasks.steps.context import WaveContext
 
 log = logging.getLogger("amt_migrate")
 
@@ -119,7 +119,7 @@ def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
     """Once leased, does the stage still want the host? Two runs of one wave list a stage's hosts at
     different moments; the lease stops them working a host at once, this stops the second one working
     it again after the first released it."""
-    from tasks.selection import wants
+    from tasks.rules.selection import wants
 
     window_open = rec.window_closes_at is not None and rec.window_closes_at > ctx.now()
     return wants(stage, rec, explicit=ctx.selected is not None, pass2_include_failed=ctx.wave.pass2_include_failed,
