@@ -55,7 +55,7 @@ def adapter(runner, lab_dhcp):
 def test_command_line_carries_only_base64_to_cmd_exe():
     cmd = powershell_command("Get-DhcpServerv4Scope -ScopeId 10.1.0.0 | Format-List")
     assert cmd.startswith("powershell -NoProfile -NonInteractive -EncodedCommand ")
-    from tasks.adapters.host_commands import quote_windows
+    from tasks.adapters.commands import quote_windows
 
     assert quote_windows(cmd.split()) == cmd  # every token passes the cmd.exe-safe check
     with pytest.raises(InvalidValue):

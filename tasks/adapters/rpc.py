@@ -12,7 +12,7 @@ class RpcProvisioner:
     name = "rpc"
 
     def __init__(self, inv: Inventory, ssh_runner, url: str, profile: str):
-        from tasks.adapters.host_commands import validate_server_url
+        from tasks.adapters.commands import validate_server_url
 
         self.inv = inv
         self.ssh = ssh_runner
@@ -20,7 +20,7 @@ class RpcProvisioner:
         self.profile = profile
 
     def provision(self, host: Host) -> ProvisionOutcome:
-        from tasks.adapters.host_commands import activate_command, map_activation
+        from tasks.adapters.rpc_cli import activate_command, map_activation
         from tasks.adapters.ssh import SshError
 
         flavor = self.inv.os_of(host)

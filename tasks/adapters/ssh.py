@@ -37,7 +37,7 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
-from tasks.adapters.host_commands import OsFlavor, quote_argv
+from tasks.adapters.commands import OsFlavor, quote_argv
 from tasks.rules.host_state import Cause
 from tasks.rules.suffix import InvalidValue, normalize_host_name
 
@@ -454,7 +454,7 @@ class SshRunner:
 
     def render(self, command: Sequence[str] | str, os_flavor: OsFlavor | str = OsFlavor.LINUX) -> str:
         """The exact command line sent. A list is quoted for the target; a string is sent verbatim, so
-        only pass fixed strings from code (or strings built by `tasks.adapters.host_commands`)."""
+        only pass fixed strings from code (or strings built by `tasks.adapters.commands`)."""
         if isinstance(command, str):
             if not command.strip() or "\x00" in command or "\n" in command or "\r" in command:
                 raise InvalidValue("a command string must be one non-empty line")

@@ -7,7 +7,9 @@ legacy console's credentials read both AMT suffixes and its DomainName.
 
 from __future__ import annotations
 
-from tasks.adapters import host_commands as hc
+from tasks.adapters import amt_host_tool
+from tasks.adapters import os_network
+from tasks.adapters import rpc_cli
 from tasks.inventory.model import Host
 from tasks.steps.context import WaveContext
 
@@ -20,12 +22,12 @@ def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
     ev: dict = {}
     try:
         with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:  # one handshake, three commands
-            res = sh.run(hc.read_os_suffix_command(flavor))
+            res = sh.run(os_network.read_os_suffix_command(flavor))
             if res.ok:
-                ev["os_suffix"] = hc.parse_os_suffix(flavor, res.stdout)
-            res = sh.run(hc.amtinfo_command(flavor))
+                ev["os_suffix"] = os_network.parse_os_suffix(flavor, res.stdout)
+            res = sh.run(rpc_cli.amtinfo_command(flavor))
             if res.ok:
-                info = hc.parse_amtinfo(res.stdout)
+                info = rpc_cli.parse_amtinfo(res.stdout)
                 if info.version:
                     ev["amt_version_discovered"] = info.version
                 if info.pre_provisioning is not None:
@@ -35,9 +37,9 @@ def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
                     ev["trusted_suffix"] = info.dns_suffix  # amtinfo's dnsSuffix is the trusted one only
                     ev["suffix_source"] = "rpc amtinfo"
                     # the host interface reads option 15 too, which amtinfo never shows
-                    res = sh.run(hc.get_dns_suffix_command(flavor))
+                    res = sh.run(amt_host_tool.get_dns_suffix_command(flavor))
                     if res.ok:
-                        sfx = hc.parse_get_dns_suffix(res.stdout)
+                        sfx = amt_host_tool.parse_get_dns_suffix(res.stdout)
                         ev["trusted_suffix"], ev["dhcp_suffix"] = sfx.trusted, sfx.dhcp
                         ev["suffix_source"] = "host interface (amt-hi get-dns-suffix)"
             else:

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from tasks.adapters import host_commands as hc
+from tasks.adapters import amt_host_tool
+from tasks.adapters import os_network
 from tasks.rules.classify import is_pre_provisioning
 from tasks.rules.host_state import Cause, Status
 from tasks.inventory.model import Host
@@ -67,12 +68,12 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     flavor, port = ctx.inv.os_of(host), ctx.inv.ssh_port_of(host)
     try:
         with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:
-            res = sh.run(hc.set_dns_suffix_command(target, flavor))
-            wrote = hc.check_set_dns_suffix(res.exit_status, res.stdout, res.stderr, target)
+            res = sh.run(amt_host_tool.set_dns_suffix_command(target, flavor))
+            wrote = amt_host_tool.check_set_dns_suffix(res.exit_status, res.stdout, res.stderr, target)
             if not wrote.ok:
                 return MethodResult(False, f"host interface write refused: {wrote.message}", Cause.UNKNOWN)
-            res = sh.run(hc.get_dns_suffix_command(flavor))
-            back = hc.parse_get_dns_suffix(res.stdout) if res.ok else None
+            res = sh.run(amt_host_tool.get_dns_suffix_command(flavor))
+            back = amt_host_tool.parse_get_dns_suffix(res.stdout) if res.ok else None
     except SshError as exc:
         return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
     if back is None or back.trusted != target:
@@ -107,10 +108,10 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
 
     if _pre_provisioning(host, rec):
         try:
-            res = sh.run(hc.get_dns_suffix_command(ctx.inv.os_of(host)))
+            res = sh.run(amt_host_tool.get_dns_suffix_command(ctx.inv.os_of(host)))
         except SshError:
             return None, "host interface unreachable"
-        return (hc.parse_get_dns_suffix(res.stdout).dhcp, "host interface") if res.ok else (None, "host interface error")
+        return (amt_host_tool.parse_get_dns_suffix(res.stdout).dhcp, "host interface") if res.ok else (None, "host interface error")
     client = ctx.wsman(host)
     if client is None:
         return None, "no channel to AMT"
@@ -163,13 +164,13 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
             closes = ctx.now() + window
         try:
             with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:  # renew, then read back
-                res = sh.run(hc.renew_command(flavor))
-                renewed = hc.check_renew(flavor, res.exit_status, res.stdout, res.stderr)
+                res = sh.run(os_network.renew_command(flavor))
+                renewed = os_network.check_renew(flavor, res.exit_status, res.stdout, res.stderr)
                 if not renewed.ok:
                     last = f"renew failed: {renewed.message}"
                     continue
-                res = sh.run(hc.read_os_suffix_command(flavor))
-                os_suffix = hc.parse_os_suffix(flavor, res.stdout) if res.ok else None
+                res = sh.run(os_network.read_os_suffix_command(flavor))
+                os_suffix = os_network.parse_os_suffix(flavor, res.stdout) if res.ok else None
                 amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec, sh)
         except SshError as exc:
             return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))

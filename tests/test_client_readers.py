@@ -7,31 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from tasks.adapters.host_commands import (
-    HostTools,
-    OsFlavor,
-    activate_command,
-    amtinfo_command,
-    check_renew,
-    check_set_dns_suffix,
-    get_dns_suffix_command,
-    map_activation,
-    parse_amtinfo,
-    parse_amtinfo_json,
-    parse_amtinfo_text,
-    parse_get_dns_suffix,
-    parse_hostname_domain,
-    parse_ipconfig,
-    parse_logrus,
-    parse_os_suffix,
-    parse_resolv_conf,
-    quote_argv,
-    read_os_suffix_command,
-    renew_command,
-    safe_token,
-    set_dns_suffix_command,
-    validate_server_url,
-)
+from tasks.adapters.amt_host_tool import check_set_dns_suffix, get_dns_suffix_command, parse_get_dns_suffix, set_dns_suffix_command
+from tasks.adapters.commands import HostTools, OsFlavor, quote_argv, safe_token, validate_server_url
+from tasks.adapters.os_network import check_renew, parse_hostname_domain, parse_ipconfig, parse_os_suffix, parse_resolv_conf, read_os_suffix_command, renew_command
+from tasks.adapters.rpc_cli import activate_command, amtinfo_command, map_activation, parse_amtinfo, parse_amtinfo_json, parse_amtinfo_text, parse_logrus
 from tasks.rules.host_state import Cause
 from tasks.rules.suffix import InvalidValue
 
@@ -526,7 +505,7 @@ def test_lab_windows_host(lab_runner):
 def test_lab_linux_host(lab_runner):
     run = lambda cmd: lab_runner.run("127.10.0.2", cmd)  # noqa: E731
     assert parse_os_suffix("linux", run(read_os_suffix_command("linux")).stdout) == "contoso.com"
-    from tasks.adapters.host_commands import hostname_domain_command
+    from tasks.adapters.os_network import hostname_domain_command
     assert parse_hostname_domain(run(hostname_domain_command()).stdout) == "eng.contoso.com"
     assert check_renew("linux", *_parts(run(renew_command("linux")))).ok
     # without sudo dhclient is refused, and the check says why
