@@ -51,16 +51,16 @@ def test_closed_window_host_is_reopened_renewed_and_provisioned_in_pass2(tmp_pat
                       monkeypatch, window="3s")
     try:
         ctx = _ctx(site)
-        assert discover_host(ctx, "WS-1").startswith("discovered:")
+        assert discover_host(ctx, "WS-1").result == "discovered"
         assert ctx.store.get("w", "WS-1").evidence["dhcp_suffix"] == "fabrikam.com"
-        assert provision_host(ctx, "WS-1", 1) == "failed:suffix_mismatch"
+        assert provision_host(ctx, "WS-1", 1).label == "failed:suffix_mismatch"
         rec = ctx.store.get("w", "WS-1")
         assert rec.cause == "suffix_mismatch" and rec.evidence["inferred"] is False
         assert "fabrikam.com" in rec.evidence["verdict"]
         time.sleep(3.5)  # the window pass 1 opened has closed again
         assert not site.admin("WS-1")["interface_open"]
-        assert remediate_host(ctx, "WS-1") == "remediated:dhcp_renew"
-        assert provision_host(ctx, "WS-1", 2) == "provisioned"
+        assert remediate_host(ctx, "WS-1").label == "remediated:dhcp_renew"
+        assert provision_host(ctx, "WS-1", 2).result == "provisioned"
         actions = [e.action for e in ctx.store.history(["WS-1"])]
         assert actions.index("reopen-window") < actions.index("dhcp_renew")
         rec = ctx.store.get("w", "WS-1")
@@ -77,10 +77,10 @@ def test_old_firmware_is_unsupported_and_never_touched(tmp_path, monkeypatch):
                       [{"name": "w", "hosts": ["*"]}], monkeypatch)
     try:
         ctx = _ctx(site)
-        assert provision_host(ctx, "OLD-1", 1) == "unsupported"
+        assert provision_host(ctx, "OLD-1", 1).result == "unsupported"
         assert ctx.store.get("w", "OLD-1").cause == "unsupported_version"
         assert site.admin("OLD-1")["attempts"] == []
-        assert provision_host(ctx, "OLD-1", 2) == "skipped"
+        assert provision_host(ctx, "OLD-1", 2).result == "skipped"
     finally:
         site.lab.stop()
 
@@ -91,8 +91,8 @@ def test_wrong_scope_ends_dhcp_scope_wrong_naming_the_scope(tmp_path, monkeypatc
     try:
         ctx = _ctx(site)
         discover_host(ctx, "OLD-SCOPE")
-        assert provision_host(ctx, "OLD-SCOPE", 1) == "failed:suffix_mismatch"
-        assert remediate_host(ctx, "OLD-SCOPE") == "remediation_failed:dhcp_scope_wrong"
+        assert provision_host(ctx, "OLD-SCOPE", 1).label == "failed:suffix_mismatch"
+        assert remediate_host(ctx, "OLD-SCOPE").label == "remediation_failed:dhcp_scope_wrong"
         rec = ctx.store.get("w", "OLD-SCOPE")
         assert rec.status == "remediation_failed" and "lab-old" in rec.evidence["why_remote_failed"]
         assert site.admin("OLD-SCOPE")["renews"] == []  # renewing would have been useless: not tried
@@ -107,7 +107,7 @@ def test_renew_that_never_takes_goes_to_the_technician(tmp_path, monkeypatch):
         ctx = _ctx(site)
         discover_host(ctx, "STUCK")
         provision_host(ctx, "STUCK", 1)
-        assert remediate_host(ctx, "STUCK") == "needs_mebx"
+        assert remediate_host(ctx, "STUCK").result == "needs_mebx"
         rec = ctx.store.get("w", "STUCK")
         assert "AMT still holds 'fabrikam.com'" in rec.evidence["why_remote_failed"]
         assert len(site.admin("STUCK")["renews"]) == ctx.renew_attempts
@@ -315,15 +315,15 @@ def test_rpc_adapter_provisions_over_ssh_and_maps_failures(tmp_path, monkeypatch
         assert ctx.provisioner.name == "rpc"
         for n in ("R-OK", "R-BAD", "R-BLANK", "R-DOWN"):
             discover_host(ctx, n)
-        assert provision_host(ctx, "R-OK", 1) == "provisioned"
-        assert provision_host(ctx, "R-BAD", 1) == "failed:suffix_mismatch"
-        assert provision_host(ctx, "R-BLANK", 1) == "failed:suffix_blank"  # rpc-go exit 24: missing DNS suffix
-        assert provision_host(ctx, "R-DOWN", 1) == "failed:unreachable"
+        assert provision_host(ctx, "R-OK", 1).result == "provisioned"
+        assert provision_host(ctx, "R-BAD", 1).label == "failed:suffix_mismatch"
+        assert provision_host(ctx, "R-BLANK", 1).label == "failed:suffix_blank"  # rpc-go exit 24: missing DNS suffix
+        assert provision_host(ctx, "R-DOWN", 1).label == "failed:unreachable"
         ev = ctx.store.get("w", "R-BAD").evidence
         assert ev["rpc_exit"] != 0 and "fabrikam.com" in ev["verdict"]
         # remediation and pass 2 go through the same SSH: the renew fixes it and rpc activates it
-        assert remediate_host(ctx, "R-BAD") == "remediated:dhcp_renew"
-        assert provision_host(ctx, "R-BAD", 2) == "provisioned"
+        assert remediate_host(ctx, "R-BAD").label == "remediated:dhcp_renew"
+        assert provision_host(ctx, "R-BAD", 2).result == "provisioned"
         truth = site.admin_all()
         assert truth["R-OK"]["state"] == truth["R-BAD"]["state"] == "provisioned"
         assert {a["source"] for a in truth["R-BAD"]["attempts"]} != {"server"}  # made by rpc on the client
@@ -333,18 +333,20 @@ def test_rpc_adapter_provisions_over_ssh_and_maps_failures(tmp_path, monkeypatch
 
 
 def test_a_batch_logs_one_line_with_every_host_grouped_by_outcome():
-    from tasks.steps.provision import results_line
+    from tasks.rules.host_state import Cause
+    from tasks.steps.outcome import HostOutcome, Result, results_line
 
-    line = results_line({"WS-1": "provisioned", "WS-2": "failed:suffix_mismatch", "WS-3": "provisioned",
-                         "WS-4": "skipped"})
+    line = results_line([HostOutcome("WS-1", Result.PROVISIONED),
+                         HostOutcome("WS-2", Result.FAILED, Cause.SUFFIX_MISMATCH),
+                         HostOutcome("WS-3", Result.PROVISIONED), HostOutcome("WS-4", Result.SKIPPED)])
     assert line == "4 host(s): provisioned 2: WS-1, WS-3; failed:suffix_mismatch 1: WS-2; skipped 1: WS-4"
-    assert results_line({}) == "no host"
+    assert results_line([]) == "no host"
 
 
 def test_discovery_starts_the_hosts_with_the_most_to_read_first():
     from types import SimpleNamespace
 
-    from tasks.rules.selection import discovery_order
+    from tasks.steps.stage_hosts import discovery_order
 
     legacy = {"WS-1": False, "WS-2": True, "WS-3": False, "WS-4": True}
     ctx = SimpleNamespace(hosts_by_name={n: SimpleNamespace(legacy_managed=v) for n, v in legacy.items()})

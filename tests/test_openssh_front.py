@@ -150,14 +150,14 @@ def test_discovery_and_dhcp_renew_run_unchanged_through_openssh(trusted):
     # 3 commands per pre-provisioning host over one login each: the sshd ran them as separate sessions
     assert (trusted.execs(), trusted.accepted()) == (9, 3)
 
-    labels = {n: provision_host(ctx, n, 1) for n in NAMES}
+    labels = {n: provision_host(ctx, n, 1).label for n in NAMES}
     assert labels == {"WS-0001": "failed:suffix_mismatch", "LX-0002": "failed:suffix_mismatch",
                       "WS-0003": "provisioned"}
 
     for name in ("WS-0001", "LX-0002"):
-        assert remediate_host(ctx, name) == "remediated:dhcp_renew"
+        assert remediate_host(ctx, name).label == "remediated:dhcp_renew"
     for name in ("WS-0001", "LX-0002"):
-        assert provision_host(ctx, name, 2) == "provisioned"
+        assert provision_host(ctx, name, 2).result == "provisioned"
         assert ctx.store.get(WAVE, name).status == Status.PROVISIONED
 
     admin = trusted.site.admin_all()

@@ -53,13 +53,13 @@ def test_unknown_and_changed_host_keys_are_refused_per_host(tmp_path, monkeypatc
         from tasks.steps.provision import provision_host
 
         for name in ("KEY-GONE", "KEY-SWAPPED"):
-            assert provision_host(ctx, name, 1) == "failed:auth_failed"
+            assert provision_host(ctx, name, 1).label == "failed:auth_failed"
             rec = store.get("w", name)
             assert (rec.status, rec.cause) == ("failed", "auth_failed")
             assert "trust-hosts" in rec.next_step
             assert site.admin(name)["renews"] == [] and site.admin(name)["os_suffix"] == "contoso.com"
         # auth_failed is not remediated: fixing the key is the operator's step (trust-hosts), not the tool's
-        assert remediate_host(ctx, "KEY-SWAPPED") == "skipped"
+        assert remediate_host(ctx, "KEY-SWAPPED").result == "skipped"
         assert store.get("w", "KEY-SWAPPED").status == "failed"
         assert site.admin("KEY-SWAPPED")["renews"] == []
         # the known_hosts file was not "fixed" behind the operator's back

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tasks.rules.host_state import Cause, Status
-from tasks.store.state import HostRecord
+
+if TYPE_CHECKING:  # a rule reads records; it does not open the store
+    from tasks.store.state import HostRecord
 
 REMEDIABLE = {Cause.SUFFIX_MISMATCH.value, Cause.SUFFIX_BLANK.value, Cause.DHCP_SCOPE_WRONG.value,
               Cause.WINDOW_CLOSED.value}
@@ -83,28 +86,3 @@ def wants(stage: str, r: HostRecord, *, explicit: bool, pass2_include_failed: bo
             return st == Status.FAILED or (from_stage == "pass2" and st in (Status.NEEDS_MEBX, Status.REMEDIATION_FAILED))
         return pass2_include_failed and st == Status.FAILED and r.last_stage != "pass2" and window_open
     raise ValueError(f"unknown stage {stage!r}")
-
-
-def stage_hosts(ctx, stage: str, selected: set[str] | None) -> list[str]:
-    """Host names for a stage, in inventory order; `selected` is a rerun's fixed subset (None: a plain run)."""
-    now = ctx.now()
-    records = {r.host: r for r in ctx.store.hosts(ctx.wave.name)}
-    out = []
-    for name in ctx.hosts_by_name:
-        r = records.get(name)
-        if r is None or (selected is not None and name not in selected):
-            continue
-        if ctx.restrict is not None and name not in ctx.restrict:  # a shard's child run
-            continue
-        window_open = r.window_closes_at is not None and r.window_closes_at > now
-        if wants(stage, r, explicit=selected is not None, pass2_include_failed=ctx.wave.pass2_include_failed,
-                 window_open=window_open, from_stage=ctx.from_stage):
-            out.append(name)
-    return out
-
-
-def discovery_order(ctx, names: list[str]) -> list[str]:
-    """Longest expected work first (list scheduling's LPT rule): a legacy-managed host is read over SSH
-    and WS-Management, so an unreachable one costs both protocols' timeouts; started late, one such
-    host kept discovery running 30 s after every other host was done. Inventory order otherwise."""
-    return sorted(names, key=lambda n: not ctx.hosts_by_name[n].legacy_managed)

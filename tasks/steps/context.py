@@ -37,6 +37,10 @@ class WaveContext:
     lease_ttl: timedelta = timedelta(minutes=15)  # a dead worker's hosts are free again after this
     from_stage: str = "discovery"
     restrict: set[str] | None = None  # a shard's hosts (child run of a sharded wave)
+    # per pass: hosts whose attempt in this run failed for a cause of their own (not a 5xx). A batch
+    # is retried whole when some of its hosts met server errors: these are not asked again, and
+    # giving up on the batch must not relabel them server_error.
+    _answered: dict[int, set[str]] = field(default_factory=lambda: {1: set(), 2: set()})
 
     def __post_init__(self) -> None:
         # one pool of max_concurrency threads for every host step of the run, whatever batch it is in
@@ -73,6 +77,9 @@ class WaveContext:
             finally:
                 self.hosts_done(batch)
         return run
+
+    def answered(self, pass_no: int) -> set[str]:
+        return self._answered[pass_no]
 
     def host(self, name: str) -> Host:
         return self.hosts_by_name[name]

@@ -12,6 +12,7 @@ from tasks.adapters import os_network
 from tasks.adapters import rpc_cli
 from tasks.inventory.model import Host
 from tasks.steps.context import WaveContext
+from tasks.steps.outcome import HostOutcome, Result
 
 
 def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
@@ -74,7 +75,7 @@ def _wsman_facts(ctx: WaveContext, host: Host) -> dict:
     return ev
 
 
-def discover_host(ctx: WaveContext, name: str) -> str:
+def discover_host(ctx: WaveContext, name: str) -> HostOutcome:
     host = ctx.host(name)
     ev: dict = {}
     if ctx.ssh is not None:
@@ -89,4 +90,4 @@ def discover_host(ctx: WaveContext, name: str) -> str:
     outcome = "ok" if learned else ("unreachable" if ev.get("ssh_cause") == "unreachable" else "nothing learned")
     ctx.store.record(ctx.wave.name, name, stage="discovery", action="discover", outcome=outcome, evidence=ev,
                      flow_run_id=ctx.flow_run_id)
-    return f"discovered:{','.join(learned) or 'nothing'}"
+    return HostOutcome(name, Result.DISCOVERED, detail=",".join(learned) or "nothing")

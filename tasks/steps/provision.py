@@ -15,6 +15,7 @@ from tasks.rules.host_state import Cause, Status
 from tasks.inventory.model import Host
 from tasks.rules.suffix import AmtVersion, InvalidValue
 from tasks.steps.context import WaveContext
+from tasks.steps.outcome import HostOutcome, Result
 
 log = logging.getLogger("amt_migrate")
 
@@ -68,51 +69,52 @@ def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
         evidence=problems)
 
 
-def provision_host(ctx: WaveContext, name: str, pass_no: int) -> str:
-    """One provisioning attempt for one host; returns a short label for progress and logs."""
+def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
+    """One provisioning attempt for one host."""
     wave, store = ctx.wave.name, ctx.store
     stage = f"pass{pass_no}"
     rec = store.get(wave, name)
     if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED):
-        return "skipped"
-    if name in _answered(ctx, pass_no):
-        return "skipped"  # a retried batch: this host already had its answer in this pass
+        return HostOutcome(name, Result.SKIPPED, detail=rec.status)
+    if name in ctx.answered(pass_no):
+        return HostOutcome(name, Result.SKIPPED, detail="answered")  # a retried batch: it had its answer in this pass
     if not still_wanted(ctx, stage, rec):
-        return "skipped"  # another run handled it between this pass listing it and this batch leasing it
+        # another run handled it between this pass listing it and this batch leasing it
+        return HostOutcome(name, Result.SKIPPED, detail="handled elsewhere")
     host = ctx.host(name)
     version = host_version(host, rec.evidence)
     if not version.compares_last_two_labels:
         store.transition(wave, name, Status.UNSUPPORTED, stage=stage, action="skip", outcome="unsupported",
                          cause=Cause.UNSUPPORTED_VERSION, evidence={"amt_version": str(version)},
                          next_step=NEXT_STEP[Cause.UNSUPPORTED_VERSION], flow_run_id=ctx.flow_run_id)
-        return "unsupported"
+        return HostOutcome(name, Result.UNSUPPORTED, Cause.UNSUPPORTED_VERSION)
     # never ask twice: the client's own retry, or a run killed after the server said yes, may have done it
     if ctx.provisioner.is_provisioned(host):
         store.transition(wave, name, Status.PROVISIONED, stage=stage, action="observe", outcome="ok",
                          provisioned_in_pass=pass_no, evidence={"note": "already provisioned on the server"},
                          flow_run_id=ctx.flow_run_id)
-        return "provisioned (already)"
+        return HostOutcome(name, Result.ALREADY_PROVISIONED)
     outcome = ctx.provisioner.provision(host)
     now = ctx.now()
     if outcome.transient:
         store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,
                      evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
-        return "transient"
+        return HostOutcome(name, Result.TRANSIENT, Cause.SERVER_ERROR)
     reached = outcome.reached_device
     closes = now + ctx.inv.window.interface_open if reached else None  # every attempt reopens the window
     if outcome.ok:
         store.transition(wave, name, Status.PROVISIONED, stage=stage, action="provision", outcome="ok",
                          provisioned_in_pass=pass_no, attempted=True, window_closes_at=closes,
                          evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
-        return "provisioned"
+        return HostOutcome(name, Result.PROVISIONED)
     facts = facts_for(ctx, host, rec.evidence)
     c = classify_failure(facts, ctx.cert_suffix, error_code=outcome.error_code, message=outcome.message)
     status = Status.UNSUPPORTED if c.cause == Cause.UNSUPPORTED_VERSION else Status.FAILED
     store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
                      evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
                      next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
-    _answered(ctx, pass_no).add(name)
-    return f"failed:{c.cause.value}"
+    ctx.answered(pass_no).add(name)
+    return HostOutcome(name, Result(status.value), c.cause)
 
 
 def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
@@ -126,18 +128,10 @@ def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
                  window_open=window_open, from_stage=ctx.from_stage)
 
 
-def _answered(ctx: WaveContext, pass_no: int) -> set[str]:
-    """Hosts whose attempt in this pass of this run failed for a cause of their own (not a 5xx).
-
-    A batch is retried whole when some of its hosts met server errors: these are not asked again, and
-    giving up on the batch must not relabel them server_error."""
-    return ctx.__dict__.setdefault(f"_answered_pass{pass_no}", set())
-
-
 def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> None:
     """After Prefect's retries are spent, a host still meeting server errors is failed(server_error)."""
     for name in names:
-        if name in _answered(ctx, pass_no):
+        if name in ctx.answered(pass_no):
             continue
         rec = ctx.store.get(ctx.wave.name, name)
         if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED, Status.REMEDIATING):
@@ -148,44 +142,34 @@ def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> N
                              next_step=NEXT_STEP[Cause.SERVER_ERROR], flow_run_id=ctx.flow_run_id)
 
 
-def run_hosts(names: list[str], step: Callable[[str], str], pool: ThreadPoolExecutor) -> dict[str, str]:
+def run_hosts(names: list[str], step: Callable[[str], HostOutcome], pool: ThreadPoolExecutor) -> list[HostOutcome]:
     """Run a per-host step for a batch on the wave's shared host pool; an unexpected exception is
-    that host's result, not the batch's.
+    that host's outcome, not the batch's.
 
     The pool (max_concurrency threads) is shared by every batch of the wave: it, not the batch,
     bounds hosts in flight, so a batch waiting on one dead host never leaves the others idle.
     """
 
-    def guarded(name: str) -> str:
+    def guarded(name: str) -> HostOutcome:
         try:
             return step(name)
         except Exception as exc:  # noqa: BLE001 - one host's bug must not sink its batch
             log.exception("%s: unexpected error", name)
-            return f"error:{type(exc).__name__}"
+            return HostOutcome(name, Result.ERROR, detail=type(exc).__name__)
 
-    futures = {name: pool.submit(guarded, name) for name in names}
-    return {name: f.result() for name, f in futures.items()}
+    futures = [pool.submit(guarded, name) for name in names]
+    return [f.result() for f in futures]
 
 
-def run_leased(ctx: WaveContext, names: list[str], step: Callable[[str], str]) -> dict[str, str]:
+def run_leased(ctx: WaveContext, names: list[str], step: Callable[[str], HostOutcome]) -> list[HostOutcome]:
     """Claim the batch's hosts in the store first, so two runs or workers on one wave never work
     the same host at once; a host another live worker holds is left to it."""
     claimed = ctx.store.lease(ctx.wave.name, names, ctx.worker, ctx.lease_ttl)
-    results = {n: "leased-elsewhere" for n in names if n not in claimed}
+    outcomes = [HostOutcome(n, Result.LEASED_ELSEWHERE) for n in names if n not in claimed]
     if names:
         ctx.hosts_done(names, len(names) - len(claimed))
     try:
-        results.update(run_hosts([n for n in names if n in claimed], ctx.counted(names, step), ctx.host_pool))
+        outcomes += run_hosts([n for n in names if n in claimed], ctx.counted(names, step), ctx.host_pool)
     finally:
         ctx.store.release(ctx.wave.name, claimed, ctx.worker)
-    return results
-
-
-def results_line(results: dict[str, str]) -> str:
-    """A batch's results as one log line: each outcome with its count and hosts, most common first."""
-    by_label: dict[str, list[str]] = {}
-    for name, label in results.items():
-        by_label.setdefault(label, []).append(name)
-    parts = [f"{label} {len(names)}: {', '.join(names)}"
-             for label, names in sorted(by_label.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
-    return f"{len(results)} host(s): " + "; ".join(parts) if parts else "no host"
+    return outcomes

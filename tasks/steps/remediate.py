@@ -20,6 +20,7 @@ from tasks.rules.plan import scope_matches_certificate
 from tasks.store.state import HostRecord
 from tasks.rules.suffix import check_suffix
 from tasks.steps.context import WaveContext
+from tasks.steps.outcome import HostOutcome, Result
 
 
 @dataclass
@@ -197,13 +198,14 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
 METHODS = {"amt_write": amt_write, "dhcp_renew": dhcp_renew}
 
 
-def remediate_host(ctx: WaveContext, name: str) -> str:
+def remediate_host(ctx: WaveContext, name: str) -> HostOutcome:
     wave, store = ctx.wave.name, ctx.store
     rec = store.get(wave, name)
     from tasks.steps.provision import still_wanted
 
     if not still_wanted(ctx, "remediate", rec):
-        return "skipped"  # another run of the wave remediated it since this stage listed it
+        # another run of the wave remediated it since this stage listed it (or it isn't remediable)
+        return HostOutcome(name, Result.SKIPPED, detail=rec.status)
     if rec.status not in (Status.REMEDIATING,):
         rec = store.transition(wave, name, Status.REMEDIATING, stage="remediate", action="start", outcome="ok",
                                flow_run_id=ctx.flow_run_id)
@@ -219,7 +221,7 @@ def remediate_host(ctx: WaveContext, name: str) -> str:
                              cause=cause, evidence={"why_remote_failed": why, "method": "mebx"},
                              next_step=f"technician: set the DNS suffix to {ctx.cert_suffix} in the MEBx, then "
                                        f"rerun --status needs_mebx --from pass2", flow_run_id=ctx.flow_run_id)
-            return "needs_mebx"
+            return HostOutcome(name, Result.NEEDS_MEBX, cause)
         result = METHODS[method](ctx, host, store.get(wave, name))
         store.record(wave, name, stage="remediate", action=method,
                      outcome="verified" if result.ok else ("not applicable" if not result.applicable else "failed"),
@@ -229,13 +231,13 @@ def remediate_host(ctx: WaveContext, name: str) -> str:
             store.transition(wave, name, Status.REMEDIATED, stage="remediate", action=method, outcome="verified",
                              evidence={"method": method, "detail": result.reason}, next_step="pass 2",
                              flow_run_id=ctx.flow_run_id)
-            return f"remediated:{method}"
+            return HostOutcome(name, Result.REMEDIATED, detail=method)
         tried.append(f"{method}: {result.reason}")
         if result.cause is not None and result.applicable:
             last_cause = result.cause
     store.transition(wave, name, Status.REMEDIATION_FAILED, stage="remediate", action="give-up", outcome="failed",
                      cause=last_cause or original, evidence={"why_remote_failed": "; ".join(tried) or "no method"},
                      next_step="fix the cause, then rerun --from remediate", flow_run_id=ctx.flow_run_id)
-    return f"remediation_failed:{(last_cause or original).value}"
+    return HostOutcome(name, Result.REMEDIATION_FAILED, last_cause or original)
 
 

@@ -1,0 +1,224 @@
+"""The wave's stages as Prefect subflows over batch task runs: discovery, a provisioning pass, remediation.
+
+One task run covers a batch of hosts (a task run costs 8-15 ms of client CPU and the server ingests
+only ~20-35/s, so one per host would drown it at fleet scale). Concurrency has one bound, the wave's
+`max_concurrency`: the run's host pool has that many threads and every batch of every stage feeds
+it; batches are handed out while fewer than twice that many hosts wait, and the task runner's
+threads are sized from it (Prefect's own default is unbounded).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+from collections import deque
+from collections.abc import Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.rules.host_state import counts_toward_failure_limit
+from tasks.steps import provision as provisioning
+from tasks.steps.context import WaveContext, lookup
+from tasks.steps.discover import discover_host
+from tasks.steps.outcome import HostOutcome, Result, results_line
+from tasks.steps.remediate import remediate_host
+from tasks.steps.stage_hosts import discovery_order, stage_hosts
+from tasks.store.reports import artifact_key
+
+PER_HOST_TASKS_UP_TO = 50  # a small subset (a rerun) gets one task run per host, named after it
+
+STAGE_TITLES = {"discovery": "discovery", "pass1": "pass 1", "remediate": "remediation", "pass2": "pass 2"}
+
+
+def _log(outcomes: list[HostOutcome]) -> None:
+    """One line per batch, hosts grouped by outcome: a log record per host cost the client and
+    Prefect's server more CPU than the work it reported; the host table artifact has the rest."""
+    get_run_logger().info("%s", results_line(outcomes))
+
+
+# -- tasks: one run per batch -------------------------------------------------------------------
+
+RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
+
+
+@task(cache_policy=NO_CACHE, **RETRIES)
+def discover_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
+    ctx = lookup(ctx_key)
+    outcomes = provisioning.run_leased(ctx, names, lambda n: discover_host(ctx, n))
+    _log(outcomes)
+    return outcomes
+
+
+@task(cache_policy=NO_CACHE, **RETRIES)
+def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> list[HostOutcome]:
+    """Transient server errors raise at the end so Prefect retries the batch; finished hosts are skipped then."""
+    ctx = lookup(ctx_key)
+    step = _with_global_limit(ctx, lambda n: provisioning.provision_host(ctx, n, pass_no))
+    outcomes = provisioning.run_leased(ctx, names, step)
+    _log(outcomes)
+    transient = [o.host for o in outcomes if o.result is Result.TRANSIENT]
+    if transient:
+        raise provisioning.TransientHosts(transient)
+    return outcomes
+
+
+@task(cache_policy=NO_CACHE, **RETRIES)
+def remediate_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
+    """A retried batch continues its hosts where the store has them (remediating hosts resume)."""
+    ctx = lookup(ctx_key)
+    outcomes = provisioning.run_leased(ctx, names, lambda n: remediate_host(ctx, n))
+    _log(outcomes)
+    return outcomes
+
+
+def _with_global_limit(ctx: WaveContext, step: Callable[[str], HostOutcome]) -> Callable[[str], HostOutcome]:
+    """provisioning.concurrency_limit: a Prefect global concurrency limit shared by every run calling the
+    provisioning server. One slot per host while it is asked, so any limit >= 1 works whatever the
+    batch size (a batch taking all its slots at once is refused by a limit smaller than the batch)."""
+    limit = ctx.inv.provisioning.concurrency_limit
+    if not limit:
+        return step
+    from prefect.concurrency.sync import concurrency
+
+    def limited(name: str) -> HostOutcome:
+        with concurrency(limit, occupy=1, strict=True):
+            return step(name)
+
+    return limited
+
+
+# -- the batch loop shared by every stage -------------------------------------------------------
+
+def halt_reason(ctx: WaveContext) -> str | None:
+    """Ansible's max_fail_percentage: halt when non-suffix failures *exceed* it; unreachable counts."""
+    pct = ctx.wave.max_fail_percentage
+    if pct >= 100:
+        return None
+    counts = ctx.store.status_cause_counts(ctx.wave.name)
+    total = sum(counts.values())
+    causes: dict[str, int] = {}
+    for (status, cause), n in counts.items():
+        if counts_toward_failure_limit(status, cause):
+            causes[cause or "unknown"] = causes.get(cause or "unknown", 0) + n
+    failures = sum(causes.values())
+    if not total or failures * 100.0 / total <= pct:
+        return None
+    detail = ", ".join(f"{k}: {v}" for k, v in sorted(causes.items()))
+    return (f"{failures} of {total} hosts ({failures * 100.0 / total:.1f}%) failed for reasons "
+            f"other than the DNS suffix ({detail}), more than max_fail_percentage {pct:g}%")
+
+
+def batches_in_flight(ctx: WaveContext, batch_size: int) -> int:
+    """A bound on batch task runs at once, derived from max_concurrency. Batches waiting for one slow
+    host each hold a runner thread while new batches keep the host pool busy, so allow one per host
+    slot plus those that fill the queue; the host pool, not this, bounds concurrency."""
+    return ctx.wave.max_concurrency + 2 * math.ceil(ctx.wave.max_concurrency / batch_size) + 1
+
+
+def task_runner(ctx: WaveContext, batch_size: int) -> ThreadPoolTaskRunner:
+    """Always bounded: Prefect's default pool is unbounded (705 threads were seen for 1,000 tasks)."""
+    return ThreadPoolTaskRunner(max_workers=batches_in_flight(ctx, batch_size))
+
+
+def _batch_name(stage: str, batch: list[str]) -> str:
+    title = STAGE_TITLES[stage]
+    return f"{title} · {batch[0]}" if len(batch) == 1 else f"{title} · {batch[0]} … {batch[-1]} ({len(batch)})"
+
+
+def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable, *, batch_size: int,
+                check_halt: bool = True, on_failed_batch: Callable[[list[str]], None] | None = None) -> str | None:
+    """Hand batches to the task runner as hosts finish, update the stage's progress artifact, and stop
+    handing out once the wave is halted. Returns the halt reason, if any. (Discovery records facts, not
+    failures: it does not check the halt, which would only re-read an earlier run's failures.)"""
+    logger = get_run_logger()
+    if not names:
+        logger.info("%s: no host to work on", stage)
+        return None
+    batches = [names[i:i + batch_size] for i in range(0, len(names), batch_size)]
+    most_batches = batches_in_flight(ctx, batch_size)
+    queued_enough = 2 * ctx.wave.max_concurrency  # hosts handed out but unfinished before we hold back
+    progress_id = create_progress_artifact(
+        0.0, key=artifact_key(ctx.inv.name, ctx.wave.name, stage, "progress"),
+        description=f"{STAGE_TITLES[stage]}: 0 of {len(names)} hosts")
+    queue = deque(batches)
+    running: dict[cf.Future, tuple[object, list[str]]] = {}
+    finished = 0
+    halted = None
+    while queue or running:
+        while queue and len(running) < most_batches and ctx.unfinished_hosts < queued_enough and not halted:
+            batch = queue.popleft()
+            ctx.batch_started(batch)
+            fut = submit(_batch_name(stage, batch), batch)
+            running[fut.wrapped_future] = (fut, batch)
+        if not running:
+            break
+        # wake on a finished batch, or every half second to hand out more hosts as stuck batches idle
+        done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+        for raw in done:
+            fut, batch = running.pop(raw)
+            ctx.batch_finished(batch)
+            result = fut.result(raise_on_failure=False)
+            if isinstance(result, BaseException):
+                logger.warning("%s: a batch of %d hosts failed after retries: %s", stage, len(batch), result)
+                if on_failed_batch:
+                    on_failed_batch(batch)
+            finished += len(batch)
+        update_progress_artifact(progress_id, 100.0 * finished / len(names),
+                                 description=f"{STAGE_TITLES[stage]}: {finished} of {len(names)} hosts")
+        if check_halt and not halted:
+            halted = halt_reason(ctx)
+            if halted:
+                not_started = sum(len(b) for b in queue)
+                logger.error("wave %s halted in %s: %s; %d host(s) not started", ctx.wave.name, stage, halted,
+                             not_started)
+                ctx.store.record_wave_event(ctx.wave.name, stage=stage, action="halt", outcome="halted",
+                                            evidence={"reason": halted, "not_started": not_started},
+                                            flow_run_id=ctx.flow_run_id)
+    return halted
+
+
+# -- stages as subflows, so the operator sees each in the UI ------------------------------------
+
+@flow(name="discovery")
+def discovery_stage(ctx_key: str) -> str | None:
+    ctx = lookup(ctx_key)
+    names = discovery_order(ctx, stage_hosts(ctx, "discovery", ctx.selected))
+    return run_batches(ctx, "discovery", names,
+                       lambda label, b: discover_batch.with_options(task_run_name=label).submit(ctx_key, b),
+                       batch_size=ctx.wave.batch_size, check_halt=False)
+
+
+@flow(name="provision-pass")
+def pass_stage(ctx_key: str, pass_no: int) -> str | None:
+    ctx = lookup(ctx_key)
+    stage = f"pass{pass_no}"
+    names = stage_hosts(ctx, stage, ctx.selected)
+    return run_batches(ctx, stage, names,
+                       lambda label, b: provision_batch.with_options(task_run_name=label).submit(ctx_key, b, pass_no),
+                       batch_size=ctx.wave.batch_size,
+                       on_failed_batch=lambda b: provisioning.give_up_transient(ctx, b, pass_no))
+
+
+@flow(name="remediation")
+def remediation_stage(ctx_key: str) -> str | None:
+    ctx = lookup(ctx_key)
+    names = stage_hosts(ctx, "remediate", ctx.selected)
+    per_host = len(names) <= min(PER_HOST_TASKS_UP_TO, ctx.wave.batch_size)
+    return run_batches(ctx, "remediate", names,
+                       lambda label, b: remediate_batch.with_options(task_run_name=label).submit(ctx_key, b),
+                       batch_size=1 if per_host else ctx.wave.batch_size)
+
+
+def run_stage(ctx: WaveContext, ctx_key: str, stage: str) -> str | None:
+    """Run one stage as a subflow named after the wave and the stage (`wave-2 · pass 1`)."""
+    wave = ctx.wave.name
+    named = {"flow_run_name": f"{wave} · {STAGE_TITLES[stage]}"}
+    if stage == "discovery":
+        return discovery_stage.with_options(task_runner=task_runner(ctx, ctx.wave.batch_size), **named)(ctx_key)
+    if stage in ("pass1", "pass2"):
+        return pass_stage.with_options(task_runner=task_runner(ctx, ctx.wave.batch_size), **named)(
+            ctx_key, int(stage[-1]))
+    return remediation_stage.with_options(task_runner=task_runner(ctx, 1), **named)(ctx_key)
