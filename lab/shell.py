@@ -129,7 +129,7 @@ class DeviceShell:
                 handler = lambda a: self.cmd_networkctl(a, root)  # noqa: E731
             elif handler is None and key == "dhcpcd" and stack == "dhcpcd":
                 handler = lambda a: self.cmd_dhcpcd(a, root)  # noqa: E731
-        if handler is None and self.dev.os == "windows" and key in ("powershell",) and not self.dev.powershell:
+        if self.dev.os == "windows" and key == "powershell" and not self.dev.powershell:
             return Result("", f"'{name}' is not recognized as an internal or external command,\r\n"
                               "operable program or batch file.\r\n", 1)
         if handler is None:

@@ -115,6 +115,16 @@ def renew(sh: _Session, flavor: OsFlavor | str, adapter: NetAdapter, tools: Host
                                 f"{res.exit_status}" + ("" if ok else f": {windows.first_error_line(res.stderr)}"),
                                 command)
         out = windows.check_renew(res.exit_status, res.stdout, res.stderr)
+        if not out.ok and out.code is None and res.exit_status != 0:
+            # PowerShell itself unusable (missing, blocked): ipconfig renews every adapter, ours included;
+            # the read-back on the chosen adapter is what judges it
+            res = sh.run("ipconfig /renew")
+            ok = res.exit_status == 0
+            return RenewOutcome(ok, None if ok else Cause.UNKNOWN,
+                                f"{adapter.name}: PowerShell renew unusable ({out.detail[:150]}); ipconfig /renew "
+                                f"(all adapters) exited {res.exit_status}"
+                                + ("" if ok else f": {windows.first_error_line(res.stdout + res.stderr)}"),
+                                "ipconfig /renew")
         return RenewOutcome(out.ok, None if out.ok else Cause.UNKNOWN, f"{adapter.name}: {out.detail}", command)
     out = linux.check_renew(adapter.manager, res.exit_status, res.stdout, res.stderr)
     cause = None if out.ok else (Cause.AUTH_FAILED if out.auth else Cause.UNKNOWN)

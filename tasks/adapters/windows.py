@@ -394,6 +394,7 @@ def renew_command(index: int) -> str:
 class WindowsRenew:
     ok: bool
     detail: str
+    code: int | None = None  # RenewDHCPLease's ReturnValue, None when it did not run
 
 
 def check_renew(exit_status: int, stdout: str, stderr: str) -> WindowsRenew:
@@ -407,8 +408,9 @@ def check_renew(exit_status: int, stdout: str, stderr: str) -> WindowsRenew:
         if isinstance(item, dict) and isinstance(item.get("ReturnValue"), int):
             code = item["ReturnValue"]
             if code in (0, 1):
-                return WindowsRenew(True, f"RenewDHCPLease returned {code} ({_RENEW_CODES[code]})")
-            return WindowsRenew(False, f"RenewDHCPLease returned {code} ({_RENEW_CODES.get(code, 'see WMI error codes')})")
+                return WindowsRenew(True, f"RenewDHCPLease returned {code} ({_RENEW_CODES[code]})", code)
+            return WindowsRenew(False, f"RenewDHCPLease returned {code} "
+                                       f"({_RENEW_CODES.get(code, 'see WMI error codes')})", code)
     if data is None and exit_status == 0 and not text and not clixml_text(stderr).strip():
         return WindowsRenew(False, "no adapter with that InterfaceIndex (RenewDHCPLease returned nothing)")
     err = first_error_line(stderr, "")
