@@ -55,7 +55,8 @@ def demo(
     window: str = typer.Option("20s", "--window", help="AMT window in the lab (24h in reality)"),
 ):
     """Generate a lab fleet, serve it in-process, run a whole wave, print the summary."""
-    from flows.cli import out as console  # flows.cli imports this module: resolve at call time
+    # flows.cli imports this module, so its names are resolved at call time
+    from flows.cli import out as console
     from flows.cli import run_wave
     from lab.generate import generate_fleet
     from lab.server import LabServer

@@ -56,8 +56,7 @@ def dns_name(value: object, *, blank_ok: bool = True) -> str:
         raise InvalidName(f"expected a DNS name as text, got {type(value).__name__}")
     shown = value.strip()
     name = shown.lower()
-    if name.endswith("."):
-        name = name[:-1]
+    name = name.removesuffix(".")
     if name == "":
         if blank_ok:
             return ""
@@ -78,7 +77,7 @@ def host_name(value: str) -> str:
     """A host name (one or more labels) validated like a DNS name but kept in the case it was written."""
     dns_name(value, blank_ok=False)
     shown = value.strip()
-    return shown[:-1] if shown.endswith(".") else shown
+    return shown.removesuffix(".")
 
 
 # --------------------------------------------------------------------------- firmware
@@ -96,7 +95,7 @@ class Firmware:
     numbers: tuple[int, ...]
 
     @classmethod
-    def parse(cls, value: object) -> "Firmware":
+    def parse(cls, value: object) -> Firmware:
         if isinstance(value, Firmware):
             return value
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -112,16 +111,16 @@ class Firmware:
     def at_least(self, *numbers: int) -> bool:
         return self._key() >= tuple(numbers) + (0,) * (5 - len(numbers))
 
-    def __lt__(self, other: "Firmware") -> bool:
+    def __lt__(self, other: Firmware) -> bool:
         return self._key() < Firmware.parse(other)._key()
 
-    def __le__(self, other: "Firmware") -> bool:
+    def __le__(self, other: Firmware) -> bool:
         return self._key() <= Firmware.parse(other)._key()
 
-    def __gt__(self, other: "Firmware") -> bool:
+    def __gt__(self, other: Firmware) -> bool:
         return self._key() > Firmware.parse(other)._key()
 
-    def __ge__(self, other: "Firmware") -> bool:
+    def __ge__(self, other: Firmware) -> bool:
         return self._key() >= Firmware.parse(other)._key()
 
     def __eq__(self, other: object) -> bool:
@@ -153,16 +152,17 @@ def _tail(name: str, labels: int) -> str:
     return ".".join(name.split(".")[-labels:])
 
 
-def firmware_accepts(firmware: object, amt_suffix: object, cert_suffix: object) -> bool:
-    """AMT's own comparison, firmware as shipped: last two labels from 3.2.1 on, the whole suffix before."""
-    fw = Firmware.parse(firmware)
-    mine = dns_name(amt_suffix)
-    cert = dns_name(cert_suffix, blank_ok=False)
+def _same(fw: Firmware, mine: str, cert: str) -> bool:
     if not mine:
         return False
     if fw.compares_last_two_labels:
         return _tail(mine, 2) == _tail(cert, 2)
     return mine == cert
+
+
+def firmware_accepts(firmware: object, amt_suffix: object, cert_suffix: object) -> bool:
+    """AMT's own comparison, firmware as shipped: last two labels from 3.2.1 on, the whole suffix before."""
+    return _same(Firmware.parse(firmware), dns_name(amt_suffix), dns_name(cert_suffix, blank_ok=False))
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def check_provisioning(firmware: object, amt_suffix: object, cert_suffix: object
     fw = Firmware.parse(firmware)
     mine = dns_name(amt_suffix)
     cert = dns_name(cert_suffix, blank_ok=False)
-    ok = firmware_accepts(fw, mine, cert)
+    ok = _same(fw, mine, cert)
     if fw.compares_last_two_labels:
         compared = "last-two-labels"
         what = f"AMT {fw} compares the last two labels: {_tail(mine, 2)!r} vs {_tail(cert, 2)!r}"
