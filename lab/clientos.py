@@ -46,11 +46,31 @@ LABELS = {
                v4="Dirección IPv4", pref="(Preferido)", mask="Máscara de subred", gw="Puerta de enlace predeterminada",
                dhcps="Servidor DHCP", dns="Servidores DNS", netbios="NetBIOS sobre TCP/IP", enabled="habilitado"),
 }
-LABEL_WIDTH = 35  # "   Label . . . . : value": the colon sits in column 36 in every capture above
+LABEL_WIDTH = 36  # "   Label . . . . : value": the colon sits in column 36 (0-based) in the captures above
+
+#: English rows exactly as Windows 10/11 print them (jc windows-10 fixture): the leaders are fixed strings
+#: of the message table, not computed, so they are copied
+_EN_ROWS = {
+    "Host Name": "   Host Name . . . . . . . . . . . . :", "Primary Dns Suffix": "   Primary Dns Suffix  . . . . . . . :",
+    "Node Type": "   Node Type . . . . . . . . . . . . :", "IP Routing Enabled": "   IP Routing Enabled. . . . . . . . :",
+    "WINS Proxy Enabled": "   WINS Proxy Enabled. . . . . . . . :",
+    "DNS Suffix Search List": "   DNS Suffix Search List. . . . . . :",
+    "Connection-specific DNS Suffix": "   Connection-specific DNS Suffix  . :",
+    "Description": "   Description . . . . . . . . . . . :", "Physical Address": "   Physical Address. . . . . . . . . :",
+    "DHCP Enabled": "   DHCP Enabled. . . . . . . . . . . :",
+    "Autoconfiguration Enabled": "   Autoconfiguration Enabled . . . . :",
+    "Link-local IPv6 Address": "   Link-local IPv6 Address . . . . . :",
+    "IPv4 Address": "   IPv4 Address. . . . . . . . . . . :", "Subnet Mask": "   Subnet Mask . . . . . . . . . . . :",
+    "Lease Obtained": "   Lease Obtained. . . . . . . . . . :", "Lease Expires": "   Lease Expires . . . . . . . . . . :",
+    "Default Gateway": "   Default Gateway . . . . . . . . . :", "DHCP Server": "   DHCP Server . . . . . . . . . . . :",
+    "DNS Servers": "   DNS Servers . . . . . . . . . . . :", "NetBIOS over Tcpip": "   NetBIOS over Tcpip. . . . . . . . :",
+}
 
 
 def _row(label: str, value: str) -> str:
     """``   Label . . . . : value``; a label that fills the column gets no leader (German captures)."""
+    if label in _EN_ROWS:
+        return f"{_EN_ROWS[label]} {value}"
     head = f"   {label}"
     if len(head) >= LABEL_WIDTH:
         return f"{head}: {value}".rstrip() if value else f"{head}:"
