@@ -422,7 +422,8 @@ def rerun(
     _check_wave(inv, wave)
     sel = Selection(tuple(status_), tuple(cause), hosts, explicit=True, from_stage=from_stage or AUTO)
     store = _open_store(None, state or inv.state_url, create=True)
-    records = [r for r in store.hosts(wave) if sel.matches(r)]
+    # a provisioned or unsupported host is never acted on again: listing it would promise work that won't happen
+    records = [r for r in store.hosts(wave) if sel.matches(r) and r.status not in ("provisioned", "unsupported")]
     starts = sel.starts(records)
     store.close()
     if not records:

@@ -132,12 +132,12 @@ def _after_failed_pass2(ctx: WaveContext, rec, c, outcome, *, attempted: bool, c
     if "mebx" not in ctx.wave.remediation:
         return None
     ev = rec.evidence or {}
+    verdict = c.evidence.get("verdict") or c.cause.value
     if rec.status == Status.NEEDS_MEBX:
-        why = f"pass 2 still failed after the technician's MEBx change ({ev.get('mebx_done_at')}): "
-               f"{c.evidence.get('verdict') or c.cause.value}"
+        why = f"pass 2 still failed after the technician's MEBx change ({ev.get('mebx_done_at')}): {verdict}"
     else:
         how = "unverified" if ev.get("unverified") else "verified"
-        why = f"{ev.get('method') or 'remediation'} reported success ({how}), but pass 2 still failed: {c.evidence.get('verdict') or c.cause.value}"
+        why = f"{ev.get('method') or 'remediation'} reported success ({how}), but pass 2 still failed: {verdict}"
     ctx.store.record(wave, name, stage="pass2", action="provision", outcome="failed", cause=c.cause,
                      evidence={**c.as_evidence(), **outcome.evidence}, attempted=attempted, window_closes_at=closes,
                      flow_run_id=ctx.flow_run_id)
