@@ -212,7 +212,7 @@ def import_legacy(
 def _check_wave(inv: Inventory, wave: str) -> None:
     names = [w.name for w in inv.waves]
     if wave not in names:
-        fail(f"--wave {wave!r}: {inv.name} has no such wave; choose from {', '.join(names) or '(no waves)'}")
+        fail(f"--wave: no wave {wave!r} in {inv.name}; choose from {', '.join(names) or '(no waves)'}")
 
 
 def _open_store(inventory: Optional[Path], state: Optional[str], *, create: bool = False):

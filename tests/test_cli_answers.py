@@ -75,7 +75,7 @@ def test_rerun_refuses_unknown_from_status_cause_and_wave(tmp_path):
         res = runner.invoke(app, ["rerun", str(inv), "--wave", "w", *args, "--dry-run"])
         assert res.exit_code == 2 and listed in res.stderr, (args, res.output)
     res = runner.invoke(app, ["rerun", str(inv), "--wave", "nope", "--dry-run"])
-    assert res.exit_code == 2 and "choose from w" in res.stderr
+    assert res.exit_code == 2 and "choose from w" in res.stderr and "no wave 'nope'" in res.stderr
 
 
 def test_json_and_csv_together_is_an_error(tmp_path):

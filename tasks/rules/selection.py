@@ -127,8 +127,11 @@ def wants(stage: str, r: HostRecord, *, explicit: bool, pass2_include_failed: bo
             return True  # interrupted: continue it
         if st == Status.FAILED and (r.cause in REMEDIABLE) and (explicit or r.last_stage == "pass1"):
             return True
-        # a needs_mebx host waiting for its technician is not remediated again: it stays on the work list
-        return explicit and st == Status.REMEDIATION_FAILED and r.cause != Cause.UNSUPPORTED_VERSION
+        if not explicit or r.cause == Cause.UNSUPPORTED_VERSION:
+            return False
+        # a needs_mebx host waiting for its technician is remediated again only when the lead asked for
+        # exactly that (`--from remediate`, e.g. after fixing the DHCP scope); it ends remediated or back on the list
+        return st == Status.REMEDIATION_FAILED or (st == Status.NEEDS_MEBX and start == "remediate")
     # pass 2: only hosts whose remediation succeeded (verified or unverified), whose technician's MEBx
     # change was recorded, or - under pass2_include_failed - failed hosts whose window is open
     if st == Status.REMEDIATED or mebx_confirmed(r):
