@@ -265,8 +265,13 @@ def _missing_concurrency_limit(name: str | None) -> str | None:
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
+            limit = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             return (f"global concurrency limit {name!r} (provisioning.concurrency_limit) does not exist: create it "
                     f"with `prefect global-concurrency-limit create {name} --limit N`; no host was touched")
+    if limit.limit < 1 or not limit.active:
+        return (f"global concurrency limit {name!r} (provisioning.concurrency_limit) is "
+                f"{'inactive' if not limit.active else f'set to {limit.limit}'}: no host could ever be provisioned; "
+                f"set it active and >= 1 (`prefect global-concurrency-limit update {name} --limit N`); "
+                f"no host was touched")
     return None

@@ -295,3 +295,46 @@ def test_a_renew_that_amt_cannot_confirm_is_recorded_unverified(tmp_path, monkey
         ctx.close()
     finally:
         site.lab.stop()
+
+
+# -- a global limit smaller than a batch; hosts added to a completed wave (a Prefect server) -----------
+
+def test_a_limit_smaller_than_the_batch_works_a_zero_one_is_refused_and_added_hosts_run(tmp_path, monkeypatch,
+                                                                                          prefect_harness):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from flows.migrate import migrate_wave
+
+    devs = [device(f"L-{i}", f"127.10.8.{i + 1}", trusted="contoso.com") for i in range(5)]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["L-0", "L-1", "L-2", "L-3"], "batch_size": 4}],
+                      monkeypatch)
+    try:
+        data = yaml.safe_load(site.inventory.read_text())
+        with get_client(sync_client=True) as client:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="prov-zero", limit=0))
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="prov-one", limit=1))
+        data["provisioning"]["concurrency_limit"] = "prov-zero"
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        state = migrate_wave(str(site.inventory), "w", return_state=True)
+        assert state.is_failed() and "set to 0" in state.message and "no host was touched" in state.message
+        assert all(d["attempts"] == [] for d in site.admin_all().values())
+
+        data["provisioning"]["concurrency_limit"] = "prov-one"  # 1 slot, batches of 4
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert migrate_wave(str(site.inventory), "w", return_state=True).is_completed()
+        truth = site.admin_all()
+        assert all(truth[f"L-{i}"]["state"] == "provisioned" for i in range(4)) and truth["L-4"]["attempts"] == []
+
+        # a host added to the completed wave's inventory is run, the others are left alone
+        data["waves"][0]["hosts"].append("L-4")
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        attempts = {n: len(d["attempts"]) for n, d in truth.items()}
+        assert migrate_wave(str(site.inventory), "w", return_state=True).is_completed()
+        truth = site.admin_all()
+        assert truth["L-4"]["state"] == "provisioned"
+        assert all(len(truth[f"L-{i}"]["attempts"]) == attempts[f"L-{i}"] for i in range(4))
+        store = StateStore(load_inventory(site.inventory).state_url)
+        assert store.get("w", "L-4").status == "provisioned"
+    finally:
+        site.lab.stop()
