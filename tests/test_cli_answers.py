@@ -338,3 +338,18 @@ def test_a_limit_smaller_than_the_batch_works_a_zero_one_is_refused_and_added_ho
         assert store.get("w", "L-4").status == "provisioned"
     finally:
         site.lab.stop()
+
+
+def test_kea_24_hash_beside_dhcp4_is_not_sent_back():
+    """Kea >= 2.4 puts `hash` beside Dhcp4 in config-get; config-test/config-set refuse it."""
+    import json
+    from pathlib import Path
+
+    from tasks.adapters.dhcp import KeaAdapter, KeaSubnetRef
+
+    answer = json.loads((Path(__file__).parent / "fixtures/dhcp/kea24_config_get_constructed.json").read_text())
+    config = answer["arguments"]
+    new, notes = KeaAdapter("http://127.0.0.1:9")._edited(config, KeaSubnetRef(subnet_id=1), "contoso.com", None)
+    assert "hash" not in new and "hash" not in new["Dhcp4"]
+    assert new["Dhcp4"]["subnet4"][0]["option-data"] == [{"name": "domain-name", "data": "contoso.com"}]
+    assert "hash" in config  # the read answer itself is left as read
