@@ -218,8 +218,9 @@ def test_rerun_by_cause_touches_only_those_hosts(wave_site):
     targets = {r.host for r in store.hosts("w", cause="suffix_mismatch")}
     assert targets == {"NO-RENEW"}
     res = runner.invoke(app, ["rerun", str(wave_site.inventory), "--wave", "w", "--cause", "suffix_mismatch",
-                              "--from", "remediate"])
-    assert "rerun from remediate: 1 host(s): NO-RENEW" in res.stdout, res.output
+                              "--from", "remediate", "--yes"])
+    assert "rerun of 1 host(s) of w (--from remediate): 1 from remediate" in res.stdout, res.output
+    assert "NO-RENEW" in res.stdout
     after = {r.host: len(store.history([r.host], "w")) for r in store.hosts("w")}
     changed = {h for h in after if after[h] != before[h]}
     assert changed == targets

@@ -64,6 +64,6 @@ def test_plan_cli_json_and_csv():
     data = json.loads(res.stdout)
     assert {h["wave"] for h in data["hosts"]} == {"wave-1"} and sum(data["counts"].values()) == len(data["hosts"])
     res = runner.invoke(app, ["plan", str(ROOT / "inventories/example.yaml"), "--csv"])
-    assert res.stdout.splitlines()[0].startswith("host,wave,amt_version,outcome,cause")
+    assert res.stdout.splitlines()[0].startswith("host,address,wave,amt_version,outcome,cause")
     res = runner.invoke(app, ["plan", str(ROOT / "inventories/example.yaml"), "--wave", "nope"])
     assert res.exit_code == 2 and "no wave 'nope'" in res.stderr

@@ -302,7 +302,9 @@ def test_fault_mapping(amt):
         with pytest.raises(WsmanFault) as info:
             c.get_general_settings()
         assert (info.value.code, info.value.subcode) == ("Sender", "DestinationUnreachable")
-        assert info.value.reason.startswith("No route") and info.value.cause == Cause.UNREACHABLE
+        # a fault is AMT answering: the resource is not served there; the host is not "unreachable"
+        assert info.value.reason.startswith("No route") and info.value.cause == Cause.UNKNOWN
+        assert info.value.kind == "fault"
         amt.fault_next = "c:AccessDenied"
         with pytest.raises(WsmanFault) as info:
             c.get_general_settings()
@@ -366,6 +368,10 @@ def test_against_the_lab(lab_amt):
         assert c.get_general_settings()["DomainName"] == "fabrikam.com"
         assert c.put_domain_name("Sales.Contoso.com")["DomainName"] == "sales.contoso.com"
         assert c.get_general_settings()["DomainName"] == "sales.contoso.com"
+        # a resource this AMT does not serve: the lab answers wsa:DestinationUnreachable, as AMT does
+        with pytest.raises(WsmanFault) as info:
+            c.get("http://intel.com/wbem/wscim/1/amt-schema/1/AMT_NoSuchClass")
+        assert info.value.subcode == "DestinationUnreachable" and info.value.cause != Cause.UNREACHABLE
     with WsmanClient("127.10.0.3", lab_amt.amt_port, "admin", "wrong", timeout=5) as c:
         with pytest.raises(WsmanAuthError):
             c.get_general_settings()

@@ -31,10 +31,12 @@ ACTION_GET = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get"
 ACTION_PUT = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Put"
 ANONYMOUS = NS_ADDRESSING + "/role/anonymous"
 
-#: Fault subcodes that name a cause better than "unknown".
+#: Fault subcodes that name a cause better than "unknown". A fault is an answer, so AMT was reached:
+#: `wsa:DestinationUnreachable` is WS-Addressing's "no route to the destination *role*" - AMT does not
+#: serve that resource URI (DSP0226 WS-Management 1.x, faultDetail InvalidResourceURI), not a host that
+#: is off; it stays `unknown` (a protocol problem) rather than sending someone to check the power.
 _FAULT_CAUSES = {
     "AccessDenied": Cause.AUTH_FAILED,
-    "DestinationUnreachable": Cause.UNREACHABLE,
     "TimedOut": Cause.UNREACHABLE,
 }
 

@@ -37,6 +37,7 @@ class WaveContext:
     worker: str = field(default_factory=worker_id)  # this run's name in host leases
     lease_ttl: timedelta = timedelta(minutes=15)  # a dead worker's hosts are free again after this
     from_stage: str = "discovery"
+    start_at: dict[str, str] | None = None  # a rerun: the stage each selected host starts at
     restrict: set[str] | None = None  # a shard's hosts (child run of a sharded wave)
     # per pass: hosts whose attempt in this run failed for a cause of their own (not a 5xx). A batch
     # is retried whole when some of its hosts met server errors: these are not asked again, and

@@ -109,12 +109,48 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
         return HostOutcome(name, Result.PROVISIONED)
     facts = facts_for(ctx, host, rec.evidence)
     c = classify_failure(facts, ctx.cert_suffix, error_code=outcome.error_code, message=outcome.message)
+    if pass_no == 2 and c.cause in PASS2_TO_TECHNICIAN and rec.status in (Status.REMEDIATED, Status.NEEDS_MEBX):
+        out = _after_failed_pass2(ctx, rec, c, outcome, attempted=reached, closes=closes)
+        if out is not None:
+            return out
     status = Status.UNSUPPORTED if c.cause == Cause.UNSUPPORTED_VERSION else Status.FAILED
     store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
                      evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
                      next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
     ctx.answered(pass_no).add(name)
     return HostOutcome(name, Result(status.value), c.cause)
+
+
+PASS2_TO_TECHNICIAN = {Cause.SUFFIX_MISMATCH, Cause.SUFFIX_BLANK, Cause.DHCP_SCOPE_WRONG}
+
+
+def _after_failed_pass2(ctx: WaveContext, rec, c, outcome, *, attempted: bool, closes) -> HostOutcome | None:
+    """Remediation said the suffix was fixed (or a technician did), yet pass 2 still fails on the suffix:
+    the wave's remote methods are spent, so the host goes (back) on the technician's list with why,
+    instead of leaving as `failed` with advice to remediate again. None: the wave has no MEBx step."""
+    wave, name = ctx.wave.name, rec.host
+    if "mebx" not in ctx.wave.remediation:
+        return None
+    ev = rec.evidence or {}
+    verdict = c.evidence.get("verdict") or c.cause.value
+    if rec.status == Status.NEEDS_MEBX:
+        why = f"pass 2 still failed after the technician's MEBx change ({ev.get('mebx_done_at')}): {verdict}"
+    else:
+        how = "unverified" if ev.get("unverified") else "verified"
+        why = f"{ev.get('method') or 'remediation'} reported success ({how}), but pass 2 still failed: {verdict}"
+    ctx.store.record(wave, name, stage="pass2", action="provision", outcome="failed", cause=c.cause,
+                     evidence={**c.as_evidence(), **outcome.evidence}, attempted=attempted, window_closes_at=closes,
+                     flow_run_id=ctx.flow_run_id)
+    ctx.store.transition(wave, name, Status.REMEDIATING, stage="pass2", action="to-technician", outcome="ok",
+                         flow_run_id=ctx.flow_run_id)
+    ctx.store.transition(wave, name, Status.NEEDS_MEBX, stage="pass2", action="mebx", outcome="work list",
+                         cause=c.cause, evidence={"why_remote_failed": why, "method": "mebx", "mebx_done_at": None,
+                                                  "mebx_note": None, "mebx_done_by": None, "unverified": None},
+                         next_step=f"technician: set the DNS suffix to {ctx.cert_suffix} in the MEBx; record it with "
+                                   f"`amt-migrate mebx done`, then rerun --status needs_mebx",
+                         flow_run_id=ctx.flow_run_id)
+    ctx.answered(2).add(name)
+    return HostOutcome(name, Result.NEEDS_MEBX, c.cause)
 
 
 def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
@@ -125,7 +161,8 @@ def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
 
     window_open = rec.window_closes_at is not None and rec.window_closes_at > ctx.now()
     return wants(stage, rec, explicit=ctx.selected is not None, pass2_include_failed=ctx.wave.pass2_include_failed,
-                 window_open=window_open, from_stage=ctx.from_stage)
+                 window_open=window_open, from_stage=ctx.from_stage,
+                 start=(ctx.start_at or {}).get(rec.host))
 
 
 def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> None:
@@ -135,6 +172,15 @@ def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> N
             continue
         rec = ctx.store.get(ctx.wave.name, name)
         if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED, Status.REMEDIATING):
+            continue
+        if rec.status != Status.PENDING:
+            # the run's own infrastructure failed, not the host: its recorded status and cause (auth_failed,
+            # remediated, needs_mebx, ...) still say what is true of it; the event says this run could not ask
+            ctx.store.record(ctx.wave.name, name, stage=f"pass{pass_no}", action="provision", outcome="not asked",
+                             cause=Cause.SERVER_ERROR,
+                             evidence={"run_problem": "provisioning server kept failing after retries; "
+                                                      "the host's status and cause are unchanged"},
+                             flow_run_id=ctx.flow_run_id)
             continue
         ctx.store.transition(ctx.wave.name, name, Status.FAILED, stage=f"pass{pass_no}", action="provision",
                              outcome="failed", cause=Cause.SERVER_ERROR,
