@@ -102,7 +102,9 @@ class DeviceShell:
         root = self.user == "root"
         if argv and argv[0] == "sudo" and self.dev.os == "linux":
             argv = argv[1:]
-            while argv and argv[0] in ("-n", "--non-interactive"):
+            # sudo's own options the product may send (sudo(8): -n, -E, --preserve-env=list)
+            while argv and (argv[0] in ("-n", "--non-interactive", "-E", "--preserve-env")
+                            or argv[0].startswith("--preserve-env=")):
                 argv = argv[1:]
             if not argv:
                 return Result("", "usage: sudo -h | -K | -k | -V\n", 1)
