@@ -16,8 +16,8 @@ import shlex
 from datetime import datetime, timezone
 from typing import Callable
 
+from lab.amt_rules import InvalidName, dns_name
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
-from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
 # rpc-go exit codes (subset the lab produces; rpc-go pkg/utils/constants.go)
 RPC_OK = 0
@@ -414,8 +414,8 @@ class DeviceShell:
         if "d" in opts or "dns" in opts:
             value = str(opts.get("d") or opts.get("dns") or "")
             try:
-                normalize_dns_name(value, allow_blank=False)
-            except InvalidValue:
+                dns_name(value, blank_ok=False)
+            except InvalidName:
                 emit("error", "Error 24: MissingDNSSuffix")
                 return Result("", "".join(log), RPC_MISSING_DNS_SUFFIX)
         dev = self.dev
@@ -474,9 +474,9 @@ class DeviceShell:
             return Result(f"Trusted DNS suffix : {data['trustedDnsSuffix']}\nDHCP DNS suffix    : {data['dhcpDnsSuffix']}\n")
         if rest[:1] == ["set-dns-suffix"] and len(rest) == 2:
             try:
-                suffix = normalize_dns_name(rest[1])
+                suffix = dns_name(rest[1])
                 self.fleet.hi_set_trusted_suffix(self.dev.name, suffix)
-            except (InvalidValue, LabError) as exc:
+            except (InvalidName, LabError) as exc:
                 msg = str(exc)
                 return Result(json.dumps({"status": "failed", "message": msg}) + "\n" if as_json else "",
                               f"amt-hi: {msg}\n", 1)
@@ -647,8 +647,8 @@ class DeviceShell:
                                   "-Value NAME)", f"InvalidArgument: (:) [{name}], ParameterBindingException",
                                   f"ParameterArgumentValidationError,{name}")
         try:
-            self.fleet.set_scope(scope.name, domain_name=normalize_dns_name(value, allow_blank=False))
-        except (InvalidValue, ValueError) as exc:
+            self.fleet.set_scope(scope.name, domain_name=dns_name(value, blank_ok=False))
+        except (InvalidName, ValueError) as exc:
             return self._ps_error(name, script, f"Failed to set option value: {exc}",
                                   f"InvalidArgument: (15:root/Microsoft/...rverv4OptionValue) [{name}], CimException",
                                   f"WIN32 87,{name}")

@@ -8,7 +8,7 @@ problems (server 5xx, server unreachable) are marked so the batch is retried, no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tasks.inventory.model import Host, Inventory
 
@@ -28,6 +28,7 @@ class ProvisionOutcome:
                                        "config_error")
 
 
+@runtime_checkable
 class Provisioner(Protocol):
     name: str
 
