@@ -105,8 +105,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ProvisioningApi(_Model):
+    """The new server's REST API (Intel DMT: MPS and RPS behind one gateway, e.g. Kong at
+    https://host/mps/... and https://host/rps/...). The password is named, never written here."""
+
+    url: str
+    user: Slug
+    password_env: EnvName | None = None
+    password_secret: Slug | None = None
+    verify_tls: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _api_url(cls, v):
+        return _control_url(v)
+
+    @model_validator(mode="after")
+    def _one_password_source(self):
+        if bool(self.password_env) == bool(self.password_secret):
+            raise ValueError("give exactly one of password_env or password_secret (Prefect Secret block)")
+        return self
+
+
 class Provisioning(_Model):
     server: Literal["lab", "rpc"] = "lab"
+    api: ProvisioningApi | None = None  # rpc: RPS/MPS REST API, to verify activations and read domains
     url: str | None = None
     certificate_suffix: DnsSuffix | None = None
     certificate: str | None = None
