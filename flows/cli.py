@@ -135,17 +135,22 @@ def plan(
 
 @app.command("import-legacy")
 def import_legacy(
-    export: Path = typer.Argument(..., help="the legacy console's export (CSV, or XLSX with openpyxl)"),
+    export: Path = typer.Argument(..., help="the legacy console's export: CSV (any Windows encoding), XLSX, JSON or SCS XML"),
     output: Path = typer.Option(..., "-o", "--output", help="inventory YAML to write"),
     cert_suffix: str = typer.Option(..., "--cert-suffix", help="the new provisioning certificate's suffix"),
+    source: Optional[str] = typer.Option(None, "--from", help="configmgr | ema | meshcentral | scs | csv "
+                                         "(default: detected from the columns)"),
     name: Optional[str] = typer.Option(None, "--name", help="inventory name (default: the output file's stem)"),
     server: str = typer.Option("lab", "--server"),
     url: Optional[str] = typer.Option(None, "--url"),
+    ca_bundle: Optional[Path] = typer.Option(None, "--ca-bundle", help="PEM of the CA that issued AMT's TLS "
+                                             "certificates (needed when the console provisioned AMT with TLS)"),
+    no_tls: bool = typer.Option(False, "--no-tls", help="write amt_tls: false: reach AMT on plain 16992 everywhere"),
     mapping: list[str] = typer.Option([], "--map", help="COLUMN=field, e.g. 'Machine=name'"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing inventory"),
 ):
     """Read a legacy export into an inventory; bad rows are reported by row number and nothing is written."""
-    from tasks.inventory.legacy_import import build_inventory, rows_to_hosts, write_inventory_atomically
+    from tasks.inventory.legacy_import import build_inventory, import_export, write_inventory_atomically
 
     overrides = {}
     for m in mapping:
@@ -154,19 +159,30 @@ def import_legacy(
         col, fld = m.rsplit("=", 1)
         overrides[col.strip()] = fld.strip()
     try:
-        hosts, problems = rows_to_hosts(export, overrides)
-        if problems:
-            for p in problems:
+        result = import_export(export, source, overrides)
+        if result.problems:
+            for p in result.problems:
                 err.print(str(p), highlight=False, markup=False)
-            fail(f"{len(problems)} bad row(s) in {export}; nothing written")
-        if not hosts:
-            fail(f"{export}: no host rows")
-        data = build_inventory(name or output.stem, cert_suffix, hosts, server, url)
+            fail(f"{len(result.problems)} bad row(s) in {export}; nothing written")
+        if not result.hosts:
+            fail(f"{export}: no host rows" + (f" ({len(result.skipped)} skipped: no AMT)" if result.skipped else ""))
+        hosts = result.hosts
+        if no_tls:
+            hosts = [{**h, "amt_tls": False} for h in hosts]
+        tls = [h["name"] for h in hosts if h.get("amt_tls")]
+        if tls and ca_bundle is None:
+            fail(f"{len(tls)} host(s) ({', '.join(tls[:5])}{' ...' if len(tls) > 5 else ''}) were provisioned with TLS "
+                 "by the legacy console: WS-Man reaches them on 16993, verifying AMT's certificate: pass --ca-bundle "
+                 "PEM (the CA that issued AMT's certificates), or --no-tls if AMT listens on plain 16992; nothing written")
+        bundle = str(ca_bundle.resolve()) if ca_bundle is not None else None
+        data = build_inventory(name or output.stem, cert_suffix, hosts, server, url, bundle)
         write_inventory_atomically(data, output, force=force)
     except InputError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
+    for line in result.summary():
+        out.print(line, highlight=False, markup=False)
     out.print(f"wrote {output}: {len(hosts)} hosts in wave-1 — review waves and credentials, then "
               f"`amt-migrate plan {output}`", highlight=False)
 
