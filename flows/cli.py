@@ -109,28 +109,51 @@ def plan(
 
         inv = with_live_dhcp(inv)  # "option 15 from Kea at URL" in warnings; unreadable sources are warned
     try:
-        p = build_plan(inv, wave)
+        p = build_plan(inv, wave, _discovered_evidence(inv))
     except KeyError as exc:
         fail(str(exc.args[0]))
     rows = [h.as_dict() for h in p.hosts]
     if as_json:
         sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": inv.certificate_suffix,
-                                     "counts": p.counts(), "warnings": p.warnings, "scopes": p.scopes, "hosts": rows},
-                                    indent=2) + "\n")
+                                     "counts": p.counts(), "paths": p.path_counts(), "warnings": p.warnings,
+                                     "scopes": p.scopes, "hosts": rows}, indent=2) + "\n")
         return
-    cols = ["host", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule", "remediation", "reason"]
+    cols = ["host", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule",
+            "remediation", "reason", "path", "path_reason"]  # new columns last: scripts reading by position keep working
     if as_csv:
         _emit_rows(rows, cols, as_json=False, as_csv=True, title="")
         return
     for r in rows:
         r["suffix"] = f"{r['suffix_used'] or '-'} ({r['suffix_source']})" if r["suffix_used"] is not None else f"- ({r['suffix_source']})"
         r["version"] = r["amt_version"]
-    table_cols = ["host", "wave", "version", "outcome", "cause", "suffix", "remediation"] + (["reason"] if why else [])
+    table_cols = ["host", "wave", "path", "version", "outcome", "cause", "suffix", "remediation"] + (
+        ["reason", "path_reason"] if why else [])
     _emit_rows(rows, table_cols, as_json=False, as_csv=False,
                title=f"Plan for {inv.name}{' / ' + wave if wave else ''} — certificate suffix {inv.certificate_suffix}")
     out.print("  ".join(f"{k}: {v}" for k, v in sorted(p.counts().items())), highlight=False)
+    for w_name, per in p.path_counts().items():
+        out.print(f"paths in {w_name}: " + "  ".join(f"{k}: {v}" for k, v in per.items()), highlight=False)
     for w in p.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+def _discovered_evidence(inv: Inventory) -> dict[str, dict]:
+    """What discovery recorded per host, when the inventory's state store already exists (never created here)."""
+    from tasks.store.state import StateError, StateStore
+
+    url = inv.state_url
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return {}
+    try:
+        store = StateStore(url, create=False)
+    except StateError:
+        return {}
+    try:
+        return {r.host: r.evidence or {} for r in store.hosts()}
+    except Exception:  # noqa: BLE001 - an unreadable store leaves the plan to the export, as before a run
+        return {}
+    finally:
+        store.close()
 
 
 @app.command("import-legacy")
