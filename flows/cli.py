@@ -236,7 +236,11 @@ def status(
     """Where every host stands, from the state store."""
     store = _open_store(inventory, state)
     rows = [r.as_dict() for r in store.hosts(wave, status=status_ or None, cause=cause or None, pattern=hosts)]
-    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step"]
+    for r in rows:  # the plan's path, once the run routed the host (technician, adopt, unprovision_first)
+        ev = r.get("evidence") or {}
+        r["path"] = ev.get("path") or "reprovision"
+        r["next_step"] = r["next_step"] or ev.get("next_step")
+    cols = ["host", "wave", "path", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step"]
     _emit_rows(rows, cols, as_json=as_json, as_csv=as_csv, title="Host status")
 
 
