@@ -210,6 +210,52 @@ def import_legacy(
               f"`amt-migrate plan {output}`", highlight=False)
 
 
+@app.command()
+def closeout(
+    inventory: Path,
+    wave: str = typer.Option(..., "--wave", "-w"),
+    state: Optional[str] = typer.Option(None, "--state", help="override the inventory's state URL"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for the report and removal CSVs "
+                                           "(default: the state store's reports folder)"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Close out a wave: each host's record in the new server, the legacy records to remove (a CSV per
+    console, for its owner's bulk removal), and hosts still open with their next step and deadline."""
+    from dataclasses import asdict
+
+    from tasks.store.closeout import build_closeout
+    from tasks.store.reports import reports_dir
+
+    inv = _load(inventory, show_warnings=False)
+    try:
+        inv.wave(wave)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    store = _open_store(None, state or inv.state_url)
+    try:
+        report = build_closeout(inv, store, wave)
+    finally:
+        store.close()
+    folder = out_dir or reports_dir(inv)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    md = folder / f"closeout-{wave}.md"
+    md.write_text(report.markdown(), encoding="utf-8")
+    written.append(md)
+    for console, text in report.removal_csvs().items():
+        f = folder / f"legacy-removal-{wave}-{console}.csv"
+        f.write_text(text, encoding="utf-8-sig")  # BOM: Excel and Windows PowerShell 5.1 Import-Csv read UTF-8 right
+        written.append(f)
+    if as_json:
+        sys.stdout.write(json.dumps({"wave": wave, "migrated": [asdict(m) for m in report.migrated],
+                                     "open": [asdict(o) for o in report.open], "not_in_store": report.not_in_store,
+                                     "files": [str(f) for f in written]}, indent=2) + "\n")
+        return
+    out.print(report.markdown(), highlight=False, markup=False)
+    for f in written:
+        out.print(f"wrote {f}", highlight=False, markup=False)
+
+
 def _open_store(inventory: Optional[Path], state: Optional[str], *, create: bool = False):
     from tasks.store.state import StateError, StateStore
 
