@@ -1,6 +1,6 @@
 """`make bench`: the whole benchmark suite in one command; results in bench/results/*.json + README.md.
 
-    .venv/bin/python -m bench.run --quick    # 1,000-host wave, SSH peers (1,000 / Ansible 300), 10,000-host state
+    .venv/bin/python -m bench.run --quick    # 1,000-host wave, SSH peers (300 hosts each), 10,000-host state
     .venv/bin/python -m bench.run --full     # 10,000-host wave, SSH peers, 100,000-host state
     .venv/bin/python -m bench.run --only wave,peers,state   # a subset
     .venv/bin/python -m bench.run --table    # rebuild bench/results/README.md from the JSON files
@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
                 ssh_peers.main(["--hosts", "1000", "--ansible-hosts", "1000", "--concurrency", "20,50", "--rounds", "3",
                                 "--ansible-rounds", "3", "--name", "ssh-peers-full"])
             else:
-                ssh_peers.main(["--hosts", "1000", "--ansible-hosts", "300", "--concurrency", "20,50", "--rounds", "3"])
+                ssh_peers.main(["--hosts", "300", "--ansible-hosts", "300", "--concurrency", "20,50", "--rounds", "3"])
         if "state" in parts:
             from bench import state_scale
 
             state_scale.main(["--hosts", "100000" if args.full else "10000"])
     path = report.write_readme()
-    print(f"table: {path}")
+    print(f"table: {path}; README block: {report.write_main_readme()}")
     return 0
 
 

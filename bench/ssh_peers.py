@@ -265,7 +265,7 @@ def compare(hosts: int, ansible_hosts: int, concurrencies: list[int], rounds: in
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hosts", type=int, default=1000)
-    ap.add_argument("--ansible-hosts", type=int, default=300)
+    ap.add_argument("--ansible-hosts", type=int, default=None, help="default: --hosts (compare like with like)")
     ap.add_argument("--concurrency", default="20,50")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ansible-rounds", type=int, default=1)
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--name", default="ssh-peers")
     ap.add_argument("--merge", action="store_true", help="replace only these servers' results in an existing --name file")
     args = ap.parse_args(argv)
-    res = compare(args.hosts, args.ansible_hosts, [int(c) for c in args.concurrency.split(",")], args.rounds,
+    res = compare(args.hosts, args.ansible_hosts if args.ansible_hosts is not None else args.hosts, [int(c) for c in args.concurrency.split(",")], args.rounds,
                   args.ansible_rounds, parse_latency(args.latency), args.servers.split(","),
                   ROOT / "state" / "bench" / args.name, bridge=args.bridge)
     if args.merge:

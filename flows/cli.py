@@ -479,14 +479,9 @@ _mount_subcommands()
 
 def _mount_optional() -> None:
     """Sub-apps from other capabilities (the lab) attach here when present."""
-    try:
-        from lab.cli import app as lab_app
-    except ImportError:
-        return
-    app.add_typer(lab_app, name="lab", help="The simulated AMT fleet: generate and serve.")
-    from lab.demo import demo
+    from flows.demo import mount  # the CLI's one way into the lab
 
-    app.command(help="The demo: a whole wave against an in-process lab of ~60 hosts covering every case.")(demo)
+    mount(app)
 
 
 _mount_optional()

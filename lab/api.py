@@ -17,9 +17,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from lab.amt_rules import InvalidName, seconds
 from lab.model import LOOPBACK, DeviceUnreachable, Fleet, LabError, ServerBusy, UnknownDevice, _iso
-from tasks.rules.durations import parse_duration
-from tasks.rules.suffix import InvalidValue
 
 log = logging.getLogger("lab.api")
 
@@ -91,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"error": "not_found", "message": f"no route {method} {url.path}"})
         except UnknownDevice as exc:
             return self._json(404, {"error": "unknown_host", "message": str(exc)})
-        except (InvalidValue, ValueError, LabError) as exc:
+        except (InvalidName, ValueError, LabError) as exc:
             return self._json(400, {"error": "bad_request", "message": str(exc)})
 
     def _provision(self, body: dict) -> None:
@@ -144,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 if not getattr(clock, "manual", False):
                     return self._json(409, {"error": "conflict", "message": "the lab runs on a real clock"})
-                clock.advance(parse_duration(body.get("advance", 0)).total_seconds())
+                clock.advance(seconds(body.get("advance", 0)))
             ran = fleet.tick()
             return self._json(200, {"now": _iso(clock.now()), "manual": bool(getattr(clock, "manual", False)),
                                     "events_run": ran})

@@ -16,8 +16,8 @@ import shlex
 from datetime import datetime, timezone
 from typing import Callable
 
+from lab.amt_rules import InvalidName, dns_name
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
-from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
 # rpc-go exit codes (subset the lab produces)
 RPC_OK = 0
@@ -370,8 +370,8 @@ class DeviceShell:
             return fail(RPC_BAD_ARGS, "-profile is required")
         if "d" in opts:
             try:
-                normalize_dns_name(str(opts["d"]), allow_blank=False)
-            except InvalidValue as exc:
+                dns_name(str(opts["d"]), blank_ok=False)
+            except InvalidName as exc:
                 return fail(RPC_BAD_ARGS, f"-d: {exc}")
         dev = self.dev
         if not dev.effective_suffix and "d" not in opts:
@@ -404,9 +404,9 @@ class DeviceShell:
             return Result(f"Trusted DNS suffix : {data['trustedDnsSuffix']}\nDHCP DNS suffix    : {data['dhcpDnsSuffix']}\n")
         if rest[:1] == ["set-dns-suffix"] and len(rest) == 2:
             try:
-                suffix = normalize_dns_name(rest[1])
+                suffix = dns_name(rest[1])
                 self.fleet.hi_set_trusted_suffix(self.dev.name, suffix)
-            except (InvalidValue, LabError) as exc:
+            except (InvalidName, LabError) as exc:
                 msg = str(exc)
                 return Result(json.dumps({"status": "failed", "message": msg}) + "\n" if as_json else "",
                               f"amt-hi: {msg}\n", 1)
@@ -577,8 +577,8 @@ class DeviceShell:
                                   "-Value NAME)", f"InvalidArgument: (:) [{name}], ParameterBindingException",
                                   f"ParameterArgumentValidationError,{name}")
         try:
-            self.fleet.set_scope(scope.name, domain_name=normalize_dns_name(value, allow_blank=False))
-        except (InvalidValue, ValueError) as exc:
+            self.fleet.set_scope(scope.name, domain_name=dns_name(value, blank_ok=False))
+        except (InvalidName, ValueError) as exc:
             return self._ps_error(name, script, f"Failed to set option value: {exc}",
                                   f"InvalidArgument: (15:root/Microsoft/...rverv4OptionValue) [{name}], CimException",
                                   f"WIN32 87,{name}")

@@ -22,9 +22,9 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
+from lab.amt_rules import InvalidName, dns_name, host_name
 from lab.model import Device, Fleet, LabError
 from lab.sshd import classify, refuse
-from tasks.rules.suffix import InvalidValue, normalize_dns_name, normalize_host_name
 
 log = logging.getLogger("lab.wsman")
 
@@ -226,11 +226,11 @@ def handle_soap(fleet: Fleet, dev: Device, auth: DigestAuthority, body: bytes) -
             if "DomainName" not in values:
                 raise invalid_representation("DomainName is missing from the instance")
             try:
-                domain = normalize_dns_name(values["DomainName"])
+                domain = dns_name(values["DomainName"])
                 host = values.get("HostName")
                 if host:
-                    normalize_host_name(host)
-            except InvalidValue as exc:
+                    host_name(host)
+            except InvalidName as exc:
                 raise invalid_representation(str(exc))
             try:
                 fleet.wsman_set_domain_name(dev.name, domain, host_name=host or None)

@@ -182,13 +182,24 @@ def test_a_whole_wave_ends_every_host_where_it_should(wave_site):
     assert "BAD-SCOPE" in worklist and "lab-old" in worklist and "contoso.com" in worklist
     assert PASSWORD not in worklist
 
-    # the operator's artifacts exist under stable keys
+    # the operator's artifacts, under stable keys, say what the store says
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="site-w")))}
-    assert {"site-w-summary", "site-w-hosts", "site-w-pass1-progress", "site-w-mebx-worklist"} <= keys
+        arts = {a.key: a for a in client.read_latest_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="site-w-")))}
+    hosts_table = arts["site-w-hosts"].data
+    hosts_table = json.loads(hosts_table) if isinstance(hosts_table, str) else hosts_table
+    assert {row["host"]: row["status"] for row in hosts_table} == {n: st for n, _, _, st, _ in CASES}
+    worklist_table = arts["site-w-mebx-worklist"].data
+    worklist_table = json.loads(worklist_table) if isinstance(worklist_table, str) else worklist_table
+    assert sorted(row["host"] for row in worklist_table) == ["BAD-SCOPE", "NO-RENEW"]
+    assert arts["site-w-pass1-progress"].data == 100.0
+    summary = arts["site-w-summary"].data
+    done = sum(1 for c in CASES if c[3] == "provisioned")
+    assert f"{done} of {len(CASES)} hosts provisioned; 1 unsupported; 2 need a technician." in summary, summary
+    assert "| unreachable | 1 |" in summary and "| needs_mebx | 2 |" in summary, summary
 
     # a second run of a finished wave changes nothing
     events = len(store.history(wave="w"))

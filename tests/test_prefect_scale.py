@@ -87,4 +87,7 @@ def test_200_task_runs_are_all_recorded_by_the_postgresql_redis_server(prefect_s
     # the records live in PostgreSQL, and the messages went through Redis
     with psycopg.connect(srv.db_url.replace("postgresql+psycopg://", "postgresql://")) as con:
         assert con.execute("SELECT count(*) FROM task_run WHERE flow_run_id = %s", (fr,)).fetchone()[0] == N
-    assert int(srv.redis("DBSIZE")) > 0, "Redis holds nothing: the server did not use prefect_redis"
+    # prefect_redis publishes the server's events on a Redis stream named after the topic, which the
+    # task-run recorder (the service that wrote those task runs) reads as a consumer group
+    assert srv.redis("TYPE", "events") == "stream", "no events stream in Redis: the server did not use prefect_redis"
+    assert "task-run-recorder" in srv.redis("XINFO", "GROUPS", "events")

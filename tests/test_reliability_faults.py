@@ -160,11 +160,15 @@ def test_a_wave_over_its_limit_halts_with_counts_and_goes_no_further(fault_runs)
     assert "halted" in final.message and "3 of 10 hosts (30.0%)" in final.message, final.message
     assert "unreachable: 3" in final.message and "max_fail_percentage 20%" in final.message
     events = store.history(wave="halt")
-    assert [e for e in events if e.action == "halt" and e.host == "*"]
+    halts = [e for e in events if e.action == "halt" and e.host == "*"]
+    assert len(halts) == 1 and halts[0].stage == "pass1" and halts[0].outcome == "halted"
+    assert "3 of 10 hosts (30.0%)" in halts[0].evidence["reason"]
     assert not [e for e in events if e.stage in ("remediate", "pass2")]
     got = _got(store, "halt")
     assert all(got[f"H-DOWN-{i}"] == ("failed", "unreachable") for i in (1, 2, 3))
     assert {got[f"H-MIS-{i}"] for i in (1, 2)} <= {("failed", "suffix_mismatch"), ("pending", None)}
+    # the hosts the halt left unstarted are exactly those still pending: batches in flight finished
+    assert halts[0].evidence["not_started"] == sum(1 for status, _ in got.values() if status == "pending")
 
 
 # -- secrets --------------------------------------------------------------------------------------

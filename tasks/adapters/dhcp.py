@@ -22,7 +22,6 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
 
 from tasks.rules.durations import format_duration
 from tasks.rules.suffix import InvalidValue, normalize_dns_name
@@ -78,10 +77,6 @@ class ScopeChange:
         lines += [f"  - {what}: {before}" + "\n" + f"  + {what}: {after}" for what, before, after in self.diff]
         lines += [f"    {d}" for d in self.details]
         return "\n".join(lines)
-
-
-class ScopeReader(Protocol):
-    def read(self, ref: Any) -> ScopeOptions: ...
 
 
 def _dns_value(value: str, what: str = "domain name") -> str:

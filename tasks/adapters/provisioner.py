@@ -8,7 +8,7 @@ problems (server 5xx, server unreachable) are marked so the batch is retried, no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tasks.inventory.model import Host, Inventory
 
@@ -27,6 +27,7 @@ class ProvisionOutcome:
         return self.error_code not in ("device_unreachable", "unreachable", "auth_failed")
 
 
+@runtime_checkable
 class Provisioner(Protocol):
     name: str
 

@@ -29,7 +29,6 @@ from tasks.rules.suffix import AmtVersion, normalize_dns_name, normalize_host_na
 from tasks.inventory.yaml_source import InputError, Problem, SourceMap, load_yaml_with_lines
 
 REMEDIATION_METHODS = ("amt_write", "dhcp_renew", "mebx")
-PROVISIONER_ADAPTERS = ("lab", "rpc")
 
 
 def _suffix(value):

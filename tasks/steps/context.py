@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tasks.inventory.model import Host, Inventory, Wave
-from tasks.adapters.provisioner import Provisioner, make_provisioner
+from tasks.adapters.protocols import AmtClient, CommandRunner, Provisioner
+from tasks.adapters.provisioner import make_provisioner
 from tasks.inventory.secrets import Secret, SecretUnavailable, legacy_amt_password, ssh_private_key
 from tasks.store.state import StateStore, utcnow, worker_id
 
@@ -88,7 +89,7 @@ class WaveContext:
     def cert_suffix(self) -> str:
         return self.inv.certificate_suffix
 
-    def wsman(self, host: Host):
+    def wsman(self, host: Host) -> AmtClient | None:
         """A WS-Man client with the legacy console's credentials, or None when there are none."""
         if not host.legacy_managed or self.legacy_password is None or self.inv.credentials.legacy_amt is None:
             return None
