@@ -286,7 +286,8 @@ def status(
         ev = r.get("evidence") or {}
         r["path"] = ev.get("path") or "reprovision"
         r["next_step"] = r["next_step"] or ev.get("next_step")
-    cols = ["host", "wave", "path", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step"]
+    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step",
+            "path"]  # new column last: scripts reading the CSV by position keep working
     _emit_rows(rows, cols, as_json=as_json, as_csv=as_csv, title="Host status")
 
 
