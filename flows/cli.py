@@ -109,7 +109,7 @@ def plan(
 
         inv = with_live_dhcp(inv)  # "option 15 from Kea at URL" in warnings; unreadable sources are warned
     try:
-        p = build_plan(inv, wave, _discovered_evidence(inv))
+        p = build_plan(inv, wave, _discovered_evidence(inv, live))
     except KeyError as exc:
         fail(str(exc.args[0]))
     rows = [h.as_dict() for h in p.hosts]
@@ -137,12 +137,16 @@ def plan(
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
-def _discovered_evidence(inv: Inventory) -> dict[str, dict]:
-    """What discovery recorded per host, when the inventory's state store already exists (never created here)."""
+def _discovered_evidence(inv: Inventory, live: bool) -> dict[str, dict]:
+    """What discovery recorded per host, when the inventory's state store already exists (never created here).
+    A SQLite file is read even --offline; a database server only when the plan may use the network."""
     from tasks.store.state import StateError, StateStore
 
     url = inv.state_url
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    if url.startswith("sqlite:///"):
+        if not Path(url[len("sqlite:///"):]).exists():
+            return {}
+    elif not live:
         return {}
     try:
         store = StateStore(url, create=False)

@@ -132,3 +132,17 @@ def test_imported_configmgr_export_plans_paths(tmp_path):
     assert res.exit_code == 0, res.output
     paths = {h.host: h.path for h in build_plan(load_inventory(out)).hosts}
     assert paths == {"A": "adopt", "B": "technician", "C": "reprovision", "D": "reprovision"}
+
+
+def test_plan_cli_reads_discovery_from_the_state_store(tmp_path):
+    from tasks.store.state import StateStore
+
+    inv = _inv(tmp_path, PATH_HOSTS)
+    store = StateStore(inv.state_url)
+    store.ensure_hosts("w", [("PRE", "10.0.0.1")])
+    store.record("w", "PRE", stage="discovery", action="discover", outcome="ok",
+                 evidence={"provisioning_state": 2, "control_mode": "activated in client control mode"})
+    store.close()
+    res = runner.invoke(app, ["plan", str(tmp_path / "inv.yaml"), "--offline", "--json"])
+    row = next(h for h in json.loads(res.stdout)["hosts"] if h["host"] == "PRE")
+    assert row["path"] == "unprovision_first" and "discovery wins" in row["path_reason"]
