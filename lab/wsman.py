@@ -163,8 +163,8 @@ class SoapFault(Exception):
 def destination_unreachable(uri: str) -> SoapFault:
     return SoapFault(400, "Sender", "b:DestinationUnreachable",
                      "No route can be determined to reach the destination role defined by the WS-Addressing To.",
-                     WSA_FAULT, f"<c:FaultDetail>http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/"
-                                f"InvalidResourceURI</c:FaultDetail>")
+                     WSA_FAULT, "<c:FaultDetail>http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/"
+                                "InvalidResourceURI</c:FaultDetail>")
 
 
 def action_not_supported(action: str) -> SoapFault:

@@ -3,7 +3,7 @@
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from typer.testing import CliRunner
 

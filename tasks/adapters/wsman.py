@@ -9,6 +9,7 @@ reprs.
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -76,10 +77,8 @@ class WsmanTlsError(WsmanError):
     default_kind = "tls"
 
 
-def tls_context(ca_bundle: str) -> "ssl.SSLContext":
+def tls_context(ca_bundle: str) -> ssl.SSLContext:
     """Verify AMT against this CA bundle only (the enterprise CA the legacy console used), host name included."""
-    import ssl
-
     try:
         ctx = ssl.create_default_context(cafile=str(ca_bundle))
     except (OSError, ssl.SSLError) as exc:
@@ -271,8 +270,6 @@ def _with_ints(values: dict[str, object]) -> dict[str, object]:
 
 def _tls_failure(exc: BaseException) -> str | None:
     """The certificate check's own words when a connect failed on TLS verification, else None."""
-    import ssl
-
     seen = exc
     for _ in range(5):
         if isinstance(seen, ssl.SSLCertVerificationError):

@@ -273,7 +273,7 @@ def _decode_amt_status(row: Row, entry: dict) -> None:
                            "1 Detected, 2 Not Provisioned, 3 Provisioned, 4 Externally Provisioned)")
     label, state, managed = AMT_STATUS[code]
     if code == 0:
-        raise Skip(f"AMTStatus 0 (Not Supported): ConfigMgr found no AMT capability")
+        raise Skip("AMTStatus 0 (Not Supported): ConfigMgr found no AMT capability")
     entry["_status"] = f"AMTStatus {code} ({label})" + (" [4 = Externally Provisioned per a practitioner report; "
                                                          "Microsoft's page is cut off before the value]" if code == 4 else "")
     entry["amt_state"] = state
@@ -443,9 +443,7 @@ def match_columns(console: Console, table: Table, overrides: dict[str, str]) -> 
             found = find(table.columns, syns, set(mapping.values()))
             if found:
                 mapping[fld] = found
-    if console.name == "csv":
-        pass
-    else:  # console exports may still carry a hand-added column (e.g. an AMT suffix an admin collected)
+    if console.name != "csv":  # console exports may still carry a hand-added column (an AMT suffix an admin collected)
         for fld in ("amt_suffix", "os_suffix"):
             if fld not in mapping:
                 found = find(table.columns, COMMON[fld], set(mapping.values()))
