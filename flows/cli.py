@@ -147,43 +147,75 @@ def plan(
     if wave is not None:
         _check_wave(inv, wave)
     try:
-        p = build_plan(inv, wave)
+        p = build_plan(inv, wave, _discovered_evidence(inv, live))
     except KeyError as exc:
         fail(str(exc.args[0]))
     rows = [h.as_dict() for h in p.hosts]
     if as_json:
         sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": inv.certificate_suffix,
-                                     "counts": p.counts(), "warnings": p.warnings, "scopes": p.scopes, "hosts": rows},
-                                    indent=2) + "\n")
+                                     "counts": p.counts(), "paths": p.path_counts(), "warnings": p.warnings,
+                                     "scopes": p.scopes, "hosts": rows}, indent=2) + "\n")
         return
-    cols = ["host", "address", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule", "remediation", "reason"]
+    cols = ["host", "address", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule",
+            "remediation", "reason", "path", "path_reason"]  # new columns last: scripts reading by position keep working
     if as_csv:
         _emit_rows(rows, cols, as_json=False, as_csv=True, title="")
         return
     for r in rows:
         r["suffix"] = f"{r['suffix_used'] or '-'} ({r['suffix_source']})" if r["suffix_used"] is not None else f"- ({r['suffix_source']})"
         r["version"] = r["amt_version"]
-    table_cols = ["host", "wave", "version", "outcome", "cause", "suffix", "remediation"] + (["reason"] if why else [])
+    table_cols = ["host", "wave", "path", "version", "outcome", "cause", "suffix", "remediation"] + (
+        ["reason", "path_reason"] if why else [])
     _emit_rows(rows, table_cols, as_json=False, as_csv=False,
                title=f"Plan for {inv.name}{' / ' + wave if wave else ''} — certificate suffix {inv.certificate_suffix}")
     out.print("  ".join(f"{k}: {v}" for k, v in sorted(p.counts().items())), highlight=False)
+    for w_name, per in p.path_counts().items():
+        out.print(f"paths in {w_name}: " + "  ".join(f"{k}: {v}" for k, v in per.items()), highlight=False)
     for w in p.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
+def _discovered_evidence(inv: Inventory, live: bool) -> dict[str, dict]:
+    """What discovery recorded per host, when the inventory's state store already exists (never created here).
+    A SQLite file is read even --offline; a database server only when the plan may use the network."""
+    from tasks.store.state import StateError, StateStore
+
+    url = inv.state_url
+    if url.startswith("sqlite:///"):
+        if not Path(url[len("sqlite:///"):]).exists():
+            return {}
+    elif not live:
+        return {}
+    try:
+        store = StateStore(url, create=False)
+    except StateError:
+        return {}
+    try:
+        return {r.host: r.evidence or {} for r in store.hosts()}
+    except Exception:  # noqa: BLE001 - an unreadable store leaves the plan to the export, as before a run
+        return {}
+    finally:
+        store.close()
+
+
 @app.command("import-legacy")
 def import_legacy(
-    export: Path = typer.Argument(..., help="the legacy console's export (CSV, or XLSX with openpyxl)"),
+    export: Path = typer.Argument(..., help="the legacy console's export: CSV (any Windows encoding), XLSX, JSON or SCS XML"),
     output: Path = typer.Option(..., "-o", "--output", help="inventory YAML to write"),
     cert_suffix: str = typer.Option(..., "--cert-suffix", help="the new provisioning certificate's suffix"),
+    source: Optional[str] = typer.Option(None, "--from", help="configmgr | ema | meshcentral | scs | csv "
+                                         "(default: detected from the columns)"),
     name: Optional[str] = typer.Option(None, "--name", help="inventory name (default: the output file's stem)"),
     server: str = typer.Option("lab", "--server"),
     url: Optional[str] = typer.Option(None, "--url"),
+    ca_bundle: Optional[Path] = typer.Option(None, "--ca-bundle", help="PEM of the CA that issued AMT's TLS "
+                                             "certificates (needed when the console provisioned AMT with TLS)"),
+    no_tls: bool = typer.Option(False, "--no-tls", help="write amt_tls: false: reach AMT on plain 16992 everywhere"),
     mapping: list[str] = typer.Option([], "--map", help="COLUMN=field, e.g. 'Machine=name'"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing inventory"),
 ):
     """Read a legacy export into an inventory; bad rows are reported by row number and nothing is written."""
-    from tasks.inventory.legacy_import import build_inventory, rows_to_hosts, write_inventory_atomically
+    from tasks.inventory.legacy_import import build_inventory, import_export, write_inventory_atomically
 
     overrides = {}
     for m in mapping:
@@ -192,19 +224,30 @@ def import_legacy(
         col, fld = m.rsplit("=", 1)
         overrides[col.strip()] = fld.strip()
     try:
-        hosts, problems = rows_to_hosts(export, overrides)
-        if problems:
-            for p in problems:
+        result = import_export(export, source, overrides)
+        if result.problems:
+            for p in result.problems:
                 err.print(str(p), highlight=False, markup=False)
-            fail(f"{len(problems)} bad row(s) in {export}; nothing written")
-        if not hosts:
-            fail(f"{export}: no host rows")
-        data = build_inventory(name or output.stem, cert_suffix, hosts, server, url)
+            fail(f"{len(result.problems)} bad row(s) in {export}; nothing written")
+        if not result.hosts:
+            fail(f"{export}: no host rows" + (f" ({len(result.skipped)} skipped: no AMT)" if result.skipped else ""))
+        hosts = result.hosts
+        if no_tls:
+            hosts = [{**h, "amt_tls": False} for h in hosts]
+        tls = [h["name"] for h in hosts if h.get("amt_tls")]
+        if tls and ca_bundle is None:
+            fail(f"{len(tls)} host(s) ({', '.join(tls[:5])}{' ...' if len(tls) > 5 else ''}) were provisioned with TLS "
+                 "by the legacy console: WS-Man reaches them on 16993, verifying AMT's certificate: pass --ca-bundle "
+                 "PEM (the CA that issued AMT's certificates), or --no-tls if AMT listens on plain 16992; nothing written")
+        bundle = str(ca_bundle.resolve()) if ca_bundle is not None else None
+        data = build_inventory(name or output.stem, cert_suffix, hosts, server, url, bundle)
         write_inventory_atomically(data, output, force=force)
     except InputError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
+    for line in result.summary():
+        out.print(line, highlight=False, markup=False)
     out.print(f"wrote {output}: {len(hosts)} hosts in wave-1 — review waves and credentials, then "
               f"`amt-migrate plan {output}`", highlight=False)
 
@@ -213,6 +256,49 @@ def _check_wave(inv: Inventory, wave: str) -> None:
     names = [w.name for w in inv.waves]
     if wave not in names:
         fail(f"--wave: no wave {wave!r} in {inv.name}; choose from {', '.join(names) or '(no waves)'}")
+
+
+@app.command()
+def closeout(
+    inventory: Path,
+    wave: str = typer.Option(..., "--wave", "-w"),
+    state: Optional[str] = typer.Option(None, "--state", help="override the inventory's state URL"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for the report and removal CSVs "
+                                           "(default: the state store's reports folder)"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Close out a wave: each host's record in the new server, the legacy records to remove (a CSV per
+    console, for its owner's bulk removal), and hosts still open with their next step and deadline."""
+    from dataclasses import asdict
+
+    from tasks.store.closeout import build_closeout
+    from tasks.store.reports import reports_dir
+
+    inv = _load(inventory, show_warnings=False)
+    _check_wave(inv, wave)
+    store = _open_store(None, state or inv.state_url)
+    try:
+        report = build_closeout(inv, store, wave)
+    finally:
+        store.close()
+    folder = out_dir or reports_dir(inv)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    md = folder / f"closeout-{wave}.md"
+    md.write_text(report.markdown(), encoding="utf-8")
+    written.append(md)
+    for console, text in report.removal_csvs().items():
+        f = folder / f"legacy-removal-{wave}-{console}.csv"
+        f.write_text(text, encoding="utf-8-sig")  # BOM: Excel and Windows PowerShell 5.1 Import-Csv read UTF-8 right
+        written.append(f)
+    if as_json:
+        sys.stdout.write(json.dumps({"wave": wave, "migrated": [asdict(m) for m in report.migrated],
+                                     "open": [asdict(o) for o in report.open], "not_in_store": report.not_in_store,
+                                     "files": [str(f) for f in written]}, indent=2) + "\n")
+        return
+    out.print(report.markdown(), highlight=False, markup=False)
+    for f in written:
+        out.print(f"wrote {f}", highlight=False, markup=False)
 
 
 def _open_store(inventory: Optional[Path], state: Optional[str], *, create: bool = False):
@@ -289,18 +375,23 @@ def status(
     _check_store_wave(store, wave)
     records = store.hosts(wave, status=status_ or None, cause=cause or None, pattern=hosts)
     rows = [r.as_dict() for r in records]
+    for r in rows:  # the plan's path, once the run routed the host (technician, adopt, unprovision_first)
+        ev = r.get("evidence") or {}
+        r["path"] = ev.get("path") or "reprovision"
+        r["next_step"] = r["next_step"] or ev.get("next_step")
     for r, rec in zip(rows, records):
         if rec.window_closes_at is not None:
             r["window_closes_at"] = rec.window_closes_at.isoformat(timespec="seconds")
         if (rec.evidence or {}).get("unverified") and rec.status == "remediated":
             r["status"] = "remediated (unverified)" if not (as_json or as_csv) else r["status"]
     if as_json or as_csv:
-        cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step"]
+        cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step",
+                "path"]  # new column last: scripts reading the CSV by position keep working
         _emit_rows(rows, cols, as_json=as_json, as_csv=as_csv, title="Host status")
         return
     for r, rec in zip(rows, records):
         r["window"] = window_text(rec.window_closes_at)
-    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window", "attempts", "next_step"]
+    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window", "attempts", "next_step", "path"]
     _emit_rows(rows, cols, as_json=False, as_csv=False, title="Host status")
     totals = Counter(r.status for r in records)
     out.print(f"{len(records)} host(s): " + (", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "none"),

@@ -542,7 +542,7 @@ class DeviceShell:
                 cur.append(t)
         (name, *rest), formatter = stages[0], [s[0].lower() for s in stages[1:]]
         if any(f not in ("format-list", "fl") for f in formatter):
-            return Result("", f"this lab's PowerShell formats only with Format-List\r\n", 1)
+            return Result("", "this lab's PowerShell formats only with Format-List\r\n", 1)
         cmdlets = {"get-dhcpserverv4scope": self._ps_get_scope, "get-dhcpserverv4optionvalue": self._ps_get_option,
                    "set-dhcpserverv4optionvalue": self._ps_set_option, "set-dhcpserverv4scope": self._ps_set_scope}
         fn = cmdlets.get(name.lower()) if self.dev.dhcp_server else None

@@ -26,7 +26,7 @@ class WaveContext:
     wave: Wave
     store: StateStore
     provisioner: Provisioner
-    ssh: object | None  # tasks.adapters.ssh.SshRunner
+    ssh: CommandRunner | None
     legacy_password: Secret | None
     unavailable: dict[str, str] = field(default_factory=dict)  # capability -> why (no credentials, ...)
     flow_run_id: str | None = None
@@ -96,7 +96,11 @@ class WaveContext:
             return None
         from tasks.adapters.wsman import WsmanClient
 
-        return WsmanClient(host.address, self.inv.amt_port_of(host), self.inv.credentials.legacy_amt.user,
+        legacy = self.inv.credentials.legacy_amt
+        if self.inv.amt_tls_of(host):  # 16993, AMT's certificate checked against the inventory's CA bundle
+            return WsmanClient(host.address, self.inv.amt_port_of(host), legacy.user, self.legacy_password.reveal(),
+                               timeout=20.0, scheme="https", verify=str(self.inv.resolve(legacy.ca_bundle)))
+        return WsmanClient(host.address, self.inv.amt_port_of(host), legacy.user,
                            self.legacy_password.reveal(), timeout=20.0)
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ NEXT_STEP = {
     Cause.SERVER_ERROR: "rerun when the provisioning server is healthy",
     Cause.DHCP_SCOPE_WRONG: "fix option 15 on the host's DHCP scope, then rerun --from remediate",
     Cause.WINDOW_CLOSED: "rerun --from remediate (an attempt reopens the window)",
+    Cause.CREDENTIALS_UNKNOWN: "unprovision in MEBx at the desk (nobody holds its AMT admin password), then rerun",
     Cause.UNKNOWN: "inspect the provisioning server's log, then rerun",
 }
 
@@ -94,6 +95,9 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
                          provisioned_in_pass=pass_no, evidence={"note": "already provisioned on the server"},
                          flow_run_id=ctx.flow_run_id)
         return HostOutcome(name, Result.ALREADY_PROVISIONED)
+    routed = _route_by_path(ctx, host, rec, stage)
+    if routed is not None:
+        return routed
     outcome = ctx.provisioner.provision(host)
     now = ctx.now()
     if outcome.transient:
@@ -151,6 +155,40 @@ def _after_failed_pass2(ctx: WaveContext, rec, c, outcome, *, attempted: bool, c
                          flow_run_id=ctx.flow_run_id)
     ctx.answered(2).add(name)
     return HostOutcome(name, Result.NEEDS_MEBX, c.cause)
+
+
+def _route_by_path(ctx: WaveContext, host: Host, rec, stage: str) -> HostOutcome | None:
+    """Hosts the plan does not reprovision are never provisioned as if they were pre-provisioning.
+
+    technician -> needs_mebx(credentials_unknown) with the reason, no attempt; unprovision_first ->
+    not attempted (recorded with the next step); adopt -> attempted only by a provisioner that
+    adopts activated devices (`adopts_activated`; the lab's provisioning API takes legacy-managed
+    devices over with their credentials, the seed's model), otherwise not attempted."""
+    from tasks.rules.plan import ADOPT, REPROVISION, TECHNICIAN, UNPROVISION_FIRST, host_path
+
+    path, why = host_path(ctx.inv, host, rec.evidence)
+    if path == REPROVISION:
+        return None
+    wave, name = ctx.wave.name, host.name
+    ev = {"path": path, "path_reason": why}
+    if path == TECHNICIAN:
+        if rec.status != Status.NEEDS_MEBX:
+            ctx.store.transition(wave, name, Status.NEEDS_MEBX, stage=stage, action="route", outcome="technician",
+                                 cause=Cause.CREDENTIALS_UNKNOWN, evidence=ev,
+                                 next_step=f"MEBx at the desk: {why}", flow_run_id=ctx.flow_run_id)
+        return HostOutcome(name, Result.SKIPPED, Cause.CREDENTIALS_UNKNOWN, detail="technician path")
+    adopts = getattr(ctx.provisioner, "adopts_activated", ctx.inv.provisioning.server == "lab")
+    if path == ADOPT and adopts:
+        ctx.store.record(wave, name, stage=stage, action="route", outcome="adopt", evidence=ev,
+                         flow_run_id=ctx.flow_run_id)
+        return None
+    step = ("`rpc deactivate -local` on the host (client control mode needs no password), then rerun"
+            if path == UNPROVISION_FIRST and host.control_mode != "acm" and not (host.legacy and host.legacy.remove_first)
+            else f"remove the {host.legacy.console} record, then rerun" if path == UNPROVISION_FIRST and host.legacy
+            else "adopt with `rpc activate -n -password` (AMT_PASSWORD env) — this provisioner can't adopt yet")
+    ctx.store.record(wave, name, stage=stage, action="route", outcome="not_attempted",
+                     evidence={**ev, "next_step": step}, flow_run_id=ctx.flow_run_id)
+    return HostOutcome(name, Result.SKIPPED, detail=f"{path}: not attempted")
 
 
 def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
