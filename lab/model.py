@@ -263,6 +263,12 @@ class Fleet:
         self.by_address: dict[str, Device] = {}
         self._by_lower: dict[str, Device] = {}
         self._lock = threading.RLock()
+        #: MPS's device table: RPS registers every device it activates (rps src/stateMachines/
+        #: activation.ts SAVE_DEVICE_TO_MPS; research/rpc.md 4.5). guid -> record.
+        self.mps_devices: dict[str, dict] = {}
+        #: which rpc-go major the clients run: 2 exits 0 on an RPS error, 3 exits 10 (rpc.md 2.5)
+        self.rpc_major = int(self.extra.get("rpc_version", 2))
+        self.rpc_major_of: dict[str, int] = {}
         self._heap: list[tuple[float, int, str, str, int]] = []
         self._seq = 0
         self.started_at = self.clock.now()
@@ -372,7 +378,40 @@ class Fleet:
             self.by_address[dev.address] = dev
             self._by_lower[dev.name.lower()] = dev
             self._schedule(dev, "renew", dev.lease_obtained + lease / 2)
+            if dev.state == "provisioned":  # seeded as already on the new server
+                self.register_with_mps(dev, self.clock.now())
         return dev
+
+    def register_with_mps(self, dev: Device, now: float) -> dict:
+        """RPS's POST ${mps}/api/v1/devices after an activation (rpc.md 4.5 payload shape)."""
+        rec = {"guid": dev.uuid, "hostname": dev.host_name or dev.name, "tags": [], "mpsInstance": None,
+               "connectionStatus": False, "mpsusername": "admin", "tenantId": "", "friendlyName": dev.name,
+               "dnsSuffix": dev.domain_name, "lastConnected": None, "lastSeen": None, "lastDisconnected": None,
+               "deviceInfo": {"fwVersion": dev.amt_version, "fwBuild": "", "fwSku": "16392", "currentMode": "0",
+                              "features": "AMT Pro Corporate", "ipAddress": dev.address,
+                              "lastUpdated": _iso(now)}}
+        self.mps_devices[dev.uuid] = rec
+        return rec
+
+    def rps_domains(self) -> list[dict]:
+        """RPS's domains (GET /api/v1/admin/domains element shape, rps models AMTDomain): the lab's
+        certificate plus any ``domains:`` the fleet file lists ({suffix, expires})."""
+        default_expiry = _iso(self.started_at + 365 * 86400)
+        out = [{"profileName": "lab-domain", "domainSuffix": self.certificate_suffix,
+                "provisioningCertStorageFormat": "string", "tenantId": "", "version": "1",
+                "expirationDate": self.extra.get("certificate_expires") or default_expiry}]
+        for i, d in enumerate(self.extra.get("domains") or []):
+            out.append({"profileName": str(d.get("profile_name") or f"lab-domain-{i + 2}"),
+                        "domainSuffix": dns_name(str(d["suffix"]), blank_ok=False),
+                        "provisioningCertStorageFormat": "string", "tenantId": "", "version": "1",
+                        "expirationDate": str(d.get("expires") or default_expiry)})
+        return out
+
+    def rps_domain_suffixes(self) -> set[str]:
+        return {d["domainSuffix"] for d in self.rps_domains()}
+
+    def rpc_major_for(self, dev: Device) -> int:
+        return self.rpc_major_of.get(dev.name, self.rpc_major)
 
     # ------------------------------------------------------------------ events
     def _schedule(self, dev: Device, kind: str, when: float) -> None:
@@ -579,6 +618,7 @@ class Fleet:
                 dev.host_name = dev.name
                 dev.domain_name = self.client_record_suffix(dev)
                 self._cancel(dev, "retry")
+                self.register_with_mps(dev, now)
                 rec.update(result="success", error_code=None,
                            message=f"{PROVISIONED_OK} as {dev.host_name}.{dev.domain_name}")
             else:

@@ -28,6 +28,8 @@ def _amt_facts(ctx: WaveContext, sh, flavor: str, tools) -> dict:
     if info.version:
         ev["amt_version_discovered"] = info.version
     ev["control_mode"] = info.control_mode
+    if info.uuid:
+        ev["uuid"] = info.uuid  # the close-out names the device by it in the new server
     mac = normalize_mac((info.wired_adapter or {}).get("macAddress") or (info.wired_adapter or {}).get("MAC Address"))
     if mac:
         ev["amt_wired_mac"] = mac
