@@ -351,7 +351,7 @@ class DeviceShell:
             if not root:
                 return Result("", "dhcpcd: not running as root\n", 1)  # dhcpcd refuses control without root
             self._renew_as(True, "dhcpcd")
-            return Result("", f"sending commands to dhcpcd process\n", 0)
+            return Result("", "sending commands to dhcpcd process\n", 0)
         return Result("", "usage: dhcpcd [-U|-n] interface (this lab)\n", 1)
 
     # ------------------------------------------------------------- rpc-go
