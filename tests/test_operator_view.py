@@ -160,3 +160,34 @@ def test_a_wave_with_failures_says_so_in_its_state_batches_and_live_artifact(vie
     assert "| pass 1 | 4 of 4 hosts (100%) | done |" in arts["site-w-run-live"].data
     assert json.loads(json.dumps(arts["site-w-pass1-progress"].data)) == 100.0
     assert "4 of 4" in arts["site-w-pass1-progress"].description
+
+
+def test_the_cli_prints_plain_progress_lines_when_piped_and_names_hosts_and_next_commands(view_site):
+    """CliRunner's output is not a terminal: a line per stage start/end/tenth, no bar; then the closing summary."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    res = CliRunner().invoke(app, ["rerun", str(view_site.inventory), "--wave", "w", "--status", "failed",
+                                   "--status", "needs_mebx", "--from", "pass1"])
+    out = res.stdout
+    assert "w pass 1: 0 of 2 hosts (running)" in out and "w pass 1: 2 of 2 hosts (done)" in out, out
+    assert "Completed with 1 failed, 1 for a technician: " in out, out
+    assert "  failed / unreachable: 1: V-DOWN" in out and "  needs_mebx / suffix_mismatch: 1: V-STUCK" in out, out
+    assert "after the technician has entered the suffix in MEBx\n  amt-migrate rerun " in out, out
+    assert "--wave w --status needs_mebx --from pass2" in out
+    assert "report_html: " in out and "━" not in out  # no progress bar drawn into a pipe
+
+
+def test_the_closing_summary_names_the_first_hosts_then_how_many_more(tmp_path):
+    from flows.terminal import closing_summary
+    from tests.test_report_html import _inventory
+
+    inv = _inventory(tmp_path)
+    summary = {"wave": "w", "total": 12, "by_status": {"failed": 7, "provisioned": 5}, "by_cause": {"unreachable": 7},
+               "limit_failures": 7, "needs_mebx": []}
+    lines = closing_summary(inv, summary, {("failed", "unreachable"): [f"H{i}" for i in range(7)]},
+                            "Completed with 7 failed", "5 of 12 provisioned")
+    assert lines[0] == "Completed with 7 failed: 5 of 12 provisioned"
+    assert lines[1] == "  failed / unreachable: 7: H0, H1, H2, H3, H4 and 2 more"
+    assert lines[2] == "next:" and "--wave w --status failed --status remediation_failed" in lines[3]
