@@ -191,3 +191,17 @@ def test_the_closing_summary_names_the_first_hosts_then_how_many_more(tmp_path):
     assert lines[0] == "Completed with 7 failed: 5 of 12 provisioned"
     assert lines[1] == "  failed / unreachable: 7: H0, H1, H2, H3, H4 and 2 more"
     assert lines[2] == "next:" and "--wave w --status failed --status remediation_failed" in lines[3]
+
+
+def test_the_documented_halt_automation_is_one_prefect_accepts():
+    """docs/prefect.md's automation parses as Prefect's own automation model, on the event the wave emits."""
+    from pathlib import Path
+
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "prefect.md").read_text()
+    text = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    auto = AutomationCore.model_validate(yaml.safe_load(
+        text.replace("<id of the ops-email block>", "00000000-0000-0000-0000-000000000001")))
+    assert auto.trigger.expect == {"amt-migrate.wave.halted"} and auto.actions[0].type == "send-notification"
