@@ -216,7 +216,7 @@ def test_a_wave_run_by_the_worker_ends_every_host_where_expected(site, deployed,
     shot = _chromium_screenshot(prefect_server, f"/artifacts/artifact/{live.id}", tmp_path / "live.png")
     shutil.copyfile(shot, SCREENSHOTS / "live-now-end.png")
     dom = _chromium_dom(prefect_server, f"/artifacts/artifact/{live.id}", tmp_path)
-    for seen in ("2 of 4 hosts done", "pass 2", "N-SCOPE", "Windows closing soonest", "a technician enters"):
+    for seen in ("3 of 4 hosts done", "pass 2", "N-SCOPE", "Windows closing soonest", "a technician enters"):
         assert seen in dom, (seen, dom[-3000:])
     # the events automations match on, read back from the server's event API
     events = _events(prefect_server, "amt-migrate.")
