@@ -311,7 +311,7 @@ def _events(server: PrefectServer, prefix: str) -> list[dict]:
     deadline = time.monotonic() + 30
     while True:
         r = httpx.post(f"{server.api_url}/events/filter", timeout=30,
-                       json={"filter": {"event": {"prefix": [prefix]}, "order": "ASC"}, "limit": 200})
+                       json={"filter": {"event": {"prefix": [prefix]}, "order": "ASC"}, "limit": 50})  # the API pages by 50
         r.raise_for_status()
         events = r.json()["events"]
         if any(e["event"].endswith("finished") or e["event"].endswith("halted") for e in events) or \

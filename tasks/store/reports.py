@@ -295,7 +295,7 @@ def report_html(inv: Inventory, s: WaveSummary, records: list[HostRecord], timel
             f'<div class="cards" id="counts">{cards}</div>'
             f'<h2>Hosts per status and cause</h2><div class="chart" id="status-chart">{status_svg}</div>'
             f"<p class=muted>For e-mail: {files}</p>"
-            "<h2>Not finished: why, and what next</h2>"
+            "<h2>Not provisioned: why, and what next</h2>"
             + ("<table id=causes><thead><tr><th>status</th><th>cause</th><th>hosts</th><th>next step</th>"
                f"<th>e.g.</th></tr></thead><tbody>{cause_rows}</tbody></table>" if cause_rows else "<p>Nothing.</p>")
             + (f"<ul id=next>{cmds}</ul>" if cmds else "")
