@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test plan clean bench
+.PHONY: demo test plan clean bench shell-help
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/amt-migrate demo
+	@$(MAKE) --no-print-directory shell-help
+
+# the command lives in .venv: say how to type the README's commands
+shell-help:
+	@echo "amt-migrate is in $(BIN): run '$(BIN)/amt-migrate --help', or 'source $(BIN)/activate' once per shell, then 'amt-migrate --help'"
 
 plan: $(STAMP)
 	$(BIN)/amt-migrate plan inventories/example.yaml

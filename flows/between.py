@@ -23,11 +23,18 @@ class GoNoGo(RunInput):
     note: str = Field(default="", description="Why: kept in the wave's history with the answer")
 
 
-def ask_go_no_go(ctx: WaveContext) -> bool:
+def continue_command(ctx: WaveContext) -> str:
+    from tasks.store.reports import _inventory_arg
+
+    return f"amt-migrate rerun {_inventory_arg(ctx.inv)} --wave {ctx.wave.name} --from pass2"
+
+
+def ask_go_no_go(ctx: WaveContext) -> bool | None:
     """Pause the run (its process and worker slot stay busy) until an operator answers GoNoGo in the UI.
 
     No answer within the wave's gate_timeout fails the run (Prefect's pause timeout); the hosts keep
-    their state, so `rerun --from pass2` continues from here.
+    their state, so `rerun --from pass2` continues from here. None: nobody can answer in this run (the
+    embedded server has no UI): the wave waits for a decision, which is neither a go nor a no-go.
     """
     from prefect.exceptions import FlowPauseTimeout
     from prefect.settings import PREFECT_API_URL
@@ -37,12 +44,14 @@ def ask_go_no_go(ctx: WaveContext) -> bool:
     counts = ctx.store.counts(wave)
     if not PREFECT_API_URL.value():
         logger.error("wave %s has gate: true, but this run uses Prefect's embedded server, where nobody can answer "
-                     "the go/no-go: pass 2 not run. Run the wave through a Prefect server (PREFECT_API_URL, "
-                     "`amt-migrate schedule`) to use the gate", wave)
-        ctx.store.record_wave_event(wave, stage="gate", action="go-no-go", outcome="no-go",
-                                    evidence={"note": "no Prefect server to answer on", "counts": counts},
+                     "the go/no-go: the wave waits for a decision before pass 2. When it is go: `%s` (or run the "
+                     "wave through a Prefect server: PREFECT_API_URL, `amt-migrate schedule`)", wave,
+                     continue_command(ctx))
+        ctx.store.record_wave_event(wave, stage="gate", action="go-no-go", outcome="waiting",
+                                    evidence={"note": "no Prefect server to answer on", "counts": counts,
+                                              "continue_with": continue_command(ctx)},
                                     flow_run_id=ctx.flow_run_id)
-        return False
+        return None
     timeout = max(1, int(ctx.wave.gate_timeout.total_seconds()))
     waiting = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     create_markdown_artifact(

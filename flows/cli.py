@@ -42,7 +42,40 @@ def _load(path: Path, *, show_warnings: bool = True) -> Inventory:
     return inv
 
 
+def _one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        fail("--json and --csv together: choose one")
+
+
+def _check_choices(option: str, given: list[str] | tuple[str, ...], valid) -> None:
+    """An unknown filter value would select nothing and read as "nothing wrong": refuse it, listing the valid ones."""
+    valid = [str(v) for v in valid]
+    bad = [g for g in given if g not in valid]
+    if bad:
+        fail(f"{option} {', '.join(repr(b) for b in bad)}: not a valid value; choose from {', '.join(valid)}")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _plain_table(rows: list[dict], columns: list[str]) -> str:
+    """Columns padded to their widest cell, one row per line: a pipe or a file never wraps a word in two."""
+    cells = [[_cell(r.get(c)).replace("\n", " ") for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines) + "\n"
+
+
 def _emit_rows(rows: list[dict], columns: list[str], *, as_json: bool, as_csv: bool, title: str) -> None:
+    _one_format(as_json, as_csv)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
     elif as_csv:
@@ -50,8 +83,10 @@ def _emit_rows(rows: list[dict], columns: list[str], *, as_json: bool, as_csv: b
         w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)) for k, v in r.items()})
+            w.writerow({k: _cell(v) for k, v in r.items()})
         sys.stdout.write(buf.getvalue())
+    elif not out.is_terminal:
+        sys.stdout.write(_plain_table(rows, columns))
     else:
         t = Table(title=title, show_lines=False)
         for c in columns:
@@ -103,49 +138,84 @@ def plan(
     """Pre-flight: who will fail and why, from what is known. Touches no host (only DHCP servers named by scopes)."""
     from tasks.rules.plan import build_plan
 
+    _one_format(as_json, as_csv)
     inv = _load(inventory, show_warnings=False)  # the plan lists them with its own
     if live:
         from tasks.adapters.dhcp import with_live_dhcp
 
         inv = with_live_dhcp(inv)  # "option 15 from Kea at URL" in warnings; unreadable sources are warned
+    if wave is not None:
+        _check_wave(inv, wave)
     try:
-        p = build_plan(inv, wave)
+        p = build_plan(inv, wave, _discovered_evidence(inv, live))
     except KeyError as exc:
         fail(str(exc.args[0]))
     rows = [h.as_dict() for h in p.hosts]
     if as_json:
         sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": inv.certificate_suffix,
-                                     "counts": p.counts(), "warnings": p.warnings, "scopes": p.scopes, "hosts": rows},
-                                    indent=2) + "\n")
+                                     "counts": p.counts(), "paths": p.path_counts(), "warnings": p.warnings,
+                                     "scopes": p.scopes, "hosts": rows}, indent=2) + "\n")
         return
-    cols = ["host", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule", "remediation", "reason"]
+    cols = ["host", "address", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule",
+            "remediation", "reason", "path", "path_reason"]  # new columns last: scripts reading by position keep working
     if as_csv:
         _emit_rows(rows, cols, as_json=False, as_csv=True, title="")
         return
     for r in rows:
         r["suffix"] = f"{r['suffix_used'] or '-'} ({r['suffix_source']})" if r["suffix_used"] is not None else f"- ({r['suffix_source']})"
         r["version"] = r["amt_version"]
-    table_cols = ["host", "wave", "version", "outcome", "cause", "suffix", "remediation"] + (["reason"] if why else [])
+    table_cols = ["host", "wave", "path", "version", "outcome", "cause", "suffix", "remediation"] + (
+        ["reason", "path_reason"] if why else [])
     _emit_rows(rows, table_cols, as_json=False, as_csv=False,
                title=f"Plan for {inv.name}{' / ' + wave if wave else ''} — certificate suffix {inv.certificate_suffix}")
     out.print("  ".join(f"{k}: {v}" for k, v in sorted(p.counts().items())), highlight=False)
+    for w_name, per in p.path_counts().items():
+        out.print(f"paths in {w_name}: " + "  ".join(f"{k}: {v}" for k, v in per.items()), highlight=False)
     for w in p.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
+def _discovered_evidence(inv: Inventory, live: bool) -> dict[str, dict]:
+    """What discovery recorded per host, when the inventory's state store already exists (never created here).
+    A SQLite file is read even --offline; a database server only when the plan may use the network."""
+    from tasks.store.state import StateError, StateStore
+
+    url = inv.state_url
+    if url.startswith("sqlite:///"):
+        if not Path(url[len("sqlite:///"):]).exists():
+            return {}
+    elif not live:
+        return {}
+    try:
+        store = StateStore(url, create=False)
+    except StateError:
+        return {}
+    try:
+        return {r.host: r.evidence or {} for r in store.hosts()}
+    except Exception:  # noqa: BLE001 - an unreadable store leaves the plan to the export, as before a run
+        return {}
+    finally:
+        store.close()
+
+
 @app.command("import-legacy")
 def import_legacy(
-    export: Path = typer.Argument(..., help="the legacy console's export (CSV, or XLSX with openpyxl)"),
+    export: Path = typer.Argument(..., help="the legacy console's export: CSV (any Windows encoding), XLSX, JSON or SCS XML"),
     output: Path = typer.Option(..., "-o", "--output", help="inventory YAML to write"),
     cert_suffix: str = typer.Option(..., "--cert-suffix", help="the new provisioning certificate's suffix"),
+    source: Optional[str] = typer.Option(None, "--from", help="configmgr | ema | meshcentral | scs | csv "
+                                         "(default: detected from the columns)"),
     name: Optional[str] = typer.Option(None, "--name", help="inventory name (default: the output file's stem)"),
     server: str = typer.Option("lab", "--server"),
     url: Optional[str] = typer.Option(None, "--url"),
+    ca_bundle: Optional[Path] = typer.Option(None, "--ca-bundle", help="PEM of the CA that issued AMT's TLS "
+                                             "certificates (needed when the console provisioned AMT with TLS)"),
+    no_tls: bool = typer.Option(False, "--no-tls", help="write amt_tls: false: reach AMT on plain 16992 everywhere"),
     mapping: list[str] = typer.Option([], "--map", help="COLUMN=field, e.g. 'Machine=name'"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing inventory"),
 ):
     """Read a legacy export into an inventory; bad rows are reported by row number and nothing is written."""
-    from tasks.inventory.legacy_import import build_inventory, rows_to_hosts, write_inventory_atomically
+    from tasks.inventory.legacy_import import build_inventory, import_export, write_inventory_atomically
 
     overrides = {}
     for m in mapping:
@@ -154,21 +224,81 @@ def import_legacy(
         col, fld = m.rsplit("=", 1)
         overrides[col.strip()] = fld.strip()
     try:
-        hosts, problems = rows_to_hosts(export, overrides)
-        if problems:
-            for p in problems:
+        result = import_export(export, source, overrides)
+        if result.problems:
+            for p in result.problems:
                 err.print(str(p), highlight=False, markup=False)
-            fail(f"{len(problems)} bad row(s) in {export}; nothing written")
-        if not hosts:
-            fail(f"{export}: no host rows")
-        data = build_inventory(name or output.stem, cert_suffix, hosts, server, url)
+            fail(f"{len(result.problems)} bad row(s) in {export}; nothing written")
+        if not result.hosts:
+            fail(f"{export}: no host rows" + (f" ({len(result.skipped)} skipped: no AMT)" if result.skipped else ""))
+        hosts = result.hosts
+        if no_tls:
+            hosts = [{**h, "amt_tls": False} for h in hosts]
+        tls = [h["name"] for h in hosts if h.get("amt_tls")]
+        if tls and ca_bundle is None:
+            fail(f"{len(tls)} host(s) ({', '.join(tls[:5])}{' ...' if len(tls) > 5 else ''}) were provisioned with TLS "
+                 "by the legacy console: WS-Man reaches them on 16993, verifying AMT's certificate: pass --ca-bundle "
+                 "PEM (the CA that issued AMT's certificates), or --no-tls if AMT listens on plain 16992; nothing written")
+        bundle = str(ca_bundle.resolve()) if ca_bundle is not None else None
+        data = build_inventory(name or output.stem, cert_suffix, hosts, server, url, bundle)
         write_inventory_atomically(data, output, force=force)
     except InputError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
+    for line in result.summary():
+        out.print(line, highlight=False, markup=False)
     out.print(f"wrote {output}: {len(hosts)} hosts in wave-1 — review waves and credentials, then "
               f"`amt-migrate plan {output}`", highlight=False)
+
+
+def _check_wave(inv: Inventory, wave: str) -> None:
+    names = [w.name for w in inv.waves]
+    if wave not in names:
+        fail(f"--wave: no wave {wave!r} in {inv.name}; choose from {', '.join(names) or '(no waves)'}")
+
+
+@app.command()
+def closeout(
+    inventory: Path,
+    wave: str = typer.Option(..., "--wave", "-w"),
+    state: Optional[str] = typer.Option(None, "--state", help="override the inventory's state URL"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for the report and removal CSVs "
+                                           "(default: the state store's reports folder)"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Close out a wave: each host's record in the new server, the legacy records to remove (a CSV per
+    console, for its owner's bulk removal), and hosts still open with their next step and deadline."""
+    from dataclasses import asdict
+
+    from tasks.store.closeout import build_closeout
+    from tasks.store.reports import reports_dir
+
+    inv = _load(inventory, show_warnings=False)
+    _check_wave(inv, wave)
+    store = _open_store(None, state or inv.state_url)
+    try:
+        report = build_closeout(inv, store, wave)
+    finally:
+        store.close()
+    folder = out_dir or reports_dir(inv)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    md = folder / f"closeout-{wave}.md"
+    md.write_text(report.markdown(), encoding="utf-8")
+    written.append(md)
+    for console, text in report.removal_csvs().items():
+        f = folder / f"legacy-removal-{wave}-{console}.csv"
+        f.write_text(text, encoding="utf-8-sig")  # BOM: Excel and Windows PowerShell 5.1 Import-Csv read UTF-8 right
+        written.append(f)
+    if as_json:
+        sys.stdout.write(json.dumps({"wave": wave, "migrated": [asdict(m) for m in report.migrated],
+                                     "open": [asdict(o) for o in report.open], "not_in_store": report.not_in_store,
+                                     "files": [str(f) for f in written]}, indent=2) + "\n")
+        return
+    out.print(report.markdown(), highlight=False, markup=False)
+    for f in written:
+        out.print(f"wrote {f}", highlight=False, markup=False)
 
 
 def _open_store(inventory: Optional[Path], state: Optional[str], *, create: bool = False):
@@ -183,6 +313,48 @@ def _open_store(inventory: Optional[Path], state: Optional[str], *, create: bool
         fail(str(exc))
 
 
+def _check_store_wave(store, wave: Optional[str]) -> None:
+    """A wave the store has never heard of would show an empty table: say so, listing the ones it has."""
+    if wave is None:
+        return
+    known = store.waves()
+    if wave not in known:
+        fail(f"--wave {wave!r}: no such wave in the state store; choose from {', '.join(known) or '(none run yet)'}")
+
+
+def _ago(delta_seconds: float) -> str:
+    """3 h 12 min / 45 min / 20 s: what a lead reads at a glance."""
+    s = int(abs(delta_seconds))
+    h, rem = divmod(s, 3600)
+    m = rem // 60
+    if h >= 48:
+        return f"{h // 24} d {h % 24} h"
+    if h:
+        return f"{h} h {m} min" if m else f"{h} h"
+    if m:
+        return f"{m} min"
+    return f"{s} s"
+
+
+def window_text(closes_at, now=None) -> str:
+    """'2025-03-04 10:00:00 UTC (closes in 3 h 12 min)' or '... (closed 2 h ago)'; '' when never opened."""
+    from datetime import datetime, timezone
+
+    if closes_at is None:
+        return ""
+    now = now or datetime.now(timezone.utc)
+    when = closes_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    left = (closes_at - now).total_seconds()
+    return f"{when} (closes in {_ago(left)})" if left > 0 else f"{when} (closed {_ago(left)} ago)"
+
+
+def _valid_filters(status_: list[str], cause: list[str]) -> None:
+    from tasks.rules.host_state import Cause, Status
+
+    _check_choices("--status", status_, [x.value for x in Status])
+    _check_choices("--cause", cause, [x.value for x in Cause])
+
+
 @app.command()
 def status(
     inventory: Optional[Path] = typer.Argument(None),
@@ -194,16 +366,41 @@ def status(
     as_json: bool = typer.Option(False, "--json"),
     as_csv: bool = typer.Option(False, "--csv"),
 ):
-    """Where every host stands, from the state store."""
+    """Where every host stands, from the state store: totals, and each window as time left."""
+    from collections import Counter
+
+    _one_format(as_json, as_csv)
+    _valid_filters(status_, cause)
     store = _open_store(inventory, state)
-    rows = [r.as_dict() for r in store.hosts(wave, status=status_ or None, cause=cause or None, pattern=hosts)]
-    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step"]
-    _emit_rows(rows, cols, as_json=as_json, as_csv=as_csv, title="Host status")
+    _check_store_wave(store, wave)
+    records = store.hosts(wave, status=status_ or None, cause=cause or None, pattern=hosts)
+    rows = [r.as_dict() for r in records]
+    for r in rows:  # the plan's path, once the run routed the host (technician, adopt, unprovision_first)
+        ev = r.get("evidence") or {}
+        r["path"] = ev.get("path") or "reprovision"
+        r["next_step"] = r["next_step"] or ev.get("next_step")
+    for r, rec in zip(rows, records):
+        if rec.window_closes_at is not None:
+            r["window_closes_at"] = rec.window_closes_at.isoformat(timespec="seconds")
+        if (rec.evidence or {}).get("unverified") and rec.status == "remediated":
+            r["status"] = "remediated (unverified)" if not (as_json or as_csv) else r["status"]
+    if as_json or as_csv:
+        cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step",
+                "path"]  # new column last: scripts reading the CSV by position keep working
+        _emit_rows(rows, cols, as_json=as_json, as_csv=as_csv, title="Host status")
+        return
+    for r, rec in zip(rows, records):
+        r["window"] = window_text(rec.window_closes_at)
+    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window", "attempts", "next_step", "path"]
+    _emit_rows(rows, cols, as_json=False, as_csv=False, title="Host status")
+    totals = Counter(r.status for r in records)
+    out.print(f"{len(records)} host(s): " + (", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "none"),
+              highlight=False)
 
 
 @app.command()
 def history(
-    hosts: list[str] = typer.Argument(..., help="host names"),
+    hosts: list[str] = typer.Argument(..., help="host names (any case)"),
     inventory: Optional[Path] = typer.Option(None, "--inventory", "-i"),
     state: Optional[str] = typer.Option(None, "--state"),
     wave: Optional[str] = typer.Option(None, "--wave", "-w"),
@@ -211,9 +408,12 @@ def history(
 ):
     """The append-only history of one or more hosts."""
     store = _open_store(inventory, state)
+    _check_store_wave(store, wave)
     events = [e.as_dict() for e in store.history(hosts, wave)]
     if not events and not as_json:
         fail(f"no history for {', '.join(hosts)}", 1)
+    for e in events:
+        e["at"] = e["at"][:19].replace("T", " ") + " UTC" if not as_json else e["at"]
     cols = ["at", "wave", "host", "stage", "action", "outcome", "status_before", "status_after", "cause", "evidence"]
     _emit_rows(events, cols, as_json=as_json, as_csv=False, title="History")
 
@@ -230,16 +430,26 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: don't try
 
 
+def _refuse_missing_infrastructure(inv: Inventory) -> None:
+    """The provisioning server and every referenced credential, checked before any host is touched: a run
+    without them would record its own failure against every host."""
+    from flows.preflight import infrastructure_problems
+
+    problems = infrastructure_problems(inv)
+    if problems:
+        for p in problems:
+            err.print(f"error: {p}", highlight=False, markup=False)
+        fail(f"{len(problems)} problem(s) with this run's own infrastructure; no host was touched")
+
+
 def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state: str | None = None) -> int:
     """Run migrate_wave in this process and print the outcome; returns the exit code."""
     _prefect_defaults()
     inv = _load(inventory)
-    try:
-        inv.wave(wave)
-    except KeyError as exc:
-        fail(str(exc.args[0]))
+    _check_wave(inv, wave)
     # an unopenable URL or a newer schema is bad input: say so (exit 2) before Prefect starts, writing nothing
     _open_store(None, state or inv.state_url, create=True).close()
+    _refuse_missing_infrastructure(inv)
     from prefect import tags
 
     from flows.migrate import migrate_wave
@@ -264,7 +474,12 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         out.print("\n".join(lines), highlight=False, markup=False)
     else:
         out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
+    if final.is_completed() and isinstance(report, dict) and report.get("waiting"):
+        return EXIT_WAITING
     return 0 if final.is_completed() else 1
+
+
+EXIT_WAITING = 3  # the wave is waiting for a decision (a gate): not done, not failed
 
 
 @app.command()
@@ -273,7 +488,10 @@ def run(
     wave: str = typer.Option(..., "--wave", "-w"),
     state: Optional[str] = typer.Option(None, "--state", help="override the inventory's state URL"),
 ):
-    """Run a wave: discovery, pass 1, remediation, pass 2, report. A finished wave is left alone."""
+    """Run a wave: discovery, pass 1, remediation, pass 2, report. A finished wave is left alone.
+
+    Exit 0 done, 1 failed/halted, 2 bad input or missing infrastructure (nothing touched), 3 waiting for a
+    go/no-go decision (the output says the command that continues it)."""
     raise typer.Exit(run_wave(inventory, wave, state=state))
 
 
@@ -284,35 +502,57 @@ def rerun(
     status_: list[str] = typer.Option([], "--status", help="only hosts in this status (repeatable)"),
     cause: list[str] = typer.Option([], "--cause", help="only hosts with this cause (repeatable)"),
     hosts: Optional[str] = typer.Option(None, "--hosts", help="only hosts matching this glob"),
-    from_stage: str = typer.Option("pass1", "--from", help="discovery | pass1 | remediate | pass2"),
+    from_stage: Optional[str] = typer.Option(
+        None, "--from", help="discovery | pass1 | remediate | pass2; default: from each host's cause "
+                             "(unreachable/auth_failed: discovery; suffix causes: remediate; needs_mebx: pass2)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the hosts and the stage each would start at; change nothing"),
     state: Optional[str] = typer.Option(None, "--state"),
-    yes: bool = typer.Option(True, "--yes/--ask", help="act without asking after listing the hosts"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="don't ask on a terminal before acting"),
 ):
-    """Rerun a subset of a wave; lists the hosts it selected before acting."""
-    from tasks.rules.host_state import Cause, Status
-    from tasks.rules.selection import Selection
+    """Rerun a subset of a wave; lists the hosts and where each starts before acting.
 
-    if from_stage not in STAGE_CHOICES:
-        fail(f"--from {from_stage!r}: choose one of {', '.join(STAGE_CHOICES)}")
-    try:
-        [Status(x) for x in status_]
-        [Cause(x) for x in cause]
-    except ValueError as exc:
-        fail(str(exc))
-    sel = Selection(tuple(status_), tuple(cause), hosts, explicit=True, from_stage=from_stage)
+    A needs_mebx host goes on to pass 2 only once its technician's change is recorded
+    (`amt-migrate mebx done`); until then it stays on the work list."""
+    from tasks.rules.selection import AUTO, Selection, mebx_confirmed, start_reason
+
+    if from_stage is not None:
+        _check_choices("--from", [from_stage], STAGE_CHOICES)
+    _valid_filters(status_, cause)
     inv = _load(inventory)
-    store = _open_store(inventory, state, create=True)
-    try:
-        inv.wave(wave)
-    except KeyError as exc:
-        fail(str(exc.args[0]))
-    chosen = sorted(sel.resolve(store.hosts(wave)))
+    _check_wave(inv, wave)
+    sel = Selection(tuple(status_), tuple(cause), hosts, explicit=True, from_stage=from_stage or AUTO)
+    store = _open_store(None, state or inv.state_url, create=True)
+    # a provisioned or unsupported host is never acted on again: listing it would promise work that won't happen
+    records = [r for r in store.hosts(wave) if sel.matches(r) and r.status not in ("provisioned", "unsupported")]
+    starts = sel.starts(records)
     store.close()
-    if not chosen:
+    if not records:
         out.print(f"no host of {wave} matches: nothing to do", highlight=False)
         raise typer.Exit(0)
-    out.print(f"rerun from {from_stage}: {len(chosen)} host(s): {', '.join(chosen)}", highlight=False)
-    if not yes and not typer.confirm("go ahead?"):
+    how = f"--from {from_stage}" if from_stage else "--from not given: each host starts where its cause calls for"
+    by_stage: dict[str, int] = {}
+    for r in records:
+        by_stage[starts[r.host]] = by_stage.get(starts[r.host], 0) + 1
+    out.print(f"rerun of {len(records)} host(s) of {wave} ({how}): "
+              + ", ".join(f"{n} from {st}" for st, n in sorted(by_stage.items(), key=lambda kv: STAGE_CHOICES.index(kv[0]))),
+              highlight=False)
+    rows = [{"host": r.host, "status": r.status, "cause": r.cause or "", "starts_at": starts[r.host],
+             "why": start_reason(r) if not from_stage else "--from"} for r in records]
+    waiting = [r.host for r in records if r.status == "needs_mebx" and not mebx_confirmed(r)]
+    if dry_run or len(rows) <= 50 or not yes:
+        _emit_rows(rows, ["host", "status", "cause", "starts_at", "why"], as_json=False, as_csv=False,
+                   title=f"Rerun of {wave}")
+    if waiting:
+        out.print(f"{len(waiting)} needs_mebx host(s) wait for their technician and stay on the work list: "
+                  f"record each visit with `amt-migrate mebx done {inventory} --wave {wave} HOST...`", highlight=False)
+    if dry_run:
+        from flows.preflight import infrastructure_problems
+
+        for p in infrastructure_problems(inv):
+            err.print(f"warning: a real rerun would stop here: {p}", highlight=False, markup=False)
+        out.print("dry run: nothing changed", highlight=False)
+        raise typer.Exit(0)
+    if not yes and sys.stdin.isatty() and not typer.confirm("go ahead?"):
         raise typer.Exit(1)
     raise typer.Exit(run_wave(inventory, wave, selection=sel.as_dict(), state=state))
 
@@ -388,10 +628,80 @@ def trust_hosts(
     raise typer.Exit(1 if counts["changed"] or counts["failed"] else 0)
 
 
+mebx_app = typer.Typer(no_args_is_help=True, help="The technician's (MEBx) work list: record the visits.")
+
+DONE_WORDS = {"yes", "y", "x", "done", "true", "1", "ok"}
+
+
+def _done_from_csv(path: Path) -> dict[str, str]:
+    """Hosts whose `done` cell a technician filled in the returned work list, with their notes."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "host" not in reader.fieldnames or "done" not in reader.fieldnames:
+                fail(f"{path}: needs `host` and `done` columns (the work list amt-migrate wrote); "
+                     f"found {', '.join(reader.fieldnames or []) or 'none'}")
+            return {row["host"].strip(): (row.get("note") or "").strip() for row in reader
+                    if (row.get("done") or "").strip().lower() in DONE_WORDS and (row.get("host") or "").strip()}
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+@mebx_app.command("done")
+def mebx_done(
+    inventory: Path = typer.Argument(..., help="inventory YAML"),
+    hosts: list[str] = typer.Argument(None, help="hosts a technician changed (any case)"),
+    wave: str = typer.Option(..., "--wave", "-w"),
+    note: str = typer.Option("", "--note", help="what the technician did or saw"),
+    from_csv: Optional[Path] = typer.Option(None, "--csv", help="the returned work list with its `done` column filled"),
+    state: Optional[str] = typer.Option(None, "--state"),
+):
+    """Record technicians' MEBx changes; only recorded hosts go on to pass 2 (`rerun --status needs_mebx`).
+    Every name is checked before anything is written: one unknown or not-waiting host writes nothing."""
+    import getpass
+
+    from tasks.store.state import StateError
+
+    inv = _load(inventory)
+    _check_wave(inv, wave)
+    wanted: dict[str, str] = {h: note for h in hosts or []}
+    if from_csv is not None:
+        wanted.update({h: n or note for h, n in _done_from_csv(from_csv).items()})
+    if not wanted:
+        fail("name the hosts (HOST...) or give --csv with the `done` column filled")
+    store = _open_store(None, state or inv.state_url)
+    records = {r.host.lower(): r for r in store.hosts(wave)}
+    problems, chosen = [], []
+    for name in wanted:
+        r = records.get(name.lower())
+        if r is None:
+            problems.append(f"{name}: not in wave {wave}")
+        elif r.status != "needs_mebx":
+            problems.append(f"{name}: is {r.status}, not on the work list (needs_mebx)")
+        else:
+            chosen.append((r.host, wanted[name]))
+    if problems:
+        for p in problems:
+            err.print(p, highlight=False, markup=False)
+        fail(f"{len(problems)} host(s) can't be confirmed; nothing recorded")
+    who = getpass.getuser()
+    try:
+        for host, n in chosen:
+            store.confirm_mebx(wave, host, note=n, by=who)
+    except StateError as exc:
+        fail(str(exc))
+    left = [r.host for r in store.hosts(wave, status="needs_mebx") if not (r.evidence or {}).get("mebx_done_at")]
+    out.print(f"recorded {len(chosen)} technician visit(s): {', '.join(h for h, _ in chosen)}", highlight=False)
+    out.print(f"{len(left)} host(s) still wait for a technician" + (f": {', '.join(left[:20])}" if left else ""),
+              highlight=False)
+    out.print(f"next: amt-migrate rerun {inventory} --wave {wave} --status needs_mebx", highlight=False)
+
+
 def _mount_subcommands() -> None:
     from flows.dhcp_cli import app as dhcp_app
 
     app.add_typer(dhcp_app, name="dhcp", help="DHCP scopes (Kea, Windows DHCP): show option 15 and lease; set them.")
+    app.add_typer(mebx_app, name="mebx")
 
 
 _mount_subcommands()
@@ -399,14 +709,9 @@ _mount_subcommands()
 
 def _mount_optional() -> None:
     """Sub-apps from other capabilities (the lab) attach here when present."""
-    try:
-        from lab.cli import app as lab_app
-    except ImportError:
-        return
-    app.add_typer(lab_app, name="lab", help="The simulated AMT fleet: generate and serve.")
-    from lab.demo import demo
+    from flows.demo import mount  # the CLI's one way into the lab
 
-    app.command(help="The demo: a whole wave against an in-process lab of ~60 hosts covering every case.")(demo)
+    mount(app)
 
 
 _mount_optional()

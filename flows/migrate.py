@@ -48,6 +48,7 @@ class WaveRun:
     sharded: bool  # this run fans the wave out to shards
     halted: str | None = None
     note: str | None = None
+    waiting: bool = False  # a gate nobody could answer in this run: the wave waits for a decision
     pass2_done: bool = False
 
     @property
@@ -110,6 +111,9 @@ def open_wave(inventory: str, wave: str, selection: dict | None, state: str | No
     ctx = build_context(inv, wave, store, flow_run_id=str(flow_run.id) if flow_run.id else None)
     ctx.selected = sel.resolve(store.hosts(w.name)) if sel.explicit else None
     ctx.from_stage = sel.from_stage if sel.explicit else from_stage
+    if sel.explicit:  # each host starts where --from says, or (auto) where its status and cause call for
+        ctx.start_at = sel.starts(store.hosts(w.name))
+        ctx.from_stage = min(ctx.start_at.values(), key=STAGES.index, default="pass2")
     ctx.restrict = set(shard) if shard else None
     for what, why in ctx.unavailable.items():
         logger.warning("%s not available: %s", what, why)
@@ -183,10 +187,18 @@ def go_no_go(run: WaveRun) -> bool:
     resumed_at_pass2 = run.stages[0] == "pass2"
     if resumed_at_pass2 or run.shard:
         return True
-    if w.gate and not ask_go_no_go(run.ctx):
-        run.note = ("gate: pass 2 not run (no-go, or no Prefect server to answer on; see the log); "
-                    "rerun --from pass2 when ready")
-        return False
+    if w.gate:
+        answer = ask_go_no_go(run.ctx)
+        if answer is None:
+            from flows.between import continue_command
+
+            run.waiting = True
+            run.note = (f"waiting for a go/no-go decision before pass 2 (nobody can answer on the embedded "
+                        f"server); when it is go: {continue_command(run.ctx)}")
+            return False
+        if not answer:
+            run.note = "gate: no-go, pass 2 not run; rerun --from pass2 when ready"
+            return False
     if w.pass2_after:
         run.note = schedule_pass2(run.ctx, run.inventory)
         return False
@@ -225,11 +237,14 @@ def report_wave(run: WaveRun) -> dict:
     create_table_artifact(host_rows(records), key=artifact_key(ctx.inv.name, run.wave, "hosts"),
                           description=f"Hosts of {run.wave}: status, cause, evidence, window, next step")
     md = summary_markdown(ctx.inv, summary, halted=run.halted, files=files)
+    if run.waiting:
+        md += f"\n**Waiting for a decision:** {run.note}\n"
     create_markdown_artifact(md, key=artifact_key(ctx.inv.name, run.wave, "summary"),
                              description=f"Summary of {run.wave}")
     view_for(ctx).refresh(force=True)  # the live view's last version
     windows_closing(ctx)  # the event automations use to warn of windows about to close
-    return {"summary": summary.__dict__, "files": {k: str(v) for k, v in files.items()}, "markdown": md}
+    return {"summary": summary.__dict__, "files": {k: str(v) for k, v in files.items()}, "markdown": md,
+            "waiting": run.waiting}
 
 
 def close_wave(run: WaveRun) -> None:
@@ -256,8 +271,13 @@ def _missing_concurrency_limit(name: str | None) -> str | None:
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
+            limit = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             return (f"global concurrency limit {name!r} (provisioning.concurrency_limit) does not exist: create it "
                     f"with `prefect global-concurrency-limit create {name} --limit N`; no host was touched")
+    if limit.limit < 1 or not limit.active:
+        return (f"global concurrency limit {name!r} (provisioning.concurrency_limit) is "
+                f"{'inactive' if not limit.active else f'set to {limit.limit}'}: no host could ever be provisioned; "
+                f"set it active and >= 1 (`prefect global-concurrency-limit update {name} --limit N`); "
+                f"no host was touched")
     return None

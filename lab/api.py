@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
+import secrets
 import select
 import socket
 import socketserver
@@ -17,11 +19,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from lab.amt_rules import InvalidName, seconds
 from lab.model import LOOPBACK, DeviceUnreachable, Fleet, LabError, ServerBusy, UnknownDevice, _iso
-from tasks.rules.durations import parse_duration
-from tasks.rules.suffix import InvalidValue
 
 log = logging.getLogger("lab.api")
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,6 +66,53 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._route("POST")
 
+    def do_DELETE(self):
+        self._route("DELETE")
+
+    # -------------------------------------------------------------- Intel DMT: MPS and RPS REST
+    def _empty(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _dmt(self, method: str, parts: list[str], query: str, body: dict) -> None:
+        """MPS and RPS behind Kong's paths (cloud-deployment/kong.yaml): shapes from their source,
+        research/rpc.md 4.3-5.2. The lab's admin user/password come from the fleet file's ``dmt:``."""
+        fleet = self.server.fleet
+        cfg = fleet.extra.get("dmt") or {}
+        if method == "POST" and parts == ["mps", "login", "api", "v1", "authorize"]:  # src/routes/auth/login.ts
+            user, password = body.get("username"), body.get("password")
+            errors = [{"msg": m, "param": p, "location": "body"} for p, m, v in
+                      (("username", "User name is required", user), ("password", "Password is required", password))
+                      if not v]
+            if errors:
+                return self._json(400, {"errors": errors})
+            if str(user).lower() != str(cfg.get("user", "admin")).lower() or password != cfg.get("password", "lab-Pa55w0rd"):
+                return self._json(401, {"message": "Incorrect Username and/or Password!"})
+            token = secrets.token_hex(24)
+            self.server.dmt_tokens.add(token)
+            return self._json(200, {"token": token})
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.server.dmt_tokens:
+            return self._json(401, {"message": "Unauthorized"})  # Kong's jwt plugin
+        if method == "GET" and len(parts) == 5 and parts[:4] == ["mps", "api", "v1", "devices"]:
+            guid = parts[4].lower()
+            if not _UUID.match(guid):
+                return self._json(400, {"errors": [{"msg": "guid must be a UUID", "param": "guid"}]})
+            with fleet._lock:
+                rec = fleet.mps_devices.get(guid)
+            return self._json(200, rec) if rec is not None else self._empty(404)  # 404 with an empty body
+        if method == "GET" and parts == ["rps", "api", "v1", "admin", "domains"]:  # routes/admin/domains/all.ts
+            q = parse_qs(query)
+            top = int(q.get("$top", ["25"])[-1])
+            skip = int(q.get("$skip", ["0"])[-1])
+            domains = fleet.rps_domains()
+            page = domains[skip:skip + top]
+            if q.get("$count", ["false"])[-1] == "true":
+                return self._json(200, {"data": page, "totalCount": len(domains)})
+            return self._json(200, page)
+        return self._json(404, {"message": f"no route {method} /{'/'.join(parts)}"})
+
     def _route(self, method: str) -> None:
         fleet = self.server.fleet
         url = urlsplit(self.path)
@@ -84,6 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
                         dev = fleet.device(n)
                         out += [dict(fleet.public_attempt(a), host=dev.name) for a in dev.attempts]
                 return self._json(200, out)
+            if parts[:1] in (["mps"], ["rps"]):
+                return self._dmt(method, parts, url.query, body)
             if method == "GET" and parts == ["healthz"]:
                 return self._json(200, {"status": "ok", "devices": len(fleet.devices)})
             if parts[:1] == ["admin"]:
@@ -91,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"error": "not_found", "message": f"no route {method} {url.path}"})
         except UnknownDevice as exc:
             return self._json(404, {"error": "unknown_host", "message": str(exc)})
-        except (InvalidValue, ValueError, LabError) as exc:
+        except (InvalidName, ValueError, LabError) as exc:
             return self._json(400, {"error": "bad_request", "message": str(exc)})
 
     def _provision(self, body: dict) -> None:
@@ -139,12 +191,26 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, fleet.admin_view(dev.name))
             if method == "POST" and parts[2:] == ["renew"]:
                 return self._json(200, fleet.dhcp_renew(dev.name, source="admin"))
+        if method == "POST" and parts == ["rpc"]:  # which rpc-go major the clients run (fleet or one device)
+            version = int(body.get("version", 2))
+            if version not in (2, 3):
+                raise ValueError("rpc version is 2 or 3")
+            with fleet._lock:
+                if body.get("device"):
+                    fleet.rpc_major_of[fleet.device(str(body["device"])).name] = version
+                else:
+                    fleet.rpc_major = version
+            return self._json(200, {"version": version, "device": body.get("device")})
+        if method == "DELETE" and len(parts) == 3 and parts[:2] == ["mps", "devices"]:
+            with fleet._lock:
+                fleet.mps_devices.pop(parts[2].lower(), None)
+            return self._json(200, {"deleted": parts[2]})
         if parts == ["clock"]:
             clock = fleet.clock
             if method == "POST":
                 if not getattr(clock, "manual", False):
                     return self._json(409, {"error": "conflict", "message": "the lab runs on a real clock"})
-                clock.advance(parse_duration(body.get("advance", 0)).total_seconds())
+                clock.advance(seconds(body.get("advance", 0)))
             ran = fleet.tick()
             return self._json(200, {"now": _iso(clock.now()), "manual": bool(getattr(clock, "manual", False)),
                                     "events_run": ran})
@@ -267,6 +333,7 @@ class ApiService:
         self.httpd = _ApiHTTPServer((host, port), _Handler)
         self.httpd.fleet = fleet
         self.httpd.stop_event = threading.Event()
+        self.httpd.dmt_tokens = set()
         self.port = self.httpd.server_address[1]
         self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},

@@ -26,11 +26,11 @@ def generate(
 ) -> None:
     """Write fleet.yaml, inventory.yaml and an SSH key pair with a realistic mix of every case."""
     from lab.generate import generate_fleet
-    from tasks.rules.durations import parse_duration
+    from lab.amt_rules import seconds
 
     for label, value in (("--window", window), ("--retry-interval", retry_interval)):
         try:
-            parse_duration(value)
+            seconds(value)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint=label)
     paths = generate_fleet(hosts, seed, out, window=window, retry_interval=retry_interval,

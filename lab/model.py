@@ -26,10 +26,9 @@ from typing import Any, Iterable
 
 import yaml
 
+from lab.amt_rules import WIRE_CAUSE, Firmware, InvalidName, check_provisioning, dns_name, seconds
+from lab.amt_rules import host_name as valid_host_name
 from lab.clock import Clock, ManualClock, RealClock
-from tasks.rules.durations import parse_duration
-from tasks.rules.host_state import Cause
-from tasks.rules.suffix import AmtVersion, InvalidValue, check_suffix, normalize_dns_name, normalize_host_name
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
@@ -73,7 +72,7 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _seconds(value: Any) -> float:
-    return parse_duration(value).total_seconds()
+    return seconds(value)
 
 
 def parse_range(value: Any) -> tuple[float, float]:
@@ -222,7 +221,7 @@ class Fleet:
                  ssh: dict | None = None, base_dir: Path | None = None, source_path: Path | None = None,
                  extra: dict | None = None):
         self.clock = clock or RealClock()
-        self.certificate_suffix = normalize_dns_name(certificate_suffix, allow_blank=False)
+        self.certificate_suffix = dns_name(certificate_suffix, blank_ok=False)
         self.window = _seconds(window)
         self.retry_interval = _seconds(retry_interval)
         if self.retry_interval <= 0:
@@ -248,6 +247,12 @@ class Fleet:
         self.by_address: dict[str, Device] = {}
         self._by_lower: dict[str, Device] = {}
         self._lock = threading.RLock()
+        #: MPS's device table: RPS registers every device it activates (rps src/stateMachines/
+        #: activation.ts SAVE_DEVICE_TO_MPS; research/rpc.md 4.5). guid -> record.
+        self.mps_devices: dict[str, dict] = {}
+        #: which rpc-go major the clients run: 2 exits 0 on an RPS error, 3 exits 10 (rpc.md 2.5)
+        self.rpc_major = int(self.extra.get("rpc_version", 2))
+        self.rpc_major_of: dict[str, int] = {}
         self._heap: list[tuple[float, int, str, str, int]] = []
         self._seq = 0
         self.started_at = self.clock.now()
@@ -266,7 +271,7 @@ class Fleet:
         for s in data.get("scopes") or []:
             scopes.append(Scope(
                 name=str(s["name"]), subnet=ipaddress.ip_network(str(s["subnet"])),
-                domain_name=normalize_dns_name(s.get("domain_name", "")),
+                domain_name=dns_name(s.get("domain_name", "")),
                 lease=_seconds(s.get("lease", "1h")), router=str(s.get("router", "")),
             ))
         return cls(
@@ -296,7 +301,7 @@ class Fleet:
     def add_device(self, d: dict) -> Device:
         """Validate one fleet-file entry and put the device on the network (its window may open now)."""
         try:
-            name = normalize_host_name(str(d["name"]))
+            name = valid_host_name(str(d["name"]))
             addr = ipaddress.ip_address(str(d["address"]))
             if addr not in LOOPBACK:
                 raise ValueError(f"address {addr} is outside 127.0.0.0/8 (the lab serves loopback only)")
@@ -305,7 +310,7 @@ class Fleet:
                 raise ValueError(f"os must be windows or linux, got {os_type!r}")
             if d.get("dhcp_server") and os_type != "windows":
                 raise ValueError("dhcp_server: true needs os: windows (the Windows DHCP cmdlets)")
-            version = str(AmtVersion.parse(d.get("amt_version", "11.8.50")))
+            version = str(Firmware.parse(d.get("amt_version", "11.8.50")))
             state = str(d.get("state", "pre"))
             if state not in STATES:
                 raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
@@ -319,8 +324,8 @@ class Fleet:
                     raise ValueError(f"no DHCP scope holds {addr}; add one or name it with scope:")
             legacy = d.get("legacy")
             creds = Credentials(str(legacy["user"]), str(legacy["password"])) if legacy else None
-            os_suffix = normalize_dns_name(d.get("os_suffix", scope.domain_name))
-            primary = normalize_dns_name(d.get("primary_suffix", os_suffix))
+            os_suffix = dns_name(d.get("os_suffix", scope.domain_name))
+            primary = dns_name(d.get("primary_suffix", os_suffix))
             now = self.clock.now()
             open_until = now + self.window if d.get("interface_open") else None
             lease = scope.lease
@@ -328,17 +333,17 @@ class Fleet:
             frac = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}:lease".encode()).digest()[:4], "big") / 2**32
             dev = Device(
                 name=name, address=str(addr), os=os_type, amt_version=version, state=state,
-                trusted_suffix=normalize_dns_name(d.get("trusted_suffix", "")),
-                dhcp_suffix=normalize_dns_name(d.get("dhcp_suffix", "")),
+                trusted_suffix=dns_name(d.get("trusted_suffix", "")),
+                dhcp_suffix=dns_name(d.get("dhcp_suffix", "")),
                 host_name=str(d.get("host_name", name if state != "pre" else "")),
-                domain_name=normalize_dns_name(d.get("domain_name", "")),
+                domain_name=dns_name(d.get("domain_name", "")),
                 os_suffix=os_suffix, primary_suffix=primary, scope=scope.name, legacy=creds,
                 interface_open_until=open_until, faults=Faults.parse(d.get("faults")),
                 uuid=str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{self.seed}.{name}.amt-lab")),
                 lease_obtained=now - frac * lease / 2,
                 dhcp_server=bool(d.get("dhcp_server", False)),
             )
-        except (KeyError, ValueError, InvalidValue, TypeError) as exc:
+        except (KeyError, ValueError, InvalidName, TypeError) as exc:
             label = d.get("name", "?") if isinstance(d, dict) else "?"
             raise ValueError(f"device {label}: {exc}") from exc
         with self._lock:
@@ -351,7 +356,40 @@ class Fleet:
             self.by_address[dev.address] = dev
             self._by_lower[dev.name.lower()] = dev
             self._schedule(dev, "renew", dev.lease_obtained + lease / 2)
+            if dev.state == "provisioned":  # seeded as already on the new server
+                self.register_with_mps(dev, self.clock.now())
         return dev
+
+    def register_with_mps(self, dev: Device, now: float) -> dict:
+        """RPS's POST ${mps}/api/v1/devices after an activation (rpc.md 4.5 payload shape)."""
+        rec = {"guid": dev.uuid, "hostname": dev.host_name or dev.name, "tags": [], "mpsInstance": None,
+               "connectionStatus": False, "mpsusername": "admin", "tenantId": "", "friendlyName": dev.name,
+               "dnsSuffix": dev.domain_name, "lastConnected": None, "lastSeen": None, "lastDisconnected": None,
+               "deviceInfo": {"fwVersion": dev.amt_version, "fwBuild": "", "fwSku": "16392", "currentMode": "0",
+                              "features": "AMT Pro Corporate", "ipAddress": dev.address,
+                              "lastUpdated": _iso(now)}}
+        self.mps_devices[dev.uuid] = rec
+        return rec
+
+    def rps_domains(self) -> list[dict]:
+        """RPS's domains (GET /api/v1/admin/domains element shape, rps models AMTDomain): the lab's
+        certificate plus any ``domains:`` the fleet file lists ({suffix, expires})."""
+        default_expiry = _iso(self.started_at + 365 * 86400)
+        out = [{"profileName": "lab-domain", "domainSuffix": self.certificate_suffix,
+                "provisioningCertStorageFormat": "string", "tenantId": "", "version": "1",
+                "expirationDate": self.extra.get("certificate_expires") or default_expiry}]
+        for i, d in enumerate(self.extra.get("domains") or []):
+            out.append({"profileName": str(d.get("profile_name") or f"lab-domain-{i + 2}"),
+                        "domainSuffix": dns_name(str(d["suffix"]), blank_ok=False),
+                        "provisioningCertStorageFormat": "string", "tenantId": "", "version": "1",
+                        "expirationDate": str(d.get("expires") or default_expiry)})
+        return out
+
+    def rps_domain_suffixes(self) -> set[str]:
+        return {d["domainSuffix"] for d in self.rps_domains()}
+
+    def rpc_major_for(self, dev: Device) -> int:
+        return self.rpc_major_of.get(dev.name, self.rpc_major)
 
     # ------------------------------------------------------------------ events
     def _schedule(self, dev: Device, kind: str, when: float) -> None:
@@ -415,7 +453,8 @@ class Fleet:
         return dev.interface_open_until is not None and now < dev.interface_open_until
 
     def verdict(self, dev: Device):
-        return check_suffix(dev.amt_version, dev.effective_suffix, self.certificate_suffix)
+        """The lab's own judgement (lab.amt_rules) of a provisioning of this device right now."""
+        return check_provisioning(dev.amt_version, dev.effective_suffix, self.certificate_suffix)
 
     def latency_for(self, dev: Device | None, op: str) -> float:
         """Seconds to delay one operation: fleet-wide latency for the op plus the device's latency fault."""
@@ -464,7 +503,7 @@ class Fleet:
             scope = self.scopes[name]
             changes: dict = {}
             if domain_name is not None:
-                changes["domain_name"] = normalize_dns_name(domain_name)
+                changes["domain_name"] = dns_name(domain_name)
             if lease is not None:
                 if lease <= 0:
                     raise ValueError("lease must be positive")
@@ -482,7 +521,7 @@ class Fleet:
 
     def mebx_set_trusted_suffix(self, key: str, suffix: str) -> Device:
         """Someone at the keyboard sets the PKI DNS suffix in the MEBx: no window applies."""
-        value = normalize_dns_name(suffix)
+        value = dns_name(suffix)
         with self._lock:
             self._now()
             dev = self.device(key)
@@ -491,7 +530,7 @@ class Fleet:
 
     def hi_set_trusted_suffix(self, key: str, suffix: str) -> Device:
         """SET_DNS_SUFFIX over the host interface (MEI): accepted only before provisioning."""
-        value = normalize_dns_name(suffix)
+        value = dns_name(suffix)
         with self._lock:
             self._now()
             dev = self.device(key)
@@ -513,7 +552,7 @@ class Fleet:
 
     def wsman_set_domain_name(self, key: str, domain_name: str, host_name: str | None = None) -> Device:
         """AMT_GeneralSettings Put by the legacy console's admin: works at any time (no window)."""
-        value = normalize_dns_name(domain_name)
+        value = dns_name(domain_name)
         with self._lock:
             self._now()
             dev = self.device(key)
@@ -521,12 +560,12 @@ class Fleet:
                 raise LabError("access denied: device is not managed by the legacy console")
             dev.domain_name = value
             if host_name is not None:
-                dev.host_name = normalize_host_name(host_name) if host_name else ""
+                dev.host_name = valid_host_name(host_name) if host_name else ""
             return dev
 
     def client_record_suffix(self, dev: Device) -> str:
         """FQDN suffix the new server writes into AMT: the OS primary suffix if it passes the rule."""
-        if dev.primary_suffix and check_suffix(dev.amt_version, dev.primary_suffix, self.certificate_suffix).match:
+        if dev.primary_suffix and check_provisioning(dev.amt_version, dev.primary_suffix, self.certificate_suffix).accepted:
             return dev.primary_suffix
         return self.certificate_suffix
 
@@ -550,21 +589,21 @@ class Fleet:
         if after_success:
             rec.update(result="success", error_code=None, message=ALREADY_PROVISIONED)
         else:
-            v = check_suffix(dev.amt_version, checked, self.certificate_suffix)
-            rec["detail"] = v.reason
-            if v.match:
+            v = check_provisioning(dev.amt_version, checked, self.certificate_suffix)
+            rec["detail"] = v.explanation
+            if v.accepted:
                 dev.state = "provisioned"
                 dev.host_name = dev.name
                 dev.domain_name = self.client_record_suffix(dev)
                 self._cancel(dev, "retry")
+                self.register_with_mps(dev, now)
                 rec.update(result="success", error_code=None,
                            message=f"{PROVISIONED_OK} as {dev.host_name}.{dev.domain_name}")
             else:
-                cause = (Cause.UNSUPPORTED_VERSION if not v.supported
-                         else Cause.SUFFIX_BLANK if v.rule == "blank" else Cause.SUFFIX_MISMATCH)
+                cause = WIRE_CAUSE[v.refused]  # the admin API's historical spelling of the lab's reason
                 rec.update(result="failed", error_code="internal_error", message=GENERIC_FAILURE,
-                           true_reason=str(cause))
-                dev.true_last_failure = {"cause": str(cause), "detail": v.reason, "at": rec["at"],
+                           true_reason=cause)
+                dev.true_last_failure = {"cause": cause, "detail": v.explanation, "at": rec["at"],
                                          "attempt": rec["attempt"], "checked_suffix": checked}
                 self._schedule(dev, "retry", now + self.retry_interval)
         dev.attempts.append(rec)
@@ -603,7 +642,7 @@ class Fleet:
                 "provision_attempts": dev.provision_attempts, "attempts": list(dev.attempts),
                 "renews": list(dev.renews), "true_last_failure": dev.true_last_failure,
                 "faults": dev.faults.as_list(),
-                "suffix_check": v.as_dict(),
+                "suffix_check": v.as_wire(),
                 "now": _iso(now),
             }
 

@@ -16,14 +16,17 @@ import shlex
 from datetime import datetime, timezone
 from typing import Callable
 
+from lab.amt_rules import InvalidName, dns_name
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
-from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
-# rpc-go exit codes (subset the lab produces)
+# rpc-go exit codes (subset the lab produces; rpc-go pkg/utils/constants.go)
 RPC_OK = 0
-RPC_BAD_ARGS = 2
+RPC_BAD_ARGS = 28  # IncorrectCommandLineParameters
 RPC_GENERIC_FAILURE = 10
+RPC_MISSING_URL = 20
+RPC_MISSING_PROFILE = 21
 RPC_MISSING_DNS_SUFFIX = 24
+RPC_AMT_CONNECTION_FAILED = 71
 RPC_ACTIVATION_FAILED = 102
 
 
@@ -99,7 +102,9 @@ class DeviceShell:
         root = self.user == "root"
         if argv and argv[0] == "sudo" and self.dev.os == "linux":
             argv = argv[1:]
-            while argv and argv[0] in ("-n", "--non-interactive"):
+            # sudo's own options the product may send (sudo(8): -n, -E, --preserve-env=list)
+            while argv and (argv[0] in ("-n", "--non-interactive", "-E", "--preserve-env")
+                            or argv[0].startswith("--preserve-env=")):
                 argv = argv[1:]
             if not argv:
                 return Result("", "usage: sudo -h | -K | -k | -V\n", 1)
@@ -290,56 +295,81 @@ class DeviceShell:
             return Result("RPC\nVersion 2.36.0\nProtocol 4.0.0\n")
         return Result("", f"unknown command: {sub}\n", RPC_BAD_ARGS)
 
+    # rpc-go's output follows its source, not the product's parser (research/rpc.md): logs go to
+    # stderr through logrus (text `time=... level=... msg=...`, or JSON lines with --json); 2.x
+    # `activate` prints nothing on stdout and exits 0 when RPS answers with an error; 3.x (beta.9+)
+    # exits 10 with `rps returned error: ...`; `amtinfo --json` prints 2.x's alphabetical map or 3.x's
+    # struct order (omitempty), with each major's control-mode vocabulary.
+    def _major(self) -> int:
+        return self.fleet.rpc_major_for(self.dev)
+
     def _amtinfo(self) -> dict:
         dev = self.dev
         pre = dev.state == "pre"
         parts = dev.amt_version.split(".")
-        return {
-            "amt": dev.amt_version,
-            "buildNumber": parts[3] if len(parts) > 3 else "3000",
-            "sku": "16392",
-            "uuid": dev.uuid,
-            "controlMode": "pre-provisioning state" if pre else "activated in admin control mode",
-            "provisioningState": "pre-provisioning" if pre else "post-provisioning",
-            "dnsSuffix": dev.trusted_suffix,
-            "dnsSuffixOS": dev.os_suffix,
-            "hostnameOS": dev.name,
-            "wiredAdapter": {"isEnable": True, "linkStatus": "up", "dhcpEnabled": True, "dhcpMode": "passive",
-                             "ipAddress": dev.address, "osIpAddress": dev.address, "macAddress": _mac(dev)},
-        }
+        v3 = self._major() >= 3
+        mode = (("not activated" if pre else "admin control mode") if v3
+                else ("pre-provisioning state" if pre else "activated in admin control mode"))
+        wired = {"isEnable": True, "linkStatus": "up", "dhcpEnabled": True, "dhcpMode": "passive",
+                 "ipAddress": dev.address, "osIpAddress": dev.address, "macAddress": _mac(dev)}
+        wireless = {"isEnable": False, "linkStatus": "down", "dhcpEnabled": True, "dhcpMode": "passive",
+                    "ipAddress": "0.0.0.0", "osIpAddress": "0.0.0.0", "macAddress": "00:00:00:00:00:00"}
+        ras = {"networkStatus": "direct", "remoteStatus": "not connected", "remoteTrigger": "user initiated",
+               "mpsHostname": ""}
+        info = {"amt": ".".join(parts[:3]), "buildNumber": parts[3] if len(parts) > 3 else "3000", "sku": "16392",
+                "features": "AMT Pro Corporate", "uuid": dev.uuid, "controlMode": mode}
+        if v3:
+            info["provisioningState"] = "pre-provisioning" if pre else "post-provisioning"
+        info["operationalState"] = "enabled"
+        # dnsSuffix is AMT's PKI (trusted) suffix read over the MEI; 3.x drops the key when empty
+        if dev.trusted_suffix or not v3:
+            info["dnsSuffix"] = dev.trusted_suffix
+        info.update({"dnsSuffixOS": dev.os_suffix, "hostnameOS": dev.name, "ras": ras,
+                     "wiredAdapter": wired, "wirelessAdapter": wireless})
+        if v3:
+            info["heciAvailable"] = True
+        return info if v3 else dict(sorted(info.items()))  # 2.x: a Go map, marshalled in key order
 
     def rpc_amtinfo(self, args: list[str]) -> Result:
         flags = {a.lstrip("-") for a in args}
-        unknown = flags - {"json", "all", "ver", "bld", "sku", "uuid", "mode", "dns", "hostname", "lan"}
+        unknown = flags - {"json", "j", "all", "ver", "bld", "sku", "uuid", "mode", "dns", "hostname", "lan", "ras"}
         if unknown:
             return Result("", f"flag provided but not defined: -{sorted(unknown)[0]}\n", RPC_BAD_ARGS)
         with self.fleet._lock:
             self.fleet.tick()
             info = self._amtinfo()
-        if "json" in flags:
+        if flags & {"json", "j"}:
             return Result(json.dumps(info, indent=2) + "\n")
-        rows = [("Version", info["amt"]), ("Build Number", info["buildNumber"]), ("SKU", info["sku"]),
-                ("UUID", info["uuid"]), ("Control Mode", info["controlMode"]),
-                ("Provisioning State", info["provisioningState"]), ("DNS Suffix", info["dnsSuffix"]),
-                ("DNS Suffix (OS)", info["dnsSuffixOS"]), ("Hostname (OS)", info["hostnameOS"])]
+        # 2.x text rows (internal/local/info.go @ v2.52.4: label, tabs, ": ", value)
+        rows = [("Version\t\t\t", info["amt"]), ("Build Number\t\t", info["buildNumber"]), ("SKU\t\t\t", info["sku"]),
+                ("Features\t\t", info["features"]), ("UUID\t\t\t", info["uuid"]),
+                ("Control Mode\t\t", info["controlMode"]), ("Operational State\t", info["operationalState"]),
+                ("DNS Suffix\t\t", info.get("dnsSuffix", "")), ("DNS Suffix (OS)\t\t", info["dnsSuffixOS"]),
+                ("Hostname (OS)\t\t", info["hostnameOS"]), ("RAS Network      \t", "direct"),
+                ("RAS Remote Status\t", "not connected"), ("RAS Trigger      \t", "user initiated"),
+                ("RAS MPS Hostname \t", "")]
         w = info["wiredAdapter"]
-        text = "".join(f"{k:<24}: {v}\n" for k, v in rows)
+        text = "".join(f"{k}: {v}\n" for k, v in rows)
         text += "---Wired Adapter---\n" + "".join(
-            f"{k:<24}: {v}\n" for k, v in [("DHCP Enabled", "true"), ("DHCP Mode", w["dhcpMode"]),
-                                            ("Link Status", w["linkStatus"]), ("IP Address", w["ipAddress"]),
-                                            ("MAC Address", w["macAddress"])])
+            f"{k}: {v}\n" for k, v in [("DHCP Enabled \t\t", "true"), ("DHCP Mode    \t\t", w["dhcpMode"]),
+                                        ("Link Status  \t\t", w["linkStatus"]), ("AMT IP Address\t\t", w["ipAddress"]),
+                                        ("OS  IP Address\t\t", w["osIpAddress"]), ("MAC Address  \t\t", w["macAddress"])])
         return Result(text)
 
     def rpc_activate(self, args: list[str]) -> Result:
         opts: dict[str, str | bool] = {}
-        value_flags = {"u", "url", "profile", "d", "name", "password", "proxy", "tenant"}
-        bool_flags = {"n", "json", "v", "nocertverification"}
+        value_flags = {"u", "url", "profile", "d", "dns", "name", "password", "proxy", "tenant", "h", "hostname"}
+        bool_flags = {"n", "json", "j", "v", "skip-cert-check", "skipamtcertcheck"}
+        major = self._major()
         i = 0
         while i < len(args):
             a = args[i]
             if not a.startswith("-") or a in ("-", "--"):
                 return Result("", f"unexpected argument: {a}\n", RPC_BAD_ARGS)
             flag, _, inline = a.lstrip("-").partition("=")
+            if major >= 3 and not a.startswith("--") and len(flag) > 1:
+                # Kong: long flags need "--" (v3.0-changes.md, "Explicit flag syntax")
+                return Result("", f"rpc: error: unknown flag {a}\n", RPC_BAD_ARGS)
             if flag in value_flags:
                 if inline:
                     opts[flag] = inline
@@ -355,40 +385,80 @@ class DeviceShell:
             else:
                 return Result("", f"flag provided but not defined: -{flag}\n", RPC_BAD_ARGS)
             i += 1
-        as_json = bool(opts.get("json"))
+        as_json = bool(opts.get("json") or opts.get("j"))
         url = str(opts.get("u") or opts.get("url") or "")
         profile = str(opts.get("profile") or "")
         now = self.fleet.clock.now()
+        log: list[str] = []
 
-        def fail(code: int, msg: str) -> Result:
-            out = json.dumps({"status": "failed", "message": msg}) + "\n" if as_json else ""
-            return Result(out, _logrus(now, "error", msg), code)
+        def emit(level: str, msg: str) -> None:
+            if as_json:  # logrus JSONFormatter: one object per line, keys in alphabetical order
+                t = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                log.append(json.dumps({"level": level, "msg": msg, "time": t}) + "\n")
+            else:
+                log.append(_logrus(now, level, msg))
 
-        if not url or not (url.startswith("wss://") or url.startswith("ws://")):
-            return fail(RPC_BAD_ARGS, "-u is required and must be a ws:// or wss:// URL of the provisioning server")
+        def rps_error(msg: str) -> Result:
+            emit("error", msg)
+            if major >= 3:  # ProcessMessage returns it; main logs the wrapped error, exits GenericFailure
+                emit("error", f"RPS activation failed: rps returned error: {msg}")
+                return Result("", "".join(log), RPC_GENERIC_FAILURE)
+            return Result("", "".join(log), RPC_OK)  # 2.x: MakeItSo has no return value; exit 0
+
+        if not url:
+            emit("error", "Error 20: MissingOrIncorrectURL")
+            return Result("", "".join(log), RPC_MISSING_URL)
         if not profile:
-            return fail(RPC_BAD_ARGS, "-profile is required")
-        if "d" in opts:
+            emit("error", "Error 21: MissingOrIncorrectProfile")
+            return Result("", "".join(log), RPC_MISSING_PROFILE)
+        if "d" in opts or "dns" in opts:
+            value = str(opts.get("d") or opts.get("dns") or "")
             try:
-                normalize_dns_name(str(opts["d"]), allow_blank=False)
-            except InvalidValue as exc:
-                return fail(RPC_BAD_ARGS, f"-d: {exc}")
+                dns_name(value, blank_ok=False)
+            except InvalidName:
+                emit("error", "Error 24: MissingDNSSuffix")
+                return Result("", "".join(log), RPC_MISSING_DNS_SUFFIX)
         dev = self.dev
-        if not dev.effective_suffix and "d" not in opts:
-            return fail(RPC_MISSING_DNS_SUFFIX, f"Device {dev.uuid} activation failed. Missing DNS Suffix.")
+        emit("info", f"connecting to {url}")
+        emit("info", f"connected to {url}")
+        # rpc-go reports -d, else AMT's PKI suffix, else the OS suffix (createPayload; rpc.md 4.1)
+        reported = str(opts.get("d") or opts.get("dns") or dev.trusted_suffix or dev.os_suffix or "").lower()
+        if dev.state == "pre":
+            # RPS Validator.ts (ACM, AMT < 19): the reported suffix must be one of its domains, exactly
+            if not reported:
+                emit("warning", "DNS suffix is empty, unable to activate AMT in admin Control Mode (ACM)")
+                return rps_error(f"Device {dev.uuid} activation failed. Missing DNS Suffix.")
+            if reported not in self.fleet.rps_domain_suffixes():
+                return rps_error(f"Device {dev.uuid} activation failed. Specified AMT domain suffix: {reported} "
+                                 "does not match list of available AMT domain suffixes.")
         self.sleep(self.fleet.latency_for(dev, "provision"))
+        was = dev.state
         try:
             rec = self.fleet.provision(dev.name, profile=profile, source="rpc")
         except ServerBusy:
-            return fail(RPC_GENERIC_FAILURE, "websocket: bad handshake: server returned 503 Service Unavailable")
-        except (DeviceUnreachable, LabError) as exc:
-            return fail(RPC_GENERIC_FAILURE, str(exc))
+            log.clear()
+            emit("error", "error connecting to RPS: websocket: bad handshake")
+            return Result("", "".join(log), RPC_GENERIC_FAILURE)  # a dial error exits 10 in both majors
+        except (DeviceUnreachable, LabError):
+            emit("error", "Error 71: AMTConnectionFailed")
+            return Result("", "".join(log), RPC_AMT_CONNECTION_FAILED)
         if rec["result"] != "success":
-            return fail(RPC_GENERIC_FAILURE, rec["message"])
-        msg = ("Status: Device already activated (no change)" if rec["after_success"]
-               else "Status: Device activated in Admin Control Mode.")
-        out = json.dumps({"status": "success", "message": msg}) + "\n" if as_json else ""
-        return Result(out, _logrus(now, "info", msg), RPC_OK)
+            # AMT refused the certificate: RPS's state machine says no more than this (activation.ts)
+            return rps_error("Failed to activate in admin control mode.")
+        status = "already enabled in admin mode." if was != "pre" else "Activated to admin control mode."
+        if major >= 3:
+            for line in (f"Status: {status}", "Network: Wired Network Configured", "CIRA: ", "TLS: "):
+                emit("info", line)
+            if as_json:
+                out = json.dumps({"status": "success", "message": "Device activated successfully via RPS",
+                                  "rps_server": url, "profile": profile, "friendly_name": "",
+                                  "device_info": {"profile": profile}}) + "\n"
+                return Result(out, "".join(log), RPC_OK)
+            emit("info", "Status: Device activated successfully via RPS")
+            return Result("", "".join(log), RPC_OK)
+        emit("info", "Provisioning and Configuration Result : ")
+        emit("info", f"  Activation:      {status} [ACM]")
+        return Result("", "".join(log), RPC_OK)
 
     # ------------------------------------------------------------- host interface
     def cmd_amt_hi(self, args: list[str]) -> Result:
@@ -404,9 +474,9 @@ class DeviceShell:
             return Result(f"Trusted DNS suffix : {data['trustedDnsSuffix']}\nDHCP DNS suffix    : {data['dhcpDnsSuffix']}\n")
         if rest[:1] == ["set-dns-suffix"] and len(rest) == 2:
             try:
-                suffix = normalize_dns_name(rest[1])
+                suffix = dns_name(rest[1])
                 self.fleet.hi_set_trusted_suffix(self.dev.name, suffix)
-            except (InvalidValue, LabError) as exc:
+            except (InvalidName, LabError) as exc:
                 msg = str(exc)
                 return Result(json.dumps({"status": "failed", "message": msg}) + "\n" if as_json else "",
                               f"amt-hi: {msg}\n", 1)
@@ -472,7 +542,7 @@ class DeviceShell:
                 cur.append(t)
         (name, *rest), formatter = stages[0], [s[0].lower() for s in stages[1:]]
         if any(f not in ("format-list", "fl") for f in formatter):
-            return Result("", f"this lab's PowerShell formats only with Format-List\r\n", 1)
+            return Result("", "this lab's PowerShell formats only with Format-List\r\n", 1)
         cmdlets = {"get-dhcpserverv4scope": self._ps_get_scope, "get-dhcpserverv4optionvalue": self._ps_get_option,
                    "set-dhcpserverv4optionvalue": self._ps_set_option, "set-dhcpserverv4scope": self._ps_set_scope}
         fn = cmdlets.get(name.lower()) if self.dev.dhcp_server else None
@@ -577,8 +647,8 @@ class DeviceShell:
                                   "-Value NAME)", f"InvalidArgument: (:) [{name}], ParameterBindingException",
                                   f"ParameterArgumentValidationError,{name}")
         try:
-            self.fleet.set_scope(scope.name, domain_name=normalize_dns_name(value, allow_blank=False))
-        except (InvalidValue, ValueError) as exc:
+            self.fleet.set_scope(scope.name, domain_name=dns_name(value, blank_ok=False))
+        except (InvalidName, ValueError) as exc:
             return self._ps_error(name, script, f"Failed to set option value: {exc}",
                                   f"InvalidArgument: (15:root/Microsoft/...rverv4OptionValue) [{name}], CimException",
                                   f"WIN32 87,{name}")

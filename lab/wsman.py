@@ -22,9 +22,9 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
+from lab.amt_rules import InvalidName, dns_name, host_name
 from lab.model import Device, Fleet, LabError
 from lab.sshd import classify, refuse
-from tasks.rules.suffix import InvalidValue, normalize_dns_name, normalize_host_name
 
 log = logging.getLogger("lab.wsman")
 
@@ -163,8 +163,8 @@ class SoapFault(Exception):
 def destination_unreachable(uri: str) -> SoapFault:
     return SoapFault(400, "Sender", "b:DestinationUnreachable",
                      "No route can be determined to reach the destination role defined by the WS-Addressing To.",
-                     WSA_FAULT, f"<c:FaultDetail>http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/"
-                                f"InvalidResourceURI</c:FaultDetail>")
+                     WSA_FAULT, "<c:FaultDetail>http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/"
+                                "InvalidResourceURI</c:FaultDetail>")
 
 
 def action_not_supported(action: str) -> SoapFault:
@@ -226,11 +226,11 @@ def handle_soap(fleet: Fleet, dev: Device, auth: DigestAuthority, body: bytes) -
             if "DomainName" not in values:
                 raise invalid_representation("DomainName is missing from the instance")
             try:
-                domain = normalize_dns_name(values["DomainName"])
+                domain = dns_name(values["DomainName"])
                 host = values.get("HostName")
                 if host:
-                    normalize_host_name(host)
-            except InvalidValue as exc:
+                    host_name(host)
+            except InvalidName as exc:
                 raise invalid_representation(str(exc))
             try:
                 fleet.wsman_set_domain_name(dev.name, domain, host_name=host or None)
@@ -314,8 +314,26 @@ class _WsmanHTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
+    def handle_error(self, request, client_address):
+        # a client refusing the device's certificate ends the handshake: expected, not a traceback
+        import ssl
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            log.debug("TLS connection from %s ended: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
+
     def process_request(self, request, client_address):
         verdict, _ = classify(self.fleet, request, client_address)
+        if verdict not in ("refuse", "blackhole") and self.service.tls is not None:
+            dev = self.fleet.by_address.get(request.getsockname()[0])
+            if dev is None:
+                refuse(request)
+                return
+            # the handshake runs on the handler's thread (first read), never on the accept loop
+            ctx = self.service.tls.server_context(self.service.fqdn_of(dev), dev.address)
+            request = ctx.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
         if verdict == "refuse":
             refuse(request)
         elif verdict == "blackhole":
@@ -326,8 +344,12 @@ class _WsmanHTTPServer(ThreadingHTTPServer):
 
 
 class WsmanService:
-    def __init__(self, fleet: Fleet, port: int = 0, host: str = "0.0.0.0"):
+    """WS-Man for the fleet; with ``tls`` (a `lab.tls.LabCA`) it serves HTTPS as AMT does on 16993,
+    each device presenting a certificate for its own name and address issued by that CA."""
+
+    def __init__(self, fleet: Fleet, port: int = 0, host: str = "0.0.0.0", tls=None):
         self.fleet = fleet
+        self.tls = tls
         self.auth = DigestAuthority()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -337,6 +359,10 @@ class WsmanService:
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="lab-wsman", daemon=True)
+
+    def fqdn_of(self, dev: Device) -> str:
+        suffix = getattr(dev, "primary_suffix", "") or getattr(dev, "os_suffix", "")
+        return f"{dev.name.lower()}.{suffix}" if suffix else dev.name.lower()
 
     def start(self) -> "WsmanService":
         self._thread.start()

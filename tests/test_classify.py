@@ -63,7 +63,7 @@ def _rec(status, cause=None, last_stage=None):
     ("remediate", _rec("failed", "suffix_mismatch", "pass2"), False, False),  # pass 2 already failed: a rerun's job
     ("remediate", _rec("remediating", None, "remediate"), False, True),  # interrupted: continue
     ("remediate", _rec("needs_mebx", "suffix_mismatch"), False, False),
-    ("remediate", _rec("needs_mebx", "suffix_mismatch"), True, True),
+    ("remediate", _rec("needs_mebx", "suffix_mismatch"), True, False),  # waits for its technician
     ("pass2", _rec("remediated"), False, True),
     ("pass2", _rec("needs_mebx", "suffix_mismatch"), True, False),
     ("pass2", _rec("provisioned"), True, False),
@@ -73,8 +73,13 @@ def test_who_each_stage_takes(stage, rec, explicit, want):
     assert wants(stage, rec, explicit=explicit) is want
 
 
-def test_technician_done_rerun_from_pass2_takes_needs_mebx():
-    assert wants("pass2", _rec("needs_mebx", "suffix_mismatch"), explicit=True, from_stage="pass2")
+def test_rerun_from_pass2_takes_needs_mebx_only_once_the_technician_is_recorded():
+    assert not wants("pass2", _rec("needs_mebx", "suffix_mismatch"), explicit=True, from_stage="pass2")
+    done = _rec("needs_mebx", "suffix_mismatch")
+    done = type(done)(**{**done.__dict__, "evidence": {"mebx_done_at": "2025-01-01T07:40:00+00:00"}})
+    assert wants("pass2", done, explicit=True, from_stage="pass2")
+    # asked for explicitly (`--from remediate`, say after the scope was fixed), remediation is tried again
+    assert wants("remediate", _rec("needs_mebx", "dhcp_scope_wrong"), explicit=True, start="remediate")
 
 
 def test_selection_is_fixed_at_the_start():

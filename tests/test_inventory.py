@@ -112,3 +112,26 @@ def test_validate_cli_accepts_the_example():
     result = runner.invoke(app, ["validate", str(ROOT / "inventories" / "example.yaml")])
     assert result.exit_code == 0, result.output
     assert "37 hosts" in result.stdout
+
+
+def test_amt_tls_hosts_need_a_ca_bundle_and_use_16993(tmp_path):
+    from tasks.inventory.model import load_inventory as load
+    from tasks.inventory.yaml_source import InputError as Bad
+
+    base = ("name: t\nprovisioning: {certificate_suffix: contoso.com}\n"
+            "credentials:\n  legacy_amt: {user: admin, password_env: P%s}\n"
+            "hosts:\n  - {name: A, address: 10.0.0.1, amt_version: '11.8', amt_tls: true}\n"
+            "  - {name: B, address: 10.0.0.2, amt_version: '11.8'}\n")
+    f = tmp_path / "inv.yaml"
+    f.write_text(base % "")
+    with pytest.raises(Bad) as info:
+        load(f)
+    assert "ca_bundle" in str(info.value) and "inv.yaml:6" in str(info.value)
+    (tmp_path / "ca.pem").write_text("x")
+    f.write_text(base % ", ca_bundle: ca.pem")
+    inv = load(f)
+    a, b = inv.hosts
+    assert (inv.amt_port_of(a), inv.amt_port_of(b)) == (16993, 16992)
+    f.write_text(base % ", ca_bundle: nope.pem")
+    with pytest.raises(Bad, match="nope.pem: no such file"):
+        load(f)

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from lab.amt_rules import Firmware
 from lab.cli import app
 from lab.generate import CASES, build, generate_fleet
 from lab.model import Fleet
-from tasks.rules.suffix import AmtVersion
 
 pytest.register_assert_rewrite("tests.lab_fixtures")
 pytest_plugins = ["tests.lab_fixtures"]
@@ -41,14 +41,14 @@ def test_every_case_is_present_even_in_a_small_fleet():
     assert {d["os"] for d in build(60, 1)[0]["devices"]} == {"windows", "linux"}
     faults = Counter(fl for d in devs for fl in d.faults.as_list())
     assert {"down", "blackhole", "ssh_auth", "renew_ignored"} <= set(faults)
-    assert any(AmtVersion.parse(d.amt_version) < AmtVersion.parse("3.2.1") for d in devs)
+    assert any(Firmware.parse(d.amt_version) < Firmware.parse("3.2.1") for d in devs)
     assert any(d.scope == "lab-old" for d in devs)
-    verdicts = Counter(f.verdict(d).rule if not f.verdict(d).match else "match" for d in devs)
-    assert {"match", "blank", "last-two-labels", "full-suffix"} <= set(verdicts)
+    verdicts = Counter(f.verdict(d).refused or "accepted" for d in devs)
+    assert {"accepted", "blank", "mismatch", "firmware-too-old"} <= set(verdicts)
     windows = {f.interface_open(d) for d in devs}
     assert windows == {True, False}
     # a mismatch sharing nothing with the certificate, and one that differs only in the TLD
-    wrong = {d.effective_suffix for d in devs if not f.verdict(d).match and d.effective_suffix}
+    wrong = {d.effective_suffix for d in devs if not f.verdict(d).accepted and d.effective_suffix}
     assert wrong & {"contoso.local"} and wrong & {"fabrikam.com", "corp.northwindtraders.com"}
 
 

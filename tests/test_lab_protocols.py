@@ -167,35 +167,78 @@ def test_rpc_amtinfo_shows_trusted_suffix_only(plab):
     status, out, _ = ssh_run(plab, "WIN-PRE", "rpc amtinfo --json")
     info = json.loads(out)
     assert status == 0
-    assert set(info) >= {"amt", "buildNumber", "sku", "uuid", "controlMode", "provisioningState", "dnsSuffix",
-                         "dnsSuffixOS", "hostnameOS", "wiredAdapter"}
+    # rpc-go 2.x: a Go map marshalled in key order, no provisioningState (research/rpc.md 1.3)
+    assert list(info) == sorted(info) and "provisioningState" not in info
+    assert set(info) >= {"amt", "buildNumber", "sku", "features", "uuid", "controlMode", "dnsSuffix",
+                         "dnsSuffixOS", "hostnameOS", "ras", "wiredAdapter", "wirelessAdapter"}
+    assert list(info["wiredAdapter"]) == ["isEnable", "linkStatus", "dhcpEnabled", "dhcpMode", "ipAddress",
+                                          "osIpAddress", "macAddress"]
     assert info["dnsSuffix"] == ""                 # AMT's DHCP suffix (fabrikam.com) is never shown here
     assert info["dnsSuffixOS"] == "fabrikam.com" and info["controlMode"] == "pre-provisioning state"
     assert "DhcpDNSSuffix" not in out and "fabrikam.com" not in json.dumps(info["wiredAdapter"])
     text = ssh_run(plab, "WIN-LEG", "rpc amtinfo")[1]
+    assert "Control Mode\t\t: activated in admin control mode\n" in text and "OS  IP Address\t\t: " in text
     rows = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln and not ln.startswith("---"))
     rows = {k.strip(): v.strip() for k, v in rows.items()}
     assert rows["Control Mode"] == "activated in admin control mode" and rows["Version"] == "11.8.50"
-    assert {"Provisioning State", "DNS Suffix", "DNS Suffix (OS)"} <= set(rows)
+    assert {"DNS Suffix", "DNS Suffix (OS)", "AMT IP Address"} <= set(rows)
+    # rpc-go 3.x (beta.4+): struct order, omitempty (no dnsSuffix when blank), its own vocabulary
+    httpx.post(f"{plab.http_url}/admin/rpc", json={"version": 3})
+    info3 = json.loads(ssh_run(plab, "WIN-PRE", "rpc amtinfo --json")[1])
+    assert "dnsSuffix" not in info3 and info3["controlMode"] == "not activated"
+    assert info3["provisioningState"] == "pre-provisioning" and info3["heciAvailable"] is True
+    assert list(info3)[:6] == ["amt", "buildNumber", "sku", "features", "uuid", "controlMode"]
 
 
-def test_rpc_activate_exit_codes(plab):
+def test_rpc_activate_follows_rpc_go_2_and_3(plab):
     url = "wss://prov.contoso.com/activate"
-    status, out, err = ssh_run(plab, "LX-PRE", f"rpc activate -u {url} -profile acm --json")
-    assert status == 24 and json.loads(out)["status"] == "failed" and "Missing DNS Suffix" in out
-    assert 'level=error msg="' in err
-    assert admin(plab, "LX-PRE")["provision_attempts"] == 0
-    status, out, _ = ssh_run(plab, "LX-PRE", f"rpc activate -u {url} -profile acm -d contoso.com --json")
-    assert status == 10 and json.loads(out)["message"] == GENERIC_FAILURE   # -d does not change what AMT holds
+    # 2.x, OS suffix fabrikam.com reported: RPS refuses it, logged on stderr, nothing on stdout, exit 0
+    status, out, err = ssh_run(plab, "WIN-PRE", f"rpc activate -u {url} -profile acm -json")
+    lines = [json.loads(ln) for ln in err.splitlines()]
+    assert status == 0 and out == "" and lines[-1]["level"] == "error"
+    assert lines[-1]["msg"].endswith("Specified AMT domain suffix: fabrikam.com does not match list of available "
+                                     "AMT domain suffixes.")
+    assert admin(plab, "WIN-PRE")["provision_attempts"] == 0  # RPS refused before touching AMT
+    # LX-PRE reports its OS suffix contoso.com: RPS accepts, AMT (blank) refuses; the message stays generic
+    status, out, err = ssh_run(plab, "LX-PRE", f"rpc activate -u {url} --profile acm")
+    assert status == 0 and out == "" and 'level=error msg="Failed to activate in admin control mode."' in err
     assert admin(plab, "LX-PRE")["true_last_failure"]["cause"] == "suffix_blank"
+    # 3.x for one device: exit 10 and the wrapped error; single-dash long flags are refused
+    httpx.post(f"{plab.http_url}/admin/rpc", json={"version": 3, "device": "LX-PRE"})
+    status, out, err = ssh_run(plab, "LX-PRE", f"rpc activate -u {url} --profile acm --json")
+    assert status == 10 and "rps returned error: Failed to activate in admin control mode." in err
+    assert ssh_run(plab, "LX-PRE", f"rpc activate -u {url} -profile acm")[0] == 28
     ssh_run(plab, "LX-PRE", "sudo dhclient -r eth0; sudo dhclient eth0")  # window open after the attempt
-    status, out, _ = ssh_run(plab, "LX-PRE", f"rpc activate -u {url} --profile acm -n --json")
+    httpx.post(f"{plab.http_url}/admin/devices/LX-PRE/mebx", json={"trusted_suffix": "contoso.com"})
+    status, out, _ = ssh_run(plab, "LX-PRE", f"rpc activate -u {url} --profile acm --json")
     assert status == 0 and json.loads(out)["status"] == "success"
     assert admin(plab, "LX-PRE")["state"] == "provisioned"
-    assert ssh_run(plab, "LX-PRE", "rpc amtinfo --json")[1].count("admin control mode") == 1
-    assert ssh_run(plab, "BUSY", f"rpc activate -u {url} -profile acm --json")[0] == 10
-    assert ssh_run(plab, "WIN-PRE", "rpc activate -profile acm --json")[0] == 2
-    assert ssh_run(plab, "WIN-PRE", f"rpc activate -u {url} -profile acm --bogus")[0] == 2
+    assert json.loads(ssh_run(plab, "LX-PRE", "rpc amtinfo --json")[1])["controlMode"] == "admin control mode"
+    assert ssh_run(plab, "BUSY", f"rpc activate -u {url} -profile acm -json")[0] == 10  # dial error: 10 in 2.x too
+    assert ssh_run(plab, "WIN-PRE", "rpc activate -profile acm -json")[0] == 20
+    assert ssh_run(plab, "WIN-PRE", f"rpc activate -u {url} -profile acm --bogus")[0] == 28
+
+
+def test_rps_and_mps_rest(plab):
+    base = plab.http_url
+    assert httpx.post(f"{base}/mps/login/api/v1/authorize", json={"username": "admin", "password": "x"}).status_code == 401
+    assert httpx.post(f"{base}/mps/login/api/v1/authorize", json={"username": "admin"}).status_code == 400
+    assert httpx.get(f"{base}/rps/api/v1/admin/domains").status_code == 401
+    token = httpx.post(f"{base}/mps/login/api/v1/authorize",
+                       json={"username": "Admin", "password": "lab-Pa55w0rd"}).json()["token"]
+    h = {"Authorization": f"Bearer {token}"}
+    domains = httpx.get(f"{base}/rps/api/v1/admin/domains", headers=h).json()
+    assert isinstance(domains, list) and domains[0]["domainSuffix"] == "contoso.com" and "expirationDate" in domains[0]
+    counted = httpx.get(f"{base}/rps/api/v1/admin/domains", params={"$count": "true"}, headers=h).json()
+    assert counted["totalCount"] == len(counted["data"]) >= 1
+    uuid = admin(plab, "LX-PRE")["uuid"]
+    r = httpx.get(f"{base}/mps/api/v1/devices/{uuid}", headers=h)
+    assert r.status_code == 404 and r.content == b""
+    assert httpx.get(f"{base}/mps/api/v1/devices/not-a-uuid", headers=h).status_code == 400
+    httpx.post(f"{base}/admin/devices/LX-PRE/mebx", json={"trusted_suffix": "contoso.com"})
+    assert ssh_run(plab, "LX-PRE", "rpc activate -u wss://prov.contoso.com/activate --profile acm")[0] == 0
+    rec = httpx.get(f"{base}/mps/api/v1/devices/{uuid}", headers=h).json()
+    assert rec["guid"] == uuid and rec["hostname"] == "LX-PRE"  # the lab's RPS registered what it activated
 
 
 def test_host_interface_suffix_write(plab):

@@ -218,8 +218,9 @@ def test_rerun_by_cause_touches_only_those_hosts(wave_site):
     targets = {r.host for r in store.hosts("w", cause="suffix_mismatch")}
     assert targets == {"NO-RENEW"}
     res = runner.invoke(app, ["rerun", str(wave_site.inventory), "--wave", "w", "--cause", "suffix_mismatch",
-                              "--from", "remediate"])
-    assert "rerun from remediate: 1 host(s): NO-RENEW" in res.stdout, res.output
+                              "--from", "remediate", "--yes"])
+    assert "rerun of 1 host(s) of w (--from remediate): 1 from remediate" in res.stdout, res.output
+    assert "NO-RENEW" in res.stdout
     after = {r.host: len(store.history([r.host], "w")) for r in store.hosts("w")}
     changed = {h for h in after if after[h] != before[h]}
     assert changed == targets
@@ -308,37 +309,98 @@ def test_global_concurrency_limit_is_used_and_a_misspelt_one_refused(tmp_path, m
 
 # -- the rpc adapter: rpc-go's `rpc activate --json` on the client over SSH -------------------------
 
-def test_rpc_adapter_provisions_over_ssh_and_maps_failures(tmp_path, monkeypatch):
+@pytest.mark.parametrize("major", [2, 3])
+def test_rpc_adapter_provisions_over_ssh_and_verifies_every_activation(tmp_path, monkeypatch, major):
+    """rpc-go 2.x (exit 0 on an RPS error) and 3.x (exit 10), against the lab's RPS/MPS: every success is
+    read back from amtinfo and MPS; a kill after RPS's yes does not activate the host again."""
+    import httpx
     import yaml
+
+    from tasks.rules.host_state import Status
 
     devs = [device("R-OK", "127.10.6.1", trusted="contoso.com"),
             device("R-BAD", "127.10.6.2", dhcp="fabrikam.com", os="linux"),
             device("R-BLANK", "127.10.6.3", dhcp=""),
-            device("R-DOWN", "127.10.6.4", dhcp="fabrikam.com", faults=["down"])]
+            device("R-DOWN", "127.10.6.4", dhcp="fabrikam.com", faults=["down"]),
+            device("R-MISM", "127.10.6.5", dhcp="fabrikam.com", os_suffix="fabrikam.com"),
+            device("R-KILL", "127.10.6.6", trusted="contoso.com"),
+            device("R-LEG", "127.10.6.7", state="legacy", domain="contoso.com", legacy=True)]
     site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew", "mebx"]}],
                       monkeypatch)
     try:
+        httpx.post(f"{site.lab.http_url}/admin/rpc", json={"version": major})
+        monkeypatch.setenv("AMTMIG_DMT_PASSWORD", "lab-Pa55w0rd")
         data = yaml.safe_load(site.inventory.read_text())
         data["provisioning"] = {"server": "rpc", "url": "wss://rps.contoso.com/activate",
-                                "certificate_suffix": "contoso.com", "profile": "acm-contoso"}
+                                "certificate_suffix": "contoso.com", "profile": "acm-contoso",
+                                "api": {"url": site.lab.http_url, "user": "admin",
+                                        "password_env": "AMTMIG_DMT_PASSWORD"}}
         site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
         ctx = _ctx(site)
-        assert ctx.provisioner.name == "rpc"
-        for n in ("R-OK", "R-BAD", "R-BLANK", "R-DOWN"):
+        assert ctx.provisioner.name == "rpc" and ctx.provisioner.api is not None
+        for n in ("R-OK", "R-BAD", "R-BLANK", "R-DOWN", "R-MISM", "R-KILL", "R-LEG"):
             discover_host(ctx, n)
         assert provision_host(ctx, "R-OK", 1).result == "provisioned"
-        assert provision_host(ctx, "R-BAD", 1).label == "failed:suffix_mismatch"
-        assert provision_host(ctx, "R-BLANK", 1).label == "failed:suffix_blank"  # rpc-go exit 24: missing DNS suffix
+        assert ctx.store.get("w", "R-OK").evidence["verified"] == "amtinfo + MPS"
+        assert provision_host(ctx, "R-BAD", 1).label == "failed:suffix_mismatch", str(ctx.store.get("w", "R-BAD").evidence)
+        assert provision_host(ctx, "R-BLANK", 1).label == "failed:suffix_blank"
         assert provision_host(ctx, "R-DOWN", 1).label == "failed:unreachable"
+        assert provision_host(ctx, "R-MISM", 1).label == "failed:suffix_mismatch"
         ev = ctx.store.get("w", "R-BAD").evidence
-        assert ev["rpc_exit"] != 0 and "fabrikam.com" in ev["verdict"]
+        assert ev["rpc_exit"] == (0 if major == 2 else 10) and "fabrikam.com" in ev["verdict"]
+        assert ev["server_message"] == "Failed to activate in admin control mode."
+        mism = ctx.store.get("w", "R-MISM").evidence
+        assert mism["rpc_reported_suffix"] == "fabrikam.com" and mism["rpc_exit"] == (0 if major == 2 else 10)
         # remediation and pass 2 go through the same SSH: the renew fixes it and rpc activates it
         assert remediate_host(ctx, "R-BAD").label == "remediated:dhcp_renew"
         assert provision_host(ctx, "R-BAD", 2).result == "provisioned"
+        # the lab's RPS activated R-KILL, then the run died before the store wrote it
+        uuid = site.admin("R-KILL")["uuid"]
+        from tasks.adapters.rpc_cli import activate_command
+        r = ctx.ssh.run("127.10.6.6", activate_command("wss://rps.contoso.com/activate", "acm-contoso",
+                                                       flavor="windows"), os_flavor="windows")
+        assert r.exit_status == 0 and site.admin("R-KILL")["state"] == "provisioned"
+        assert ctx.store.get("w", "R-KILL").status != Status.PROVISIONED
+        assert provision_host(ctx, "R-KILL", 1).result == "already provisioned"
+        assert len(site.admin("R-KILL")["attempts"]) == 1  # the rerun activated nothing again
+        assert ctx.provisioner.api.device(uuid) is not None
+        # activated by the legacy console, unknown to MPS: not ours, so it is provisioned
+        assert ctx.provisioner.is_provisioned(ctx.host("R-LEG")) is False
+        assert provision_host(ctx, "R-LEG", 1).result == "provisioned"
         truth = site.admin_all()
-        assert truth["R-OK"]["state"] == truth["R-BAD"]["state"] == "provisioned"
-        assert {a["source"] for a in truth["R-BAD"]["attempts"]} != {"server"}  # made by rpc on the client
+        assert {n for n, d in truth.items() if d["state"] == "provisioned"} == {"R-OK", "R-BAD", "R-KILL", "R-LEG"}
+        assert {a["source"] for a in truth["R-BAD"]["attempts"]} == {"rpc"}  # made by rpc on the client
         assert all(not a["after_success"] for d in truth.values() for a in d["attempts"])
+        for name in ("R-BLANK", "R-DOWN", "R-MISM"):
+            assert ctx.store.get("w", name).status != Status.PROVISIONED
+    finally:
+        site.lab.stop()
+
+
+def test_rpc_adapter_missing_binary_is_never_provisioned(tmp_path, monkeypatch):
+    import yaml
+
+    from tasks.adapters.commands import HostTools
+    from tasks.rules.host_state import Status
+
+    site = start_site(tmp_path, [device("R-NOBIN", "127.10.7.1", trusted="contoso.com")],
+                      [{"name": "w", "hosts": ["*"]}], monkeypatch)
+    try:
+        data = yaml.safe_load(site.inventory.read_text())
+        data["provisioning"] = {"server": "rpc", "url": "wss://rps.contoso.com/activate",
+                                "certificate_suffix": "contoso.com"}
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        ctx = _ctx(site)
+        import tasks.adapters.rpc_cli as rpc_cli
+        monkeypatch.setattr(rpc_cli, "DEFAULT_TOOLS", HostTools(rpc=("rpc-not-installed",)))
+        orig = rpc_cli.activate_command
+        monkeypatch.setattr(rpc_cli, "activate_command",
+                            lambda *a, **kw: orig(*a, **{**kw, "tools": HostTools(rpc=("rpc-not-installed",))}))
+        out = provision_host(ctx, "R-NOBIN", 1)
+        rec = ctx.store.get("w", "R-NOBIN")
+        assert out.label == "failed:unknown" and rec.status == Status.FAILED
+        assert "command not found" in rec.evidence["rpc_output"] and rec.evidence["rpc_exit"] == 127
+        assert site.admin("R-NOBIN")["attempts"] == []
     finally:
         site.lab.stop()
 

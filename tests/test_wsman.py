@@ -302,7 +302,9 @@ def test_fault_mapping(amt):
         with pytest.raises(WsmanFault) as info:
             c.get_general_settings()
         assert (info.value.code, info.value.subcode) == ("Sender", "DestinationUnreachable")
-        assert info.value.reason.startswith("No route") and info.value.cause == Cause.UNREACHABLE
+        # a fault is AMT answering: the resource is not served there; the host is not "unreachable"
+        assert info.value.reason.startswith("No route") and info.value.cause == Cause.UNKNOWN
+        assert info.value.kind == "fault"
         amt.fault_next = "c:AccessDenied"
         with pytest.raises(WsmanFault) as info:
             c.get_general_settings()
@@ -366,6 +368,75 @@ def test_against_the_lab(lab_amt):
         assert c.get_general_settings()["DomainName"] == "fabrikam.com"
         assert c.put_domain_name("Sales.Contoso.com")["DomainName"] == "sales.contoso.com"
         assert c.get_general_settings()["DomainName"] == "sales.contoso.com"
+        # a resource this AMT does not serve: the lab answers wsa:DestinationUnreachable, as AMT does
+        with pytest.raises(WsmanFault) as info:
+            c.get("http://intel.com/wbem/wscim/1/amt-schema/1/AMT_NoSuchClass")
+        assert info.value.subcode == "DestinationUnreachable" and info.value.cause != Cause.UNREACHABLE
     with WsmanClient("127.10.0.3", lab_amt.amt_port, "admin", "wrong", timeout=5) as c:
         with pytest.raises(WsmanAuthError):
             c.get_general_settings()
+
+
+# -- TLS (16993): hosts a legacy console provisioned with its enterprise CA's certificates ----------
+
+@pytest.fixture
+def tls_amt(lab_amt, tmp_path):
+    from lab.tls import LabCA
+    from lab.wsman import WsmanService
+
+    ca = LabCA(workdir=tmp_path / "ca")
+    svc = WsmanService(lab_amt.fleet, 0, tls=ca).start()
+    try:
+        yield svc, ca
+    finally:
+        svc.stop()
+
+
+def test_tls_verified_against_the_inventory_ca(tls_amt):
+    svc, ca = tls_amt
+    with WsmanClient("127.10.0.3", svc.port, "admin", LAB_PASSWORD, scheme="https", verify=str(ca.ca_pem)) as c:
+        assert c.url.startswith("https://") and c.get_general_settings()["DomainName"] == "fabrikam.com"
+
+
+def test_tls_unknown_ca_is_refused_before_credentials(tls_amt, tmp_path):
+    from lab.tls import LabCA
+    from tasks.adapters.wsman import WsmanTlsError
+
+    svc, _ = tls_amt
+    other = LabCA("some other CA", workdir=tmp_path / "other")
+    with WsmanClient("127.10.0.3", svc.port, "admin", LAB_PASSWORD, scheme="https", verify=str(other.ca_pem)) as c:
+        with pytest.raises(WsmanTlsError) as info:
+            c.get_general_settings()
+    e = info.value
+    assert (e.kind, e.cause) == ("tls", Cause.AUTH_FAILED) and "certificate" in e.detail and LAB_PASSWORD not in str(e)
+
+
+def test_tls_certificate_for_another_name_is_refused(tls_amt, tmp_path):
+    import ssl
+
+    from tasks.adapters.wsman import WsmanTlsError
+
+    svc, ca = tls_amt
+    chain, key = ca.issue("other.contoso.com", "127.9.9.9")  # the right CA, the wrong host
+    (tmp_path / "c.pem").write_bytes(chain)
+    (tmp_path / "c.key").write_bytes(key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "c.key")
+    ca._contexts["127.10.0.3"] = ctx
+    with WsmanClient("127.10.0.3", svc.port, "admin", LAB_PASSWORD, scheme="https", verify=str(ca.ca_pem)) as c:
+        with pytest.raises(WsmanTlsError) as info:
+            c.get_general_settings()
+    assert "mismatch" in info.value.detail.lower() or "doesn't match" in info.value.detail.lower() or \
+        "not valid for" in info.value.detail.lower(), info.value.detail
+
+
+def test_plain_client_against_tls_listener_fails_clearly(tls_amt):
+    svc, _ = tls_amt
+    with WsmanClient("127.10.0.3", svc.port, "admin", LAB_PASSWORD, timeout=3) as c:
+        with pytest.raises(WsmanError):
+            c.get_general_settings()
+
+
+def test_bad_ca_bundle_path_is_bad_input(tmp_path):
+    with pytest.raises(InvalidValue):
+        WsmanClient("127.10.0.3", 16993, "admin", "x", scheme="https", verify=str(tmp_path / "missing.pem"))

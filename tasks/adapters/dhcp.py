@@ -242,7 +242,11 @@ class KeaAdapter:
                 lease: timedelta | None) -> tuple[dict, list[str]]:
         """A copy of ``config`` with the change made at the subnet level (the most specific one wins)."""
         new = copy.deepcopy(config)
-        new["Dhcp4"].pop("hash", None)  # config-get of later Kea versions adds it; config-set does not take it
+        # Kea >= 2.4 answers config-get with the config's SHA-256 `hash` beside `Dhcp4` (Kea ARM 2.4.0,
+        # "config-hash-get": "config-set and config-get return the SHA-256 hash"); config-test/config-set
+        # refuse it ("Unsupported 'hash' parameter"), so it goes, wherever it sits
+        new.pop("hash", None)
+        new["Dhcp4"].pop("hash", None)
         subnet, _ = self.find_subnet(new, ref)
         notes = []
         if domain_name is not None:

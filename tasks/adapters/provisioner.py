@@ -24,7 +24,8 @@ class ProvisionOutcome:
     @property
     def reached_device(self) -> bool:
         """Did the attempt reach AMT? Only then did it reopen the interface window."""
-        return self.error_code not in ("device_unreachable", "unreachable", "auth_failed")
+        return self.error_code not in ("device_unreachable", "unreachable", "auth_failed", "tool_error",
+                                       "config_error")
 
 
 @runtime_checkable
@@ -54,5 +55,20 @@ def make_provisioner(inv: Inventory, ssh_runner=None) -> Provisioner:
             raise ValueError("the rpc adapter runs rpc-go over SSH: credentials.ssh is required")
         if not p.url:
             raise ValueError("provisioning.url (the wss://.../activate URL) is required for the rpc adapter")
-        return RpcProvisioner(inv, ssh_runner, p.url, p.profile)
+        from tasks.inventory.secrets import SecretUnavailable, legacy_amt_password
+
+        try:  # rpc-go needs AMT's current admin password for an activated (legacy) device
+            amt_password = legacy_amt_password(inv)
+        except SecretUnavailable:
+            amt_password = None
+        api, api_problem = None, None
+        if p.api is not None:
+            from tasks.adapters.dmt_api import make_dmt_client
+
+            try:
+                api = make_dmt_client(inv)
+            except SecretUnavailable as exc:
+                api_problem = f"provisioning.api unusable: {exc}"
+        return RpcProvisioner(inv, ssh_runner, p.url, p.profile, api=api, amt_password=amt_password,
+                              api_problem=api_problem)
     raise ValueError(f"unknown provisioner {p.server!r}")

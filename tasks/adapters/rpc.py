@@ -1,45 +1,159 @@
-"""rpc-go on the client over SSH (`provisioning.server: rpc`): Intel's Device Management Toolkit."""
+"""rpc-go on the client over SSH (`provisioning.server: rpc`): Intel's Device Management Toolkit.
+
+A verdict is verified, never inferred from an exit code: rpc-go 2.x exits 0 when RPS rejects the
+device (research/rpc.md 2.5), so after every ``rpc activate`` the adapter reads ``rpc amtinfo --json``
+(control mode, uuid) and, when the inventory names the new server's API, MPS's record of the device
+(RPS registers every device it activates with MPS, rpc.md 4.5). Provisioned = AMT activated AND (with
+an API) registered. The activate output is evidence and a hint for the classifier.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from tasks.adapters.provisioner import ProvisionOutcome
 from tasks.inventory.model import Host, Inventory
 
+log = logging.getLogger("amt_migrate.rpc")
+
+#: hints that mean rpc never reached AMT (the interface window was not reopened)
+_NOT_REACHED = ("tool_error", "config_error")
+
 
 class RpcProvisioner:
-    """rpc-go's `rpc activate` run on the client over SSH; exit codes and JSON mapped to outcomes."""
+    """rpc-go's `rpc activate` run on the client over SSH, each result checked with amtinfo and MPS."""
 
     name = "rpc"
 
-    def __init__(self, inv: Inventory, ssh_runner, url: str, profile: str):
+    def __init__(self, inv: Inventory, ssh_runner, url: str, profile: str, *, api=None, amt_password=None,
+                 api_problem: str | None = None):
         from tasks.adapters.commands import validate_server_url
 
         self.inv = inv
         self.ssh = ssh_runner
         self.url = validate_server_url(url)
         self.profile = profile
+        self.api = api  # tasks.adapters.dmt_api.DmtApi or None
+        self.api_problem = api_problem  # why the configured API can't be used (missing password...)
+        self._amt_password = amt_password  # tasks.inventory.secrets.Secret or None
 
+    # -- reading the device -----------------------------------------------------------------------
+    def _amtinfo(self, run, flavor) -> tuple[object | None, str]:
+        """(AmtInfo or None, problem). ``run`` runs one command line and returns a CommandResult."""
+        from tasks.adapters.rpc_cli import amtinfo_command, cap, parse_amtinfo
+        from tasks.adapters.ssh import SshError
+        from tasks.rules.suffix import InvalidValue
+
+        try:
+            res = run(amtinfo_command(flavor))
+        except SshError as exc:
+            return None, f"rpc amtinfo over SSH: {exc.kind}"
+        if not res.stdout.strip():
+            return None, f"rpc amtinfo exit {res.exit_status}, no output: {cap(res.stderr.strip(), 300)}"
+        try:
+            return parse_amtinfo(res.stdout), ""
+        except InvalidValue as exc:
+            return None, f"rpc amtinfo: {exc}; output: {cap(res.stdout.strip(), 300)}"
+
+    def _registered(self, uuid: str) -> tuple[bool | None, str]:
+        """Is the device registered with the new server (MPS)? None when it can't be told."""
+        from tasks.adapters.dmt_api import DmtApiError
+
+        if self.api is None:
+            return None, self.api_problem or "no provisioning.api: MPS not consulted"
+        if not uuid:
+            return None, "amtinfo gave no uuid: MPS can't be asked"
+        try:
+            rec = self.api.device(uuid)
+        except DmtApiError as exc:
+            return None, f"MPS: {exc}"
+        if rec is None:
+            return False, f"MPS has no device {uuid}"
+        if rec.other_tenant:
+            return False, f"MPS holds {uuid} under another tenant"
+        return True, f"MPS device {uuid} registered"
+
+    # -- the Provisioner protocol -------------------------------------------------------------------
     def provision(self, host: Host) -> ProvisionOutcome:
-        from tasks.adapters.rpc_cli import activate_command, map_activation
+        from tasks.adapters.rpc_cli import AMT_PASSWORD_ENV, activate_command, read_activation
+        from tasks.adapters.ssh import CommandTimeout, SshError
+
+        flavor = self.inv.os_of(host)
+        port = self.inv.ssh_port_of(host)
+        env = {AMT_PASSWORD_ENV: self._amt_password.reveal()} if self._amt_password is not None else None
+        command = activate_command(self.url, self.profile, flavor=flavor, keep_password_env=env is not None)
+        info, info_problem = None, ""
+        try:
+            with self.ssh.session(host.address, port=port, os_flavor=flavor) as sh:
+                try:
+                    res = sh.run(command, env=env)
+                    report = read_activation(res.exit_status, res.stdout, res.stderr)
+                    timed_out = False
+                except CommandTimeout as exc:
+                    report = read_activation(-1, exc.stdout, exc.stderr)
+                    timed_out = True
+                if report.hint not in _NOT_REACHED and not timed_out:
+                    info, info_problem = self._amtinfo(sh.run, flavor)
+        except SshError as exc:
+            return ProvisionOutcome(False, exc.cause, f"rpc over SSH: {exc.kind}", evidence={"ssh": exc.kind})
+        if timed_out:  # the session may be stuck: verify over a connection of its own
+            info, info_problem = self._amtinfo(
+                lambda line: self.ssh.run(host.address, line, port=port, os_flavor=flavor), flavor)
+        return self._verdict(report, info, info_problem)
+
+    def _verdict(self, report, info, info_problem: str) -> ProvisionOutcome:
+        """Join what rpc said, what amtinfo reads and what MPS holds into one outcome."""
+        activated = info.activated if info is not None else None
+        uuid = info.uuid if info is not None else ""
+        ev = {"rpc": report.evidence, "rpc_exit": report.exit_status,
+              "amtinfo": (f"{info.control_mode or 'no control mode'}; uuid {uuid or '?'}" if info is not None
+                          else info_problem)}
+        if report.problems or report.hint in ("tool_error", "unverified"):
+            ev["rpc_output"] = report.raw
+        if report.reported_suffix:
+            ev["rpc_reported_suffix"] = report.reported_suffix
+        registered, reg_note = (None, "")
+        if activated:
+            registered, reg_note = self._registered(uuid)
+            ev["mps"] = reg_note
+        api_configured = self.api is not None or self.api_problem is not None
+        verified = bool(activated) and (registered is True if api_configured else True)
+        if report.hint is None and report.claims_success:
+            if verified:
+                ev["verified"] = "amtinfo + MPS" if api_configured else "amtinfo only (no provisioning.api)"
+                return ProvisionOutcome(True, None, report.success_status, evidence=ev)
+            why = ("AMT reports it is not activated" if activated is False
+                   else f"AMT's control mode can't be read ({info_problem or (info.control_mode if info else '')})"
+                   if activated is None else f"activated but not registered with the new server ({reg_note})")
+            return ProvisionOutcome(False, "unverified", f"rpc reported success, unverified: {why}", evidence=ev)
+        if report.hint == "unverified" and verified and api_configured:
+            # rpc's output was lost or garbled, but the server holds the device: that is the fact
+            ev["verified"] = "amtinfo + MPS (rpc's own output unreadable)"
+            return ProvisionOutcome(True, None, "activated and registered (rpc's output unreadable)", evidence=ev)
+        hint = report.hint or "internal_error"
+        message = report.server_error or (report.problems[0] if report.problems else report.exit_name)
+        return ProvisionOutcome(False, hint, message, transient=report.transient, evidence=ev)
+
+    def is_provisioned(self, host: Host) -> bool | None:
+        """Activated AND registered with the new server = provisioned by us (a run killed after RPS's
+        yes). Activated but unknown to MPS = still the legacy console's. Not activated = no.
+        Without a provisioning.api an activated AMT can't be attributed: None."""
         from tasks.adapters.ssh import SshError
 
         flavor = self.inv.os_of(host)
+        port = self.inv.ssh_port_of(host)
         try:
-            res = self.ssh.run(host.address, activate_command(self.url, self.profile, flavor=flavor),
-                               port=self.inv.ssh_port_of(host), os_flavor=flavor)
-        except SshError as exc:
-            return ProvisionOutcome(False, exc.cause, f"rpc over SSH: {exc.kind}", evidence={"ssh": exc.kind})
-        out = map_activation(res.exit_status, res.stdout, res.stderr)
-        if out.ok:
-            return ProvisionOutcome(True, None, out.message, evidence={"rpc": out.evidence})
-        # rpc-go's own verdicts map onto the classifier's vocabulary; a generic exit stays generic
-        code = {"suffix_blank": "suffix_blank", "suffix_mismatch": "suffix_mismatch",
-                "server_unreachable": "server_error"}.get(out.reason, "internal_error")
-        return ProvisionOutcome(False, code, out.message, transient=code == "server_error",
-                                evidence={"rpc": out.evidence, "rpc_exit": res.exit_status})
-
-    def is_provisioned(self, host: Host) -> bool | None:
-        return None  # an activated AMT may still be the legacy console's: amtinfo can't tell whose
+            info, _problem = self._amtinfo(
+                lambda line: self.ssh.run(host.address, line, port=port, os_flavor=flavor), flavor)
+        except SshError:
+            return None
+        if info is None or info.activated is None:
+            return None
+        if not info.activated:
+            return False
+        registered, _note = self._registered(info.uuid)
+        return registered
 
     def close(self) -> None:
-        pass
+        if self.api is not None:
+            self.api.close()

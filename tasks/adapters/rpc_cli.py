@@ -18,7 +18,6 @@ from tasks.adapters.commands import (
     validate_profile,
     validate_server_url,
 )
-from tasks.rules.host_state import Cause
 from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
 # --------------------------------------------------------------------------------------------------
@@ -47,13 +46,46 @@ class AmtInfo:
     wired_adapter: dict = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
+    heci_available: bool | None = None  # 3.x only: false when rpc could not open the MEI
+
+    @property
+    def activated(self) -> bool | None:
+        """Is AMT activated (client or admin control mode)? None when rpc could not tell.
+
+        Both vocabularies are read: 2.x and 3.x up to beta.3 say ``pre-provisioning state`` /
+        ``activated in admin control mode``; 3.x beta.4+ says ``not activated`` / ``admin control
+        mode`` (pkg/utils/helper.go InterpretControlMode; research/rpc.md 1.2). ``unknown state`` and
+        ``unknown control mode`` mean the ME could not be read: unknown, never activated.
+        """
+        mode, state = self.control_mode.lower(), self.provisioning_state.lower()
+        if self.heci_available is False or mode.startswith("unknown"):
+            return None
+        if mode in ("pre-provisioning state", "not activated", "pre-provisioning"):
+            return False
+        if mode.endswith("admin control mode") or mode.endswith("client control mode"):
+            return True
+        if not mode and state in ("pre-provisioning", "post-provisioning"):
+            return state == "post-provisioning"
+        return None
+
+    @property
+    def control(self) -> str:
+        """``acm``, ``ccm``, ``pre`` or ``""`` (unknown)."""
+        a = self.activated
+        if a is None:
+            return ""
+        if not a:
+            return "pre"
+        return "acm" if "admin" in self.control_mode.lower() else "ccm"
+
     @property
     def pre_provisioning(self) -> bool | None:
         """True before activation, False once activated, None when the output did not say."""
-        mode, state = self.control_mode.lower(), self.provisioning_state.lower()
-        if mode:
-            return mode.startswith("pre-provisioning")
-        if state:
+        a = self.activated
+        if a is not None:
+            return not a
+        state = self.provisioning_state.lower()
+        if state and not state.startswith("unknown") and not self.control_mode:
             return state.startswith("pre")
         return None
 
@@ -82,6 +114,7 @@ def _build_amtinfo(values: dict, wired: dict) -> AmtInfo:
         hostname_os=_text(values.get("hostnameOS")),
         wired_adapter=dict(wired),
         problems=tuple(problems),
+        heci_available=values.get("heciAvailable") if isinstance(values.get("heciAvailable"), bool) else None,
     )
 
 
@@ -133,72 +166,219 @@ def amtinfo_command(flavor: OsFlavor | str, tools: HostTools = DEFAULT_TOOLS, *,
     return quote_argv(argv, flavor)
 
 
-def activate_command(server_url: str, profile: str, suffix: str | None = None, *,
-                     flavor: OsFlavor | str = OsFlavor.LINUX, tools: HostTools = DEFAULT_TOOLS) -> str:
-    """``rpc activate -u wss://SERVER/activate -profile NAME [-d SUFFIX] --json``.
+AMT_PASSWORD_ENV = "AMT_PASSWORD"  # rpc-go 2.x -password default and 3.x --password env (research/rpc.md 2.2)
 
+
+def activate_command(server_url: str, profile: str, suffix: str | None = None, *,
+                     flavor: OsFlavor | str = OsFlavor.LINUX, tools: HostTools = DEFAULT_TOOLS,
+                     keep_password_env: bool = False) -> str:
+    """``rpc activate -u wss://SERVER/activate --profile NAME [-d SUFFIX] --json``.
+
+    Forms both majors accept: 2.x parses flags with Go's flag package (``-x`` and ``--x`` alike), 3.x
+    (Kong) needs ``--`` for long flags and keeps ``-u``/``-d`` as short ones (research/rpc.md 2.1).
     ``-d`` overrides the suffix rpc-go reports to the server; AMT itself still checks the suffix it
-    holds, so passing it does not fix a mismatch on its own.
+    holds, so passing it does not fix a mismatch on its own. The AMT password never goes here: it
+    travels in the ``AMT_PASSWORD`` environment variable (see `tasks.adapters.rpc`).
     """
-    argv = [*tools.rpc, "activate", "-u", validate_server_url(server_url), "-profile", validate_profile(profile)]
+    argv = [*tools.rpc, "activate", "-u", validate_server_url(server_url), "--profile", validate_profile(profile)]
     if suffix is not None and normalize_dns_name(suffix):
         argv += ["-d", suffix_arg(suffix)]
     argv.append("--json")
-    return quote_argv(tools.privileged(argv, flavor), flavor)
+    full = tools.privileged(argv, flavor)
+    if keep_password_env and OsFlavor(flavor) is OsFlavor.LINUX and tools.linux_privilege \
+            and tools.linux_privilege[0].rsplit("/", 1)[-1] == "sudo":
+        # sudo resets the environment: ask it to keep AMT_PASSWORD (sudoers must allow it, e.g.
+        # `Defaults env_keep += "AMT_PASSWORD"`); the value itself is never on this line
+        n = len(tools.linux_privilege)
+        full = [*full[:n], f"--preserve-env={AMT_PASSWORD_ENV}", *full[n:]]
+    return quote_argv(full, flavor)
 
 
-#: rpc-go exit codes we know (internal/utils constants), with the cause each implies on its own.
-RPC_EXIT_CODES: dict[int, tuple[str, Cause]] = {
-    1: ("rpc lacks administrator/root rights", Cause.UNKNOWN),
-    2: ("HECI (MEI) driver not detected", Cause.UNKNOWN),
-    3: ("AMT not detected", Cause.UNKNOWN),
-    4: ("AMT not ready", Cause.UNKNOWN),
-    10: ("generic failure", Cause.UNKNOWN),
-    20: ("missing or incorrect URL", Cause.UNKNOWN),
-    21: ("missing or incorrect profile", Cause.SERVER_ERROR),
-    22: ("server certificate verification failed", Cause.SERVER_ERROR),
-    24: ("missing DNS suffix", Cause.SUFFIX_BLANK),
-    28: ("incorrect command line parameters", Cause.UNKNOWN),
-    70: ("provisioning server authentication failed", Cause.SERVER_ERROR),
-    71: ("connection to AMT (LMS) failed", Cause.UNKNOWN),
-    100: ("AMT authentication failed", Cause.AUTH_FAILED),
-    101: ("WS-MAN message error", Cause.UNKNOWN),
-    102: ("activation failed", Cause.UNKNOWN),
-    128: ("certificate root hash not trusted by AMT", Cause.UNKNOWN),
+#: rpc-go's exit codes, verbatim names from pkg/utils/constants.go (identical in v2.52.4 and v3 HEAD
+#: except 115; research/rpc.md section 2.6), with what each means for this migration. The second
+#: field is the ProvisionOutcome error code it implies when no clearer message was logged:
+#: ``tool_error`` = rpc-go could not run as needed (AMT not reached), ``config_error`` = our command
+#: line, profile or server setting is wrong, ``internal_error`` = AMT/RPS refused it (the classifier
+#: then reads the suffixes), ``auth_failed``, ``server_error`` (transient).
+RPC_EXIT_CODES: dict[int, tuple[str, str]] = {
+    1: ("IncorrectPermissions: rpc lacks administrator/root rights", "tool_error"),
+    2: ("HECIDriverNotDetected: the MEI/HECI driver is not present or not accessible", "tool_error"),
+    3: ("AmtNotDetected", "tool_error"),
+    4: ("AmtNotReady", "tool_error"),
+    5: ("HelpRequested: rpc printed its usage", "config_error"),
+    10: ("GenericFailure", "internal_error"),
+    20: ("MissingOrIncorrectURL", "config_error"),
+    21: ("MissingOrIncorrectProfile", "config_error"),
+    22: ("ServerCerificateVerificationFailed: RPS's TLS certificate was not trusted", "config_error"),
+    23: ("MissingOrIncorrectPassword: AMT's current admin password was not given (AMT_PASSWORD)", "auth_failed"),
+    24: ("MissingDNSSuffix: -d was given without a value", "config_error"),
+    25: ("MissingHostname", "config_error"),
+    26: ("MissingProxyAddressAndPort", "config_error"),
+    28: ("IncorrectCommandLineParameters", "config_error"),
+    33: ("InvalidParameterCombination", "config_error"),
+    36: ("InvalidUserInput", "config_error"),
+    37: ("InvalidUUID", "config_error"),
+    70: ("RPSAuthenticationFailed", "config_error"),
+    71: ("AMTConnectionFailed: LMS/LME did not answer", "tool_error"),
+    100: ("AMTAuthenticationFailed", "auth_failed"),
+    101: ("WSMANMessageError", "internal_error"),
+    102: ("ActivationFailed", "internal_error"),
+    111: ("UnableToActivate", "internal_error"),
+    128: ("ActivationFailed: provisioning certificate does not match", "internal_error"),
+    136: ("DuplicateKey", "internal_error"),
+    138: ("UnsupportedAMTVersion / leaf cert hash too long (code used twice)", "internal_error"),
+    139: ("LMSConnectionFailed", "tool_error"),
 }
 
-_MESSAGE_RULES: tuple[tuple[re.Pattern, Cause, str], ...] = (
-    (re.compile(r"missing dns suffix", re.I), Cause.SUFFIX_BLANK, "suffix_blank"),
-    (re.compile(r"does not match list of available amt domain suffixes", re.I), Cause.SUFFIX_MISMATCH,
-     "suffix_mismatch"),
-    (re.compile(r"connection refused|no such host|i/o timeout|network is unreachable|no route to host|"
-                r"connection reset|bad handshake|dial tcp|unexpected eof|tls:|x509:|"
-                r"\b50[234]\b|service unavailable|unable to connect", re.I),
-     Cause.SERVER_ERROR, "server_unreachable"),
-)
 
-_LOGRUS = re.compile(r'level=(?P<level>\w+)\s+msg="(?P<msg>(?:[^"\\]|\\.)*)"')
+def exit_meaning(code: int) -> tuple[str, str]:
+    """(name, implied error code) of an rpc-go exit status; 1000+ are AMT PT status codes."""
+    if code in RPC_EXIT_CODES:
+        return RPC_EXIT_CODES[code]
+    if code in (127, 9009):  # sh: command not found; cmd.exe: not recognized (checked before 1000+)
+        return ("127/9009: the shell found no rpc (not installed or not on PATH)", "tool_error")
+    if code >= 1000:
+        return (f"AMT PT status {code - 1000} (AmtPtStatusCodeBase + {code - 1000})", "internal_error")
+    if code == -1:
+        return ("no exit status: the SSH session ended before rpc finished", "unverified")
+    return (f"exit {code} (not an rpc-go code)", "internal_error")
+
+
+# --------------------------------------------------------------------------------------------------
+# rpc-go's log: logrus on stderr, text (`time=... level=error msg="..."`) or JSON lines with --json
+# (research/rpc.md 2.3). Both streams are read line by line: rpc-go 2.x prints nothing on stdout for
+# `activate`, 3.x --json prints a summary object there.
+# --------------------------------------------------------------------------------------------------
+
+_LOGRUS = re.compile(r'(?:^|\s)level=(?P<level>\w+)\s+msg=(?:"(?P<q>(?:[^"\\]|\\.)*)"|(?P<bare>\S+))')
+_LOGRUS_SHORT = re.compile(r"^(?P<lvl>TRAC|DEBU|INFO|WARN|ERRO|FATA|PANI)\[\d+\]\s*(?P<msg>.*)$")
+_SHORT_LEVELS = {"TRAC": "trace", "DEBU": "debug", "INFO": "info", "WARN": "warning", "ERRO": "error",
+                 "FATA": "fatal", "PANI": "panic"}
+ERROR_LEVELS = ("error", "fatal", "panic")
 
 
 @dataclass(frozen=True)
-class ActivationOutcome:
-    ok: bool
-    exit_status: int
-    cause: Cause | None  # None when ok
-    reason: str  # short code: ok, suffix_blank, suffix_mismatch, server_unreachable, exit_<n>, ...
-    message: str  # rpc-go's own message (JSON "message" or the last error log line)
-    evidence: str  # what the verdict rests on, for the report
+class LogLine:
+    level: str  # trace|debug|info|warning|error|fatal|panic, or "" for a line that is not a log entry
+    msg: str
+    stream: str  # stdout | stderr
 
 
-def parse_logrus(stderr: str) -> list[tuple[str, str]]:
-    """``time="..." level=error msg="..."`` lines as (level, message)."""
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def parse_log_line(line: str, stream: str = "stderr") -> LogLine | None:
+    """One logrus line in any of its forms (JSON, text, 2021's short form); None for a blank line."""
+    text = line.strip()
+    if not text:
+        return None
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return LogLine("", text, stream)
+        if isinstance(data, dict) and "level" in data and "msg" in data:
+            return LogLine(_text(data["level"]).lower(), _text(data["msg"]), stream)
+        return LogLine("", text, stream)
+    m = _LOGRUS.search(text)
+    if m:
+        msg = _unescape(m["q"]) if m["q"] is not None else m["bare"]
+        return LogLine(m["level"].lower(), msg, stream)
+    m = _LOGRUS_SHORT.match(text)
+    if m:
+        return LogLine(_SHORT_LEVELS[m["lvl"]], m["msg"].strip(), stream)
+    return LogLine("", text, stream)
+
+
+def parse_log(text: str, stream: str = "stderr") -> list[LogLine]:
     out = []
-    for m in _LOGRUS.finditer(stderr):
-        out.append((m["level"].lower(), re.sub(r"\\(.)", r"\1", m["msg"])))
+    for line in (text or "").replace("\r", "").splitlines():
+        entry = parse_log_line(line, stream)
+        if entry is not None:
+            out.append(entry)
     return out
 
 
+def parse_logrus(stderr: str) -> list[tuple[str, str]]:
+    """Log entries of ``stderr`` as (level, message); lines that are not log entries are left out."""
+    return [(e.level, e.msg) for e in parse_log(stderr) if e.level]
+
+
+# --------------------------------------------------------------------------------------------------
+# What RPS and rpc-go say, and what it means (rps v2.40.0 src/Validator.ts, stateMachines/activation.ts;
+# rpc-go internal/rps/rps.go; research/rpc.md 2.4, 2.5, 4.1)
+# --------------------------------------------------------------------------------------------------
+
+#: (pattern, hint, transient). Order matters: the first match wins. The hint is the error code the
+#: provisioning step hands the classifier.
+_MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
+    (re.compile(r"missing dns suffix", re.I), "suffix_blank", False),
+    (re.compile(r"does not match list of available amt domain suffixes", re.I), "suffix_mismatch", False),
+    (re.compile(r"password does not match stored version|incorrect password|"
+                r"missingorincorrectpassword|amtauthenticationfailed", re.I), "auth_failed", False),
+    (re.compile(r"does not match list of available amt profiles|belongs to another tenant|"
+                r"already has a record in mps|already enabled in admin control mode|missing password\.|"
+                r"rpsauthenticationfailed", re.I), "config_error", False),
+    (re.compile(r"failed to activate in (admin|client) control mode|failed to extract domain certificate|"
+                r"invalid domain certificate|acm activation failed|tls acm setup failed|"
+                r"it is in unknown mode", re.I), "internal_error", False),
+    (re.compile(r"failed to get amt (profile|domain certificate) from database|failed to save device information|"
+                r"error connecting to rps|rps connection closed|connection closed unexpectedly|connection refused|"
+                r"no such host|i/o timeout|network is unreachable|no route to host|connection reset|bad handshake|"
+                r"dial tcp|unexpected eof|\b50[234]\b|service unavailable|unable to connect", re.I),
+     "server_error", True),
+    (re.compile(r"x509:|tls: |certificate signed by unknown authority", re.I), "config_error", False),
+)
+
+_SUFFIX_IN_MESSAGE = re.compile(r"Specified AMT domain suffix:\s*(?P<s>\S*?)\s+does not match", re.I)
+_RPS_WRAP = re.compile(r"^(?:RPS activation failed:\s*)?rps returned error:\s*", re.I)
+_SUCCESS = re.compile(r"^(Status:\s*)?(activated to admin control mode|upgraded to admin control mode|"
+                      r"admin control mode|client control mode|already enabled in (admin|client) mode|"
+                      r"device activated successfully via rps)", re.I)
+_COMPONENT_OK = re.compile(r"^\s*Activation:\s+(Activated|Upgraded|Admin control|Client control|already)", re.I)
+_NOT_FOUND = re.compile(r"command not found|is not recognized as an internal or external command|"
+                        r"no such file or directory|the term '.*' is not recognized", re.I)
+_PROMPT = re.compile(r"(please enter )?amt password:", re.I)
+_ACCESS = re.compile(r"failed to execute due to access issues|ensure that intel me is present", re.I)
+
+EVIDENCE_CAP = 2000
+
+
+def cap(text: str, limit: int = EVIDENCE_CAP) -> str:
+    """Raw text kept as evidence, cut to ``limit`` characters with a note of how much was left out."""
+    text = text or ""
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
+@dataclass(frozen=True)
+class ActivationReport:
+    """What one ``rpc activate`` run says: evidence and a hint, never the verdict on its own.
+
+    rpc-go 2.x exits 0 when RPS answers with an error (it logs the message and returns), so the exit
+    status alone proves nothing; the caller confirms with ``rpc amtinfo`` and the MPS record.
+    """
+
+    exit_status: int
+    exit_name: str
+    claims_success: bool  # rpc-go logged RPS's success status (or 3.x's JSON summary said success)
+    server_error: str  # the RPS/rpc-go error message, unwrapped; "" when none was logged
+    hint: str | None  # suffix_blank | suffix_mismatch | auth_failed | config_error | internal_error |
+    #                   server_error | tool_error | unverified; None when nothing went wrong
+    transient: bool
+    reported_suffix: str  # the suffix RPS says rpc-go reported (a mismatch message names it)
+    success_status: str
+    problems: tuple[str, ...]  # garbage, truncation, prompts: why the output can't be trusted as is
+    evidence: str  # short human summary
+    raw: str  # both streams, capped
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.server_error) or self.exit_status != 0
+
+
 def _json_status(stdout: str) -> dict:
+    """The last JSON object printed on stdout (tools that answer one status object, e.g. amt-hi)."""
     for line in reversed(stdout.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -215,39 +395,93 @@ def _json_status(stdout: str) -> dict:
         return {}
 
 
-def map_activation(exit_status: int, stdout: str, stderr: str) -> ActivationOutcome:
-    """Turn ``rpc activate --json``'s exit status and output into a verdict with a cause.
+def _json_summary(stdout: str) -> dict:
+    """rpc-go 3.x ``activate --json`` prints one summary object on stdout (remote.go outputResult)."""
+    text = stdout.strip()
+    if not text.startswith("{"):
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) and "status" in data and "level" not in data else {}
 
-    Exit 10 (and 102) only say "failed": the server's message is what tells a suffix mismatch from a
-    blank suffix or an unreachable server, so messages are classified before falling back to the
-    exit-code table.
-    """
-    data = _json_status(stdout)
-    message = _text(data.get("message"))
-    logs = parse_logrus(stderr)
-    errors = [msg for level, msg in logs if level in ("error", "fatal", "panic")]
-    if not message and errors:
-        message = errors[-1]
-    status = _text(data.get("status")).lower()
-    evidence_parts = [f"exit {exit_status}"]
-    if status:
-        evidence_parts.append(f"status {status}")
-    if message:
-        evidence_parts.append(f"message: {message}")
-    evidence_parts += [f"log: {m}" for m in errors if m != message]
-    evidence = "; ".join(evidence_parts)[:1000]
 
-    if exit_status == 0 and status != "failed":
-        return ActivationOutcome(True, 0, None, "ok", message, evidence)
-    if exit_status == 0:
-        return ActivationOutcome(False, 0, Cause.UNKNOWN, "failed_with_exit_0", message, evidence)
+def read_activation(exit_status: int, stdout: str, stderr: str) -> ActivationReport:
+    """Read ``rpc activate``'s exit status and both streams (2.x and 3.x, text or JSON logs)."""
+    entries = parse_log(stdout, "stdout") + parse_log(stderr, "stderr")
+    summary = _json_summary(stdout)
+    if summary:
+        entries = [e for e in entries if e.stream != "stdout"]
+    errors = [e.msg for e in entries if e.level in ERROR_LEVELS]
+    others = [e.msg for e in entries if not e.level]
+    problems: list[str] = []
+    server_error = ""
+    for msg in reversed(errors):  # the RPS message is the innermost one: unwrap 3.x's wrappers
+        inner = _RPS_WRAP.sub("", msg)
+        if inner:
+            server_error = inner if not server_error or len(inner) < len(server_error) else server_error
+    if errors and not server_error:
+        server_error = errors[-1]
+    if _text(summary.get("status")).lower() == "failed" and not server_error:
+        server_error = _text(summary.get("message")) or "rpc reported status failed"
+    success = [e.msg for e in entries if e.level == "info" and (_SUCCESS.match(e.msg) or _COMPONENT_OK.match(e.msg))]
+    claims = bool(success) or _text(summary.get("status")).lower() == "success"
+    name, code_hint = exit_meaning(exit_status)
+    everything = "\n".join([stdout or "", stderr or ""])
 
-    described, code_cause = RPC_EXIT_CODES.get(exit_status, (f"exit {exit_status}", Cause.UNKNOWN))
-    if exit_status in (24, 128):
-        reason = "suffix_blank" if exit_status == 24 else "certificate_hash_not_trusted"
-        return ActivationOutcome(False, exit_status, code_cause, reason, message or described, evidence)
-    text = " ".join([message, *errors])
-    for pattern, cause, reason in _MESSAGE_RULES:
-        if pattern.search(text):
-            return ActivationOutcome(False, exit_status, cause, reason, message or described, evidence)
-    return ActivationOutcome(False, exit_status, code_cause, f"exit_{exit_status}", message or described, evidence)
+    hint: str | None = None
+    transient = False
+    if _NOT_FOUND.search(everything) and not entries_have_rpc(entries):
+        hint = "tool_error"
+        problems.append("rpc is not installed or not on PATH (the shell could not find it)")
+    elif _ACCESS.search(everything):
+        hint = "tool_error"
+        problems.append("rpc could not open the MEI: not elevated, or no MEI driver")
+    else:
+        text = " ".join([server_error, *errors])
+        for pattern, h, tr in _MESSAGE_HINTS:
+            if text and pattern.search(text):
+                hint, transient = h, tr
+                break
+        if hint is None and (server_error or exit_status != 0):
+            hint = code_hint
+            transient = False
+        if any(_PROMPT.search(o) for o in others):
+            problems.append("rpc prompted for the AMT password: AMT_PASSWORD did not reach it")
+            hint = hint if hint not in (None, "internal_error") else "auth_failed"
+    garbage = [o for o in others if not _PROMPT.search(o)]
+    if garbage:
+        truncated = [o for o in garbage if o.startswith("{")]
+        if truncated:
+            problems.append(f"{len(truncated)} log line(s) cut short (not valid JSON): output truncated?")
+        if len(garbage) > len(truncated):
+            problems.append(f"{len(garbage) - len(truncated)} line(s) that are not rpc-go log entries")
+    if exit_status == -1:
+        problems.append("no exit status: the session ended before rpc finished")
+        hint = hint or "unverified"
+    if hint is None and not claims:
+        hint = "unverified"
+        problems.append("rpc exited 0 without an error and without a success status")
+
+    m = _SUFFIX_IN_MESSAGE.search(server_error)
+    parts = [f"exit {exit_status} ({name})" if exit_status else "exit 0"]
+    if server_error:
+        parts.append(f"error: {server_error}")
+    if success:
+        parts.append(f"status: {success[-1]}")
+    elif claims:
+        parts.append(f"status: {_text(summary.get('message'))}")
+    parts += problems
+    raw = "\n".join(x for x in (f"[stdout]\n{stdout}" if stdout else "", f"[stderr]\n{stderr}" if stderr else "") if x)
+    return ActivationReport(
+        exit_status=exit_status, exit_name=name, claims_success=claims and hint is None,
+        server_error=server_error, hint=hint, transient=transient,
+        reported_suffix=(m["s"].rstrip(".").lower() if m else ""),
+        success_status=success[-1] if success else _text(summary.get("message")),
+        problems=tuple(problems), evidence=cap("; ".join(parts), 1000), raw=cap(raw))
+
+
+def entries_have_rpc(entries: list[LogLine]) -> bool:
+    """Did rpc itself log anything? A "no such file" logged by rpc is not a missing rpc."""
+    return any(e.level for e in entries)

@@ -462,7 +462,8 @@ class SshRunner:
         return quote_argv(command, os_flavor)
 
     def run(self, address: str, command: Sequence[str] | str, *, port: int | None = None,
-            timeout: float | None = None, os_flavor: OsFlavor | str = OsFlavor.LINUX) -> CommandResult:
+            timeout: float | None = None, os_flavor: OsFlavor | str = OsFlavor.LINUX,
+            env: dict[str, str] | None = None) -> CommandResult:
         """Run ``command`` on ``address`` over a connection of its own and return its exit status and output.
 
         Raises an `SshError` subclass for anything but a completed command (a non-zero exit status
@@ -470,7 +471,7 @@ class SshRunner:
         """
         self.render(command, os_flavor)  # refuse a bad command before dialling
         with self.session(address, port=port, os_flavor=os_flavor) as sh:
-            return sh.run(command, timeout=timeout)
+            return sh.run(command, timeout=timeout, env=env)
 
     @contextmanager
     def session(self, address: str, *, port: int | None = None,
@@ -550,8 +551,14 @@ class SshSession:
         self.address, self.port, self.os_flavor = address, port, os_flavor
         self._started = started  # the first command's duration includes the handshake, as `run`'s does
 
-    def run(self, command: Sequence[str] | str, *, timeout: float | None = None) -> CommandResult:
-        """Run one command on its own channel; same results and errors as `SshRunner.run`."""
+    def run(self, command: Sequence[str] | str, *, timeout: float | None = None,
+            env: dict[str, str] | None = None) -> CommandResult:
+        """Run one command on its own channel; same results and errors as `SshRunner.run`.
+
+        ``env`` is sent as SSH "env" requests (RFC 4254 6.4), so a secret such as rpc-go's
+        ``AMT_PASSWORD`` never appears on a command line. sshd drops names its ``AcceptEnv`` does not
+        list, silently: the command must be able to tell (rpc-go then prompts, which its reader sees).
+        """
         address, port = self.address, self.port
         line = self._runner.render(command, self.os_flavor)
         started, self._started = self._started or time.monotonic(), None
@@ -563,6 +570,8 @@ class SshSession:
         try:
             deadline = time.monotonic() + deadline_s
             try:
+                for key, value in (env or {}).items():
+                    channel.set_environment_variable(key, value)
                 channel.exec_command(line)
                 channel.shutdown_write()
             except Exception as exc:

@@ -9,6 +9,7 @@ reprs.
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ ACTION_GET = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get"
 ACTION_PUT = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Put"
 ANONYMOUS = NS_ADDRESSING + "/role/anonymous"
 
-#: Fault subcodes that name a cause better than "unknown".
+#: Fault subcodes that name a cause better than "unknown". A fault is an answer, so AMT was reached:
+#: `wsa:DestinationUnreachable` is WS-Addressing's "no route to the destination *role*" - AMT does not
+#: serve that resource URI (DSP0226 WS-Management 1.x, faultDetail InvalidResourceURI), not a host that
+#: is off; it stays `unknown` (a protocol problem) rather than sending someone to check the power.
 _FAULT_CAUSES = {
     "AccessDenied": Cause.AUTH_FAILED,
-    "DestinationUnreachable": Cause.UNREACHABLE,
     "TimedOut": Cause.UNREACHABLE,
 }
 
@@ -65,6 +68,26 @@ class WsmanError(Exception):
 class WsmanUnreachable(WsmanError):
     default_cause = Cause.UNREACHABLE
     default_kind = "timeout"
+
+
+class WsmanTlsError(WsmanError):
+    """AMT's TLS certificate was refused: not issued by the inventory's CA bundle, expired, or for
+    another name. Recorded as cause auth_failed with kind "tls": the host is reachable, but it could
+    not prove it is the AMT we mean, so no digest credentials were sent to it."""
+
+    default_cause = Cause.AUTH_FAILED
+    default_kind = "tls"
+
+
+def tls_context(ca_bundle: str) -> ssl.SSLContext:
+    """Verify AMT against this CA bundle only (the enterprise CA the legacy console used), host name included."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidValue(f"CA bundle {ca_bundle}: {exc}") from None
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 class WsmanAuthError(WsmanError):
@@ -247,17 +270,34 @@ def _with_ints(values: dict[str, object]) -> dict[str, object]:
 # --------------------------------------------------------------------------------------------------
 
 
+def _tls_failure(exc: BaseException) -> str | None:
+    """The certificate check's own words when a connect failed on TLS verification, else None."""
+    seen = exc
+    for _ in range(5):
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS handshake failed ({seen.reason or seen})"
+        seen = seen.__cause__ or seen.__context__
+        if seen is None:
+            break
+    text = str(exc)
+    return text if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text else None
+
+
 class WsmanClient:
     """One AMT's WS-Man endpoint. Use as a context manager, or call `close`.
 
-    ``verify`` is passed to httpx for TLS (AMT's 16993 usually presents a self-signed or enterprise
-    certificate: give the CA bundle path).
+    ``verify`` for TLS (16993): the path of the CA bundle that issued AMT's certificate (or an
+    `ssl.SSLContext`); AMT's certificate and the name dialled are checked before any credentials go out.
     """
 
     def __init__(self, address: str, port: int = 16992, user: str = "admin", password: str = "", *,
-                 timeout: float = 15.0, scheme: str = "http", verify: bool | str = True):
+                 timeout: float = 15.0, scheme: str = "http", verify=True):
         if scheme not in ("http", "https"):
             raise InvalidValue(f"WS-Man scheme must be http or https, not {scheme!r}")
+        if scheme == "https" and (isinstance(verify, str) or hasattr(verify, "__fspath__")):
+            verify = tls_context(verify)
         self.address, self.port, self.user, self.scheme = address, int(port), user, scheme
         host = f"[{address}]" if ":" in address else address
         self.url = f"{scheme}://{host}:{self.port}/wsman"
@@ -286,6 +326,9 @@ class WsmanClient:
             raise WsmanUnreachable(self.address, self.port, "connection timed out", kind="timeout") from None
         except httpx.ConnectError as exc:
             text = str(exc).lower()
+            tls = _tls_failure(exc)
+            if tls is not None:
+                raise WsmanTlsError(self.address, self.port, f"AMT's TLS certificate was refused: {tls}") from None
             kind = "refused" if "refused" in text else "no_route" if "route" in text or "unreachable" in text \
                 else "connect"
             raise WsmanUnreachable(self.address, self.port, f"cannot connect ({kind})", kind=kind) from None

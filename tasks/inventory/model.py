@@ -105,8 +105,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ProvisioningApi(_Model):
+    """The new server's REST API (Intel DMT: MPS and RPS behind one gateway, e.g. Kong at
+    https://host/mps/... and https://host/rps/...). The password is named, never written here."""
+
+    url: str
+    user: Slug
+    password_env: EnvName | None = None
+    password_secret: Slug | None = None
+    verify_tls: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _api_url(cls, v):
+        return _control_url(v)
+
+    @model_validator(mode="after")
+    def _one_password_source(self):
+        if bool(self.password_env) == bool(self.password_secret):
+            raise ValueError("give exactly one of password_env or password_secret (Prefect Secret block)")
+        return self
+
+
 class Provisioning(_Model):
     server: Literal["lab", "rpc"] = "lab"
+    api: ProvisioningApi | None = None  # rpc: RPS/MPS REST API, to verify activations and read domains
     url: str | None = None
     certificate_suffix: DnsSuffix | None = None
     certificate: str | None = None
@@ -159,6 +182,9 @@ class LegacyAmtCredentials(_Model):
     user: Slug
     password_env: EnvName | None = None
     password_secret: Slug | None = None
+    # PEM CA bundle that signed the AMT web-server certificates the legacy console (ConfigMgr, SCS)
+    # had issued: WS-Man over TLS (16993) verifies AMT against it, never against the system store.
+    ca_bundle: str | None = None
 
     @model_validator(mode="after")
     def _one_password_source(self):
@@ -283,7 +309,24 @@ class DhcpScope(_Model):
 class Defaults(_Model):
     os: OsType = "windows"
     ssh_port: Port = 22
-    amt_port: Port = 16992
+    amt_port: Port | None = None  # default: 16993 for amt_tls hosts, 16992 otherwise
+    amt_tls: bool = False  # WS-Man over TLS (16993) unless a host says otherwise
+
+
+LegacyConsole = Literal["configmgr", "ema", "meshcentral", "scs", "csv"]
+AmtState = Literal["pre_provisioning", "in_provisioning", "activated"]
+ControlMode = Literal["acm", "ccm"]
+
+
+class LegacyRecord(_Model):
+    """Where the host came from: the legacy console, its own id for the device, and its own words.
+
+    Kept so the close-out can hand the console's owner the records to remove, in the console's terms."""
+
+    console: LegacyConsole
+    id: str | None = None  # ConfigMgr ResourceID, EMA EndpointId, MeshCentral node _id, SCS UUID
+    status: str | None = None  # e.g. "AMTStatus 4 (Externally Provisioned)"
+    remove_first: bool = False  # the legacy record must go before the new server may take the host
 
 
 class Host(_Model):
@@ -295,9 +338,13 @@ class Host(_Model):
     os: OsType | None = None
     tags: list[Tag] = []
     legacy_managed: bool | None = None  # the legacy console provisioned it: WS-Man with its credentials works
+    amt_state: AmtState | None = None  # what the legacy export says of AMT's provisioning state (None = unknown)
+    control_mode: ControlMode | None = None  # when activated: admin or client control mode (None = unknown)
+    legacy: LegacyRecord | None = None
     scope: Slug | None = None
     ssh_port: Port | None = None
     amt_port: Port | None = None
+    amt_tls: bool | None = None  # None = defaults.amt_tls
 
     @property
     def version(self) -> AmtVersion:
@@ -407,8 +454,12 @@ class Inventory(_Model):
     def ssh_port_of(self, host: Host) -> int:
         return host.ssh_port or self.defaults.ssh_port
 
+    def amt_tls_of(self, host: Host) -> bool:
+        return self.defaults.amt_tls if host.amt_tls is None else host.amt_tls
+
     def amt_port_of(self, host: Host) -> int:
-        return host.amt_port or self.defaults.amt_port
+        """16993 (TLS) or 16992 (plain HTTP) unless the inventory names a port: AMT's WS-Man ports."""
+        return host.amt_port or self.defaults.amt_port or (16993 if self.amt_tls_of(host) else 16992)
 
     def scope_of(self, host: Host) -> DhcpScope | None:
         if host.scope:
@@ -577,6 +628,15 @@ def _semantic_problems(inv: Inventory, smap: SourceMap) -> tuple[list[Problem], 
             member_of.setdefault(key, wi)
         if "dhcp_renew" in w.remediation and inv.credentials.ssh is None:
             warnings.append(smap.problem(("waves", wi, "remediation"), "dhcp_renew needs credentials.ssh; it will be skipped", "warning"))
+    tls_hosts = [i for i, h in enumerate(inv.hosts) if inv.amt_tls_of(h)]
+    legacy = inv.credentials.legacy_amt
+    if tls_hosts and (legacy is None or not legacy.ca_bundle):
+        errors.append(smap.problem(("hosts", tls_hosts[0], "amt_tls") if inv.hosts[tls_hosts[0]].amt_tls else ("defaults", "amt_tls"),
+                                   f"{len(tls_hosts)} host(s) speak WS-Man over TLS: name the CA bundle that signed AMT's "
+                                   "certificates in credentials.legacy_amt.ca_bundle (or set amt_tls: false where AMT listens "
+                                   "on plain 16992)"))
+    elif legacy is not None and legacy.ca_bundle and not inv.resolve(legacy.ca_bundle).is_file():
+        errors.append(smap.problem(("credentials", "legacy_amt", "ca_bundle"), f"{legacy.ca_bundle}: no such file"))
     if inv.waves:
         lonely = [h.name for h in inv.hosts if h.name.lower() not in member_of]
         if lonely:

@@ -66,3 +66,16 @@ def legacy_amt_password(inv: Inventory) -> Secret | None:
     if not value:
         raise SecretUnavailable(f"environment variable {legacy.password_env} (legacy AMT admin password) is not set")
     return Secret(f"${legacy.password_env}", value)
+
+
+def provisioning_api_password(inv: Inventory) -> Secret | None:
+    """The new server's API password (MPS web admin), from provisioning.api's reference."""
+    api = inv.provisioning.api
+    if api is None:
+        return None
+    if api.password_secret:
+        return Secret(f"Prefect Secret block {api.password_secret!r}", _from_block(api.password_secret))
+    value = os.environ.get(api.password_env or "")
+    if not value:
+        raise SecretUnavailable(f"environment variable {api.password_env} (provisioning API password) is not set")
+    return Secret(f"${api.password_env}", value)

@@ -29,6 +29,7 @@ class Cause(StrEnum):
     DHCP_SCOPE_WRONG = "dhcp_scope_wrong"
     WINDOW_CLOSED = "window_closed"
     SERVER_ERROR = "server_error"
+    CREDENTIALS_UNKNOWN = "credentials_unknown"  # activated by someone else, nobody holds its password: MEBx
     UNKNOWN = "unknown"
 
 
@@ -40,10 +41,13 @@ TERMINAL = frozenset({Status.PROVISIONED, Status.UNSUPPORTED})
 _AFTER_REMEDIATION = {Status.PROVISIONED, Status.FAILED, Status.REMEDIATING}
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.PROVISIONED, Status.FAILED, Status.UNSUPPORTED}),
+    # pending/failed -> needs_mebx: the plan's technician path (activated, credentials unknown) puts a
+    # host on the MEBx work list without an attempt (cause credentials_unknown).
+    Status.PENDING: frozenset({Status.PROVISIONED, Status.FAILED, Status.UNSUPPORTED, Status.NEEDS_MEBX}),
     # failed -> failed: a later attempt failed again (its cause may change); -> unsupported once
     # discovery learns the firmware is too old.
-    Status.FAILED: frozenset({Status.REMEDIATING, Status.PROVISIONED, Status.FAILED, Status.UNSUPPORTED}),
+    Status.FAILED: frozenset({Status.REMEDIATING, Status.PROVISIONED, Status.FAILED, Status.UNSUPPORTED,
+                              Status.NEEDS_MEBX}),
     Status.REMEDIATING: frozenset({Status.REMEDIATED, Status.NEEDS_MEBX, Status.REMEDIATION_FAILED}),
     Status.REMEDIATED: frozenset(_AFTER_REMEDIATION),
     Status.NEEDS_MEBX: frozenset(_AFTER_REMEDIATION),

@@ -21,6 +21,16 @@ LIKELY_FAIL = "likely_fail"
 UNSUPPORTED = "unsupported"
 UNKNOWN = "unknown"
 
+# Per-host paths: what work the host needs, decided from its legacy state (export, then discovery).
+REPROVISION = "reprovision"  # pre-provisioning/unprovisioned: the seed's two passes
+ADOPT = "adopt"  # activated (ACM) and the migration holds its admin credentials: rpc activate with them
+UNPROVISION_FIRST = "unprovision_first"  # CCM (local deactivate needs no password), or the legacy record goes first
+TECHNICIAN = "technician"  # activated and nobody holds the credentials: MEBx at the desk
+PATHS = (REPROVISION, ADOPT, UNPROVISION_FIRST, TECHNICIAN)
+
+#: rpc amtinfo's "Control Mode" words (tasks.adapters.rpc_cli) -> acm/ccm/pre.
+_DISCOVERED_MODES = {"admin": "acm", "client": "ccm", "pre-provisioning": None}
+
 
 @dataclass(frozen=True)
 class HostPlan:
@@ -36,6 +46,8 @@ class HostPlan:
     match: bool | None
     reason: str
     remediation: list[str] = field(default_factory=list)
+    path: str = REPROVISION
+    path_reason: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +92,61 @@ def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | 
     return usable
 
 
-def plan_host(inv: Inventory, host: Host, wave: Wave | None) -> HostPlan:
+def _discovered(evidence: dict | None) -> tuple[str | None, str | None]:
+    """(amt_state, control_mode) discovery read from the host, None where it read nothing."""
+    ev = evidence or {}
+    state = ev.get("provisioning_state")
+    amt_state = {0: "pre_provisioning", 1: "in_provisioning", 2: "activated"}.get(state) if state is not None else None
+    text = str(ev.get("control_mode") or "").lower()
+    mode = next((m for word, m in _DISCOVERED_MODES.items() if word in text), None)
+    return amt_state, mode
+
+
+def host_path(inv: Inventory, host: Host, evidence: dict | None = None) -> tuple[str, str]:
+    """The host's path and the evidence for it. What discovery read (evidence) beats the export.
+
+    - reprovision: pre-/in-provisioning, or nothing says it is activated;
+    - unprovision_first: the legacy record must go first, or activated in client control mode
+      (`rpc deactivate -local` needs no password);
+    - adopt: activated in admin control mode (or mode unknown) and credentials.legacy_amt opens it
+      (legacy_managed): RPS takes it over given the current password (rpc activate with it);
+    - technician: activated and nobody holds its credentials (ConfigMgr Detected/Externally Provisioned).
+    """
+    found_state, found_mode = _discovered(evidence)
+    state = found_state or host.amt_state
+    mode = found_mode if found_state == "activated" and found_mode else (host.control_mode if state == "activated" else None)
+    src = "discovery" if found_state else (f"{host.legacy.console} export" if host.legacy else "inventory")
+    said = f" ({host.legacy.status})" if host.legacy and host.legacy.status else ""
+    disagree = ""
+    if found_state and host.amt_state and found_state != host.amt_state:
+        disagree = f"; the export said {host.amt_state}, discovery read {found_state}: discovery wins"
+    if host.legacy and host.legacy.remove_first:
+        return UNPROVISION_FIRST, f"the {host.legacy.console} record must be removed before the new server takes it{disagree}"
+    if state != "activated":
+        if state is None:
+            return REPROVISION, f"activation state unknown ({src}){said}: treated as not activated until discovery reads it"
+        return REPROVISION, f"{state.replace('_', '-')} per {src}{said}{disagree}"
+    creds = host.legacy_managed is True and inv.credentials.legacy_amt is not None
+    if mode == "ccm":
+        return UNPROVISION_FIRST, (f"activated in client control mode per {src}{said}: `rpc deactivate -local` needs no "
+                                   f"password, then reprovision{disagree}")
+    if creds:
+        return ADOPT, (f"activated in {'admin control mode' if mode == 'acm' else 'an unknown control mode'} per {src}{said}"
+                       f" and credentials.legacy_amt ({inv.credentials.legacy_amt.user}) opens it: rpc activate with the "
+                       f"current password, RPS rotates it{disagree}")
+    why = "legacy_managed is false" if host.legacy_managed is False else "legacy_managed is not set"
+    return TECHNICIAN, (f"activated{' in admin control mode' if mode == 'acm' else ''} per {src}{said} and nobody holds its "
+                        f"admin credentials ({why}): unprovision in MEBx at the desk, or set legacy_managed: true if "
+                        f"credentials.legacy_amt opens it{disagree}")
+
+
+def plan_host(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | None = None) -> HostPlan:
+    path, path_reason = host_path(inv, host, evidence)
+    plan = _suffix_plan(inv, host, wave)
+    return HostPlan(**{**plan.as_dict(), "path": path, "path_reason": path_reason})
+
+
+def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None) -> HostPlan:
     cert = inv.certificate_suffix
     version = host.version
     scope = inv.scope_of(host)
@@ -137,8 +203,18 @@ class Plan:
             out[h.outcome] = out.get(h.outcome, 0) + 1
         return out
 
+    def path_counts(self) -> dict[str, dict[str, int]]:
+        """wave (or "(no wave)") -> path -> hosts: the work each wave holds."""
+        out: dict[str, dict[str, int]] = {}
+        for h in self.hosts:
+            per = out.setdefault(h.wave or "(no wave)", {p: 0 for p in PATHS})
+            per[h.path] += 1
+        return out
 
-def build_plan(inv: Inventory, wave: str | None = None) -> Plan:
+
+def build_plan(inv: Inventory, wave: str | None = None, evidence: dict[str, dict] | None = None) -> Plan:
+    """The plan; ``evidence`` (host name -> what discovery recorded) overrides the export where it disagrees."""
+    evidence = evidence or {}
     warnings = [str(w) for w in inv.warnings]
     cert = inv.certificate_suffix
     scopes = []
@@ -168,8 +244,8 @@ def build_plan(inv: Inventory, wave: str | None = None) -> Plan:
     plans: list[HostPlan] = []
     for w in waves:
         for h in inv.wave_hosts(w):
-            plans.append(plan_host(inv, h, w))
+            plans.append(plan_host(inv, h, w, evidence.get(h.name)))
             seen.add(h.name)
     if not wave:
-        plans.extend(plan_host(inv, h, None) for h in inv.hosts if h.name not in seen)
+        plans.extend(plan_host(inv, h, None, evidence.get(h.name)) for h in inv.hosts if h.name not in seen)
     return Plan(plans, warnings, scopes)

@@ -59,30 +59,83 @@ class Selection:
         """Fix the subset once, at the start: hosts keep belonging to a rerun as their status moves."""
         return {r.host for r in records if self.matches(r)}
 
+    def starts(self, records: list[HostRecord]) -> dict[str, str]:
+        """The stage each selected host starts at: --from for all, or (auto) by its status and cause."""
+        return {r.host: (start_stage(r) if self.from_stage == AUTO else self.from_stage)
+                for r in records if self.matches(r)}
+
+
+STAGES = ("discovery", "pass1", "remediate", "pass2")
+AUTO = "auto"  # rerun without --from: each host starts where its status and cause call for
+
+#: Where a rerun starts a host when --from is not given, by cause: a host nobody reached or logged into
+#: must be read again; a suffix problem needs remediation, not another attempt that fails the same way.
+START_BY_CAUSE = {
+    Cause.UNREACHABLE.value: "discovery", Cause.AUTH_FAILED.value: "discovery",
+    Cause.SUFFIX_MISMATCH.value: "remediate", Cause.SUFFIX_BLANK.value: "remediate",
+    Cause.DHCP_SCOPE_WRONG.value: "remediate", Cause.WINDOW_CLOSED.value: "remediate",
+    Cause.SERVER_ERROR.value: "pass1", Cause.UNKNOWN.value: "pass1",
+}
+
+
+def start_stage(r: HostRecord) -> str:
+    """The stage a rerun without --from starts this host at."""
+    st = Status(r.status)
+    if st == Status.PENDING:
+        return "discovery"
+    if st in (Status.REMEDIATED, Status.NEEDS_MEBX):
+        return "pass2"  # a needs_mebx host goes on only once a technician's change is recorded
+    if st == Status.REMEDIATING:
+        return "remediate"
+    return START_BY_CAUSE.get(r.cause or "", "pass1")
+
+
+def start_reason(r: HostRecord) -> str:
+    st = Status(r.status)
+    if st == Status.NEEDS_MEBX:
+        return "technician's MEBx change recorded" if mebx_confirmed(r) else \
+            "waits for `amt-migrate mebx done` (stays on the work list)"
+    if st == Status.REMEDIATED:
+        return "remediated" + (" (unverified)" if (r.evidence or {}).get("unverified") else "")
+    return f"{r.status}" + (f" ({r.cause})" if r.cause else "")
+
+
+def mebx_confirmed(r: HostRecord) -> bool:
+    """Has a technician's MEBx change been recorded since the host went on the work list?"""
+    return Status(r.status) == Status.NEEDS_MEBX and bool((r.evidence or {}).get("mebx_done_at"))
+
 
 def wants(stage: str, r: HostRecord, *, explicit: bool, pass2_include_failed: bool = False,
-          window_open: bool = False, from_stage: str = "discovery") -> bool:
-    """Does this stage act on this host, given where it stands?"""
+          window_open: bool = False, from_stage: str = "discovery", start: str | None = None) -> bool:
+    """Does this stage act on this host, given where it stands? `start` is where a rerun starts this host:
+    the stages before it leave the host alone."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
     st = Status(r.status)
     if st in (Status.PROVISIONED, Status.UNSUPPORTED):
+        return False
+    if explicit and start is not None and STAGES.index(stage) < STAGES.index(start):
         return False
     if stage == "discovery":
         return st == Status.PENDING or explicit
     if stage == "pass1":
         if explicit:
-            return st != Status.REMEDIATING
+            return st not in (Status.REMEDIATING, Status.REMEDIATED, Status.NEEDS_MEBX)
         return st == Status.PENDING
     if stage == "remediate":
         if st == Status.REMEDIATING:
             return True  # interrupted: continue it
         if st == Status.FAILED and (r.cause in REMEDIABLE) and (explicit or r.last_stage == "pass1"):
             return True
-        return explicit and st in (Status.REMEDIATION_FAILED, Status.NEEDS_MEBX) and r.cause != Cause.UNSUPPORTED_VERSION
-    if stage == "pass2":
-        if st == Status.REMEDIATED:
-            return True
-        if explicit:
-            # after a technician's MEBx visit: `rerun --status needs_mebx --from pass2`
-            return st == Status.FAILED or (from_stage == "pass2" and st in (Status.NEEDS_MEBX, Status.REMEDIATION_FAILED))
-        return pass2_include_failed and st == Status.FAILED and r.last_stage != "pass2" and window_open
-    raise ValueError(f"unknown stage {stage!r}")
+        if not explicit or r.cause == Cause.UNSUPPORTED_VERSION:
+            return False
+        # a needs_mebx host waiting for its technician is remediated again only when the lead asked for
+        # exactly that (`--from remediate`, e.g. after fixing the DHCP scope); it ends remediated or back on the list
+        return st == Status.REMEDIATION_FAILED or (st == Status.NEEDS_MEBX and start == "remediate")
+    # pass 2: only hosts whose remediation succeeded (verified or unverified), whose technician's MEBx
+    # change was recorded, or - under pass2_include_failed - failed hosts whose window is open
+    if st == Status.REMEDIATED or mebx_confirmed(r):
+        return True
+    if st != Status.FAILED or not pass2_include_failed or not window_open:
+        return False
+    return explicit or r.last_stage != "pass2"

@@ -26,7 +26,7 @@ class WaveContext:
     wave: Wave
     store: StateStore
     provisioner: Provisioner
-    ssh: object | None  # tasks.adapters.ssh.SshRunner
+    ssh: CommandRunner | None
     legacy_password: Secret | None
     unavailable: dict[str, str] = field(default_factory=dict)  # capability -> why (no credentials, ...)
     flow_run_id: str | None = None
@@ -37,6 +37,7 @@ class WaveContext:
     worker: str = field(default_factory=worker_id)  # this run's name in host leases
     lease_ttl: timedelta = timedelta(minutes=15)  # a dead worker's hosts are free again after this
     from_stage: str = "discovery"
+    start_at: dict[str, str] | None = None  # a rerun: the stage each selected host starts at
     restrict: set[str] | None = None  # a shard's hosts (child run of a sharded wave)
     # per pass: hosts whose attempt in this run failed for a cause of their own (not a 5xx). A batch
     # is retried whole when some of its hosts met server errors: these are not asked again, and
@@ -95,7 +96,11 @@ class WaveContext:
             return None
         from tasks.adapters.wsman import WsmanClient
 
-        return WsmanClient(host.address, self.inv.amt_port_of(host), self.inv.credentials.legacy_amt.user,
+        legacy = self.inv.credentials.legacy_amt
+        if self.inv.amt_tls_of(host):  # 16993, AMT's certificate checked against the inventory's CA bundle
+            return WsmanClient(host.address, self.inv.amt_port_of(host), legacy.user, self.legacy_password.reveal(),
+                               timeout=20.0, scheme="https", verify=str(self.inv.resolve(legacy.ca_bundle)))
+        return WsmanClient(host.address, self.inv.amt_port_of(host), legacy.user,
                            self.legacy_password.reveal(), timeout=20.0)
 
     def close(self) -> None:

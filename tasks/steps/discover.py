@@ -34,6 +34,8 @@ def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
                 if info.pre_provisioning is not None:
                     ev["provisioning_state"] = 0 if info.pre_provisioning else 2
                 ev["control_mode"] = info.control_mode
+                if info.uuid:
+                    ev["uuid"] = info.uuid  # the close-out names the device by it in the new server
                 if info.pre_provisioning:
                     ev["trusted_suffix"] = info.dns_suffix  # amtinfo's dnsSuffix is the trusted one only
                     ev["suffix_source"] = "rpc amtinfo"

@@ -28,6 +28,7 @@ NEXT_STEP = {
     Cause.SERVER_ERROR: "rerun when the provisioning server is healthy",
     Cause.DHCP_SCOPE_WRONG: "fix option 15 on the host's DHCP scope, then rerun --from remediate",
     Cause.WINDOW_CLOSED: "rerun --from remediate (an attempt reopens the window)",
+    Cause.CREDENTIALS_UNKNOWN: "unprovision in MEBx at the desk (nobody holds its AMT admin password), then rerun",
     Cause.UNKNOWN: "inspect the provisioning server's log, then rerun",
 }
 
@@ -94,6 +95,9 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
                          provisioned_in_pass=pass_no, evidence={"note": "already provisioned on the server"},
                          flow_run_id=ctx.flow_run_id)
         return HostOutcome(name, Result.ALREADY_PROVISIONED)
+    routed = _route_by_path(ctx, host, rec, stage)
+    if routed is not None:
+        return routed
     outcome = ctx.provisioner.provision(host)
     now = ctx.now()
     if outcome.transient:
@@ -109,12 +113,82 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
         return HostOutcome(name, Result.PROVISIONED)
     facts = facts_for(ctx, host, rec.evidence)
     c = classify_failure(facts, ctx.cert_suffix, error_code=outcome.error_code, message=outcome.message)
+    if pass_no == 2 and c.cause in PASS2_TO_TECHNICIAN and rec.status in (Status.REMEDIATED, Status.NEEDS_MEBX):
+        out = _after_failed_pass2(ctx, rec, c, outcome, attempted=reached, closes=closes)
+        if out is not None:
+            return out
     status = Status.UNSUPPORTED if c.cause == Cause.UNSUPPORTED_VERSION else Status.FAILED
     store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
                      evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
                      next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
     ctx.answered(pass_no).add(name)
     return HostOutcome(name, Result(status.value), c.cause)
+
+
+PASS2_TO_TECHNICIAN = {Cause.SUFFIX_MISMATCH, Cause.SUFFIX_BLANK, Cause.DHCP_SCOPE_WRONG}
+
+
+def _after_failed_pass2(ctx: WaveContext, rec, c, outcome, *, attempted: bool, closes) -> HostOutcome | None:
+    """Remediation said the suffix was fixed (or a technician did), yet pass 2 still fails on the suffix:
+    the wave's remote methods are spent, so the host goes (back) on the technician's list with why,
+    instead of leaving as `failed` with advice to remediate again. None: the wave has no MEBx step."""
+    wave, name = ctx.wave.name, rec.host
+    if "mebx" not in ctx.wave.remediation:
+        return None
+    ev = rec.evidence or {}
+    verdict = c.evidence.get("verdict") or c.cause.value
+    if rec.status == Status.NEEDS_MEBX:
+        why = f"pass 2 still failed after the technician's MEBx change ({ev.get('mebx_done_at')}): {verdict}"
+    else:
+        how = "unverified" if ev.get("unverified") else "verified"
+        why = f"{ev.get('method') or 'remediation'} reported success ({how}), but pass 2 still failed: {verdict}"
+    ctx.store.record(wave, name, stage="pass2", action="provision", outcome="failed", cause=c.cause,
+                     evidence={**c.as_evidence(), **outcome.evidence}, attempted=attempted, window_closes_at=closes,
+                     flow_run_id=ctx.flow_run_id)
+    ctx.store.transition(wave, name, Status.REMEDIATING, stage="pass2", action="to-technician", outcome="ok",
+                         flow_run_id=ctx.flow_run_id)
+    ctx.store.transition(wave, name, Status.NEEDS_MEBX, stage="pass2", action="mebx", outcome="work list",
+                         cause=c.cause, evidence={"why_remote_failed": why, "method": "mebx", "mebx_done_at": None,
+                                                  "mebx_note": None, "mebx_done_by": None, "unverified": None},
+                         next_step=f"technician: set the DNS suffix to {ctx.cert_suffix} in the MEBx; record it with "
+                                   f"`amt-migrate mebx done`, then rerun --status needs_mebx",
+                         flow_run_id=ctx.flow_run_id)
+    ctx.answered(2).add(name)
+    return HostOutcome(name, Result.NEEDS_MEBX, c.cause)
+
+
+def _route_by_path(ctx: WaveContext, host: Host, rec, stage: str) -> HostOutcome | None:
+    """Hosts the plan does not reprovision are never provisioned as if they were pre-provisioning.
+
+    technician -> needs_mebx(credentials_unknown) with the reason, no attempt; unprovision_first ->
+    not attempted (recorded with the next step); adopt -> attempted only by a provisioner that
+    adopts activated devices (`adopts_activated`; the lab's provisioning API takes legacy-managed
+    devices over with their credentials, the seed's model), otherwise not attempted."""
+    from tasks.rules.plan import ADOPT, REPROVISION, TECHNICIAN, UNPROVISION_FIRST, host_path
+
+    path, why = host_path(ctx.inv, host, rec.evidence)
+    if path == REPROVISION:
+        return None
+    wave, name = ctx.wave.name, host.name
+    ev = {"path": path, "path_reason": why}
+    if path == TECHNICIAN:
+        if rec.status != Status.NEEDS_MEBX:
+            ctx.store.transition(wave, name, Status.NEEDS_MEBX, stage=stage, action="route", outcome="technician",
+                                 cause=Cause.CREDENTIALS_UNKNOWN, evidence=ev,
+                                 next_step=f"MEBx at the desk: {why}", flow_run_id=ctx.flow_run_id)
+        return HostOutcome(name, Result.SKIPPED, Cause.CREDENTIALS_UNKNOWN, detail="technician path")
+    adopts = getattr(ctx.provisioner, "adopts_activated", ctx.inv.provisioning.server == "lab")
+    if path == ADOPT and adopts:
+        ctx.store.record(wave, name, stage=stage, action="route", outcome="adopt", evidence=ev,
+                         flow_run_id=ctx.flow_run_id)
+        return None
+    step = ("`rpc deactivate -local` on the host (client control mode needs no password), then rerun"
+            if path == UNPROVISION_FIRST and host.control_mode != "acm" and not (host.legacy and host.legacy.remove_first)
+            else f"remove the {host.legacy.console} record, then rerun" if path == UNPROVISION_FIRST and host.legacy
+            else "adopt with `rpc activate -n -password` (AMT_PASSWORD env) — this provisioner can't adopt yet")
+    ctx.store.record(wave, name, stage=stage, action="route", outcome="not_attempted",
+                     evidence={**ev, "next_step": step}, flow_run_id=ctx.flow_run_id)
+    return HostOutcome(name, Result.SKIPPED, detail=f"{path}: not attempted")
 
 
 def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
@@ -125,7 +199,8 @@ def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
 
     window_open = rec.window_closes_at is not None and rec.window_closes_at > ctx.now()
     return wants(stage, rec, explicit=ctx.selected is not None, pass2_include_failed=ctx.wave.pass2_include_failed,
-                 window_open=window_open, from_stage=ctx.from_stage)
+                 window_open=window_open, from_stage=ctx.from_stage,
+                 start=(ctx.start_at or {}).get(rec.host))
 
 
 def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> None:
@@ -135,6 +210,15 @@ def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> N
             continue
         rec = ctx.store.get(ctx.wave.name, name)
         if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED, Status.REMEDIATING):
+            continue
+        if rec.status != Status.PENDING:
+            # the run's own infrastructure failed, not the host: its recorded status and cause (auth_failed,
+            # remediated, needs_mebx, ...) still say what is true of it; the event says this run could not ask
+            ctx.store.record(ctx.wave.name, name, stage=f"pass{pass_no}", action="provision", outcome="not asked",
+                             cause=Cause.SERVER_ERROR,
+                             evidence={"run_problem": "provisioning server kept failing after retries; "
+                                                      "the host's status and cause are unchanged"},
+                             flow_run_id=ctx.flow_run_id)
             continue
         ctx.store.transition(ctx.wave.name, name, Status.FAILED, stage=f"pass{pass_no}", action="provision",
                              outcome="failed", cause=Cause.SERVER_ERROR,

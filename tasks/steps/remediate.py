@@ -30,6 +30,13 @@ class MethodResult:
     cause: Cause | None = None
     applicable: bool = True
     evidence: dict = field(default_factory=dict)
+    verified: bool = True  # False: the step ran, but its effect on AMT could not be read back
+
+    @property
+    def outcome(self) -> str:
+        if self.ok:
+            return "verified" if self.verified else "unverified"
+        return "failed" if self.applicable else "not applicable"
 
 
 def _matches(ctx: WaveContext, host: Host, suffix: str | None) -> bool:
@@ -186,7 +193,7 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
             last = f"renew {attempt}: OS got {os_suffix!r} but AMT still holds {amt_dhcp!r}"
         elif _matches(ctx, host, os_suffix):
             return MethodResult(True, f"renew {attempt}: OS took {os_suffix}; AMT can't be read ({channel}), "
-                                "pass 2 will tell", evidence=evidence)
+                                "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False)
         else:
             last = f"renew {attempt}: OS holds {os_suffix!r}"
         if attempt < ctx.renew_attempts:
@@ -218,18 +225,23 @@ def remediate_host(ctx: WaveContext, name: str) -> HostOutcome:
             cause = last_cause or original
             why = "; ".join(tried) or "no remote method applies"
             store.transition(wave, name, Status.NEEDS_MEBX, stage="remediate", action="mebx", outcome="work list",
-                             cause=cause, evidence={"why_remote_failed": why, "method": "mebx"},
-                             next_step=f"technician: set the DNS suffix to {ctx.cert_suffix} in the MEBx, then "
-                                       f"rerun --status needs_mebx --from pass2", flow_run_id=ctx.flow_run_id)
+                             cause=cause, evidence={"why_remote_failed": why, "method": "mebx", "mebx_done_at": None,
+                                                    "mebx_note": None, "mebx_done_by": None, "unverified": None},
+                             next_step=f"technician: set the DNS suffix to {ctx.cert_suffix} in the MEBx; record it "
+                                       f"with `amt-migrate mebx done`, then rerun --status needs_mebx",
+                             flow_run_id=ctx.flow_run_id)
             return HostOutcome(name, Result.NEEDS_MEBX, cause)
         result = METHODS[method](ctx, host, store.get(wave, name))
-        store.record(wave, name, stage="remediate", action=method,
-                     outcome="verified" if result.ok else ("not applicable" if not result.applicable else "failed"),
+        store.record(wave, name, stage="remediate", action=method, outcome=result.outcome,
                      cause=None if result.ok else result.cause, evidence={"detail": result.reason, **result.evidence},
                      flow_run_id=ctx.flow_run_id)
         if result.ok:
-            store.transition(wave, name, Status.REMEDIATED, stage="remediate", action=method, outcome="verified",
-                             evidence={"method": method, "detail": result.reason}, next_step="pass 2",
+            # an unverified fix still goes to pass 2 (the attempt is the only reading left), marked as such
+            store.transition(wave, name, Status.REMEDIATED, stage="remediate", action=method, outcome=result.outcome,
+                             evidence={"method": method, "detail": result.reason,
+                                       "unverified": None if result.verified else True},
+                             next_step="pass 2" if result.verified else "pass 2 (remediation unverified: AMT could "
+                                                                        "not be read back)",
                              flow_run_id=ctx.flow_run_id)
             return HostOutcome(name, Result.REMEDIATED, detail=method)
         tried.append(f"{method}: {result.reason}")

@@ -19,7 +19,8 @@ def stage_hosts(ctx: WaveContext, stage: str, selected: set[str] | None) -> list
             continue
         window_open = r.window_closes_at is not None and r.window_closes_at > now
         if wants(stage, r, explicit=selected is not None, pass2_include_failed=ctx.wave.pass2_include_failed,
-                 window_open=window_open, from_stage=ctx.from_stage):
+                 window_open=window_open, from_stage=ctx.from_stage,
+                 start=(ctx.start_at or {}).get(name)):
             out.append(name)
     return out
 

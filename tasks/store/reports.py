@@ -20,7 +20,17 @@ from tasks.inventory.model import Inventory
 from tasks.store.state import HostRecord, StateStore
 
 HOST_COLUMNS = ["host", "address", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step", "evidence"]
-WORKLIST_COLUMNS = ["host", "address", "amt_version", "enter_suffix", "why_remote_failed", "window_closes_at"]
+WORKLIST_COLUMNS = ["host", "address", "location", "amt_version", "mebx_menu", "enter_value", "why_remote_failed",
+                    "deadline", "done", "note"]
+
+# Where the setting lives in the Intel MEBx (menu names from Intel's "Intel(R) Management Engine BIOS Extension
+# (Intel(R) MEBX) User's Guide", 6 Series chipset, rev 1.2, May 2011, sections 3.5.5 Network Setup and
+# 3.5.8 Remote Setup and Configuration > TLS PKI; https://manualzilla.com/doc/6909192/). A host not yet
+# provisioned is checked against its PKI DNS suffix; one the legacy console provisioned, against AMT's domain
+# name (AMT_GeneralSettings.DomainName, see /work/shared/domain-notes.md).
+MEBX_PKI_SUFFIX = ("MEBx > Intel(R) AMT Configuration > Remote Setup And Configuration > TLS PKI > PKI DNS Suffix")
+MEBX_DOMAIN_NAME = ("MEBx > Intel(R) AMT Configuration > Network Setup > Intel(R) ME Network Name Settings > "
+                    "Domain Name")
 
 
 def artifact_key(*parts: str) -> str:
@@ -80,13 +90,16 @@ def summarize(records: list[HostRecord], wave: str) -> WaveSummary:
                        [r.host for r in records if r.status == Status.NEEDS_MEBX])
 
 
-def rerun_command(inv: Inventory, wave: str) -> str:
+def _inventory_arg(inv: Inventory) -> str:
     path = inv.path if inv.path else Path(f"{inv.name}.yaml")
     try:
-        shown = os.path.relpath(path)
+        return os.path.relpath(path)
     except ValueError:
-        shown = str(path)
-    return f"amt-migrate rerun {shown} --wave {wave} --status failed --status remediation_failed"
+        return str(path)
+
+
+def rerun_command(inv: Inventory, wave: str) -> str:
+    return f"amt-migrate rerun {_inventory_arg(inv)} --wave {wave} --status failed --status remediation_failed"
 
 
 def summary_markdown(inv: Inventory, s: WaveSummary, *, halted: str | None = None, files: dict[str, Path] | None = None) -> str:
@@ -103,29 +116,53 @@ def summary_markdown(inv: Inventory, s: WaveSummary, *, halted: str | None = Non
     if s.needs_mebx:
         shown = ", ".join(s.needs_mebx[:30]) + (" …" if len(s.needs_mebx) > 30 else "")
         lines += ["", f"**Technician (MEBx) work list:** {shown}"]
-    unfinished = s.total - s.done
-    if unfinished:
+    unfinished = s.total - s.done - len(s.needs_mebx)
+    if unfinished > 0:
         lines += ["", "Rerun the hosts that are not finished:", "", f"    {rerun_command(inv, s.wave)}"]
     if files:
         lines += ["", "Files: " + ", ".join(f"{k}: `{v}`" for k, v in files.items())]
+    if s.needs_mebx:
+        shown = _inventory_arg(inv)
+        worklist = (files or {}).get("worklist_csv")
+        lines += ["", "After the technicians' visits, record them and run pass 2 for those hosts:", "",
+                  f"    amt-migrate mebx done {shown} --wave {s.wave} HOST... [--note TEXT]"
+                  + (f"   (or --csv {worklist} with its `done` column filled)" if worklist else ""),
+                  f"    amt-migrate rerun {shown} --wave {s.wave} --status needs_mebx"]
     return "\n".join(lines) + "\n"
 
 
-def worklist_rows(inv: Inventory, records: list[HostRecord]) -> list[dict]:
-    """What a technician needs at the MEBx prompt: where the host is and what to type."""
+def _deadline(r: HostRecord, now: datetime) -> str:
+    """The window AMT's interface is open until; after it, pass 2's own attempt reopens it (no hard deadline)."""
+    if r.window_closes_at is None or r.window_closes_at <= now:
+        return "none: pass 2's attempt reopens the window"
+    return r.window_closes_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def worklist_rows(inv: Inventory, records: list[HostRecord], *, now: datetime | None = None) -> list[dict]:
+    """What a technician needs at the MEBx prompt: where the host is, the exact menu and value, by when;
+    `done` is theirs to fill (yes/no), and the returned file records their visits (`amt-migrate mebx done`)."""
+    from tasks.rules.classify import is_pre_provisioning
+
     out = []
-    versions = None  # inv.host() scans every host: one scan per MEBx host made big reports quadratic
+    now = now or datetime.now(timezone.utc)
+    hosts = None  # inv.host() scans every host: one scan per MEBx host made big reports quadratic
     for r in records:
         if r.status != Status.NEEDS_MEBX:
             continue
-        if versions is None:
-            versions = {h.name.lower(): h.amt_version for h in inv.hosts}
-        version = versions.get(r.host.lower(), "")
+        if hosts is None:
+            hosts = {h.name.lower(): h for h in inv.hosts}
+        h = hosts.get(r.host.lower())
         ev = r.evidence or {}
-        out.append({"host": r.host, "address": r.address, "amt_version": version,
-                    "enter_suffix": inv.certificate_suffix,
+        pre = is_pre_provisioning(h.legacy_managed if h else None, ev)
+        out.append({"host": r.host, "address": r.address,
+                    "location": ", ".join(h.tags) if h and h.tags else "",
+                    "amt_version": h.amt_version if h else "",
+                    "mebx_menu": MEBX_PKI_SUFFIX if pre else MEBX_DOMAIN_NAME,
+                    "enter_value": inv.certificate_suffix,
                     "why_remote_failed": ev.get("why_remote_failed") or evidence_text(ev) or (r.cause or ""),
-                    "window_closes_at": r.window_closes_at.isoformat(timespec="seconds") if r.window_closes_at else ""})
+                    "deadline": _deadline(r, now),
+                    "done": "yes" if ev.get("mebx_done_at") else "",
+                    "note": ev.get("mebx_note") or ""})
     return out
 
 

@@ -371,6 +371,22 @@ class StateStore:
 
         return self._write_host(wave, host, change)
 
+    def confirm_mebx(self, wave: str, host: str, *, note: str = "", by: str = "") -> HostRecord:
+        """A technician's MEBx change, recorded: only now does the host go on to pass 2. Only a host on the
+        work list (needs_mebx) can be confirmed; anything else is an error, not a silent no-op."""
+
+        def change(row):
+            if row["status"] != Status.NEEDS_MEBX.value:
+                raise StateError(f"{host} in {wave} is {row['status']}, not needs_mebx: nothing to confirm")
+            done = {"mebx_done_at": utcnow().isoformat(timespec="seconds"), "mebx_note": note or None,
+                    "mebx_done_by": by or None}
+            return _fact_updates(row, None, False, done), dict(
+                stage="mebx", action="technician-done", outcome="confirmed", cause=None,
+                status_before=row["status"], status_after=row["status"], evidence={k: v for k, v in done.items() if v},
+                flow_run_id=None)
+
+        return self._write_host(wave, host, change)
+
     def record_wave_event(self, wave: str, *, stage: str, action: str, outcome: str, evidence: dict | None = None,
                           flow_run_id: str | None = None) -> None:
         """An event about the whole wave (a go/no-go, a halt), under the host name '*'."""
@@ -464,8 +480,8 @@ class StateStore:
 
     def history(self, hosts: Iterable[str] | None = None, wave: str | None = None) -> list[Event]:
         q = select(_EventRow).order_by(_EventRow.id)
-        if hosts:
-            q = q.where(_EventRow.host.in_(list(hosts)))
+        if hosts:  # host names match in any case, as everywhere else (globs, the inventory)
+            q = q.where(func.lower(_EventRow.host).in_([h.lower() for h in hosts]))
         if wave:
             q = q.where(_EventRow.wave == wave)
         with self._read() as s:

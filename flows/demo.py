@@ -1,8 +1,13 @@
-"""`amt-migrate demo`: a whole wave against an in-process lab, from nothing, in about a minute.
+"""`amt-migrate demo` and `amt-migrate lab ...`: the CLI's one way into the lab.
 
-It generates a ~60-host fleet covering every case, serves it on ephemeral loopback ports with
-windows of seconds, points a copy of the generated inventory at it, and runs the same migrate_wave
-flow a site runs: the lab is reached only through the adapters (HTTP API, SSH, WS-Man).
+`demo` runs a whole wave against an in-process lab, from nothing, in about a minute: it generates a
+~60-host fleet covering every case, serves it on ephemeral loopback ports with windows of seconds,
+points a copy of the generated inventory at it, and runs the same migrate_wave flow a site runs: the
+lab is reached only through the adapters (HTTP API, SSH, WS-Man).
+
+The orchestration lives here, on the product's side, because it drives the product (flows.cli); the
+lab itself imports nothing from tasks/ or flows/ so that it stays an independent judge. flows/cli.py
+mounts the lab's own typer app and the demo command through :func:`mount`.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ def demo(
     window: str = typer.Option("20s", "--window", help="AMT window in the lab (24h in reality)"),
 ):
     """Generate a lab fleet, serve it in-process, run a whole wave, print the summary."""
+    # flows.cli imports this module, so its names are resolved at call time
     from flows.cli import out as console
     from flows.cli import run_wave
     from lab.generate import generate_fleet
@@ -75,3 +81,15 @@ def demo(
                   f"{reports / 'hosts.csv'}\nwork list: {reports / 'mebx-worklist.csv'}\n"
                   f"inventory: {inventory}\nelapsed:   {time.monotonic() - started:.0f}s", highlight=False)
     raise typer.Exit(code)
+
+
+def mount(app: typer.Typer) -> bool:
+    """Attach `lab generate|serve` (the lab's own CLI) and `demo` to the product's CLI, if the lab is there."""
+    try:
+        from lab.cli import app as lab_app
+    except ImportError:
+        return False
+
+    app.add_typer(lab_app, name="lab", help="The simulated AMT fleet: generate and serve.")
+    app.command(help="The demo: a whole wave against an in-process lab of ~60 hosts covering every case.")(demo)
+    return True
