@@ -89,7 +89,8 @@ def wave_resource(inventory: str, wave: str) -> dict[str, str]:
 
 def next_action(status: str, cause: str | None, cert_suffix: str) -> str:
     if status == Status.NEEDS_MEBX:
-        return f"a technician enters {cert_suffix} in MEBx (work list), then rerun --status needs_mebx --from pass2"
+        return (f"a technician enters {cert_suffix} in MEBx (work list); `amt-migrate mebx done` records it; "
+                "then rerun --status needs_mebx --from pass2")
     if status == Status.REMEDIATED:
         return "pass 2 provisions it (or rerun --status remediated --from pass2)"
     if status == Status.REMEDIATING:

@@ -195,7 +195,9 @@ def next_commands(inv: Inventory, s: WaveSummary) -> list[tuple[str, str]]:
     if s.by_status.get(Status.FAILED) or s.by_status.get(Status.REMEDIATION_FAILED):
         out.append(("failed hosts, once their cause is fixed", rerun_command(inv, s.wave)))
     if s.by_status.get(Status.NEEDS_MEBX):
-        out.append(("after the technician has entered the suffix in MEBx", f"{base} --status needs_mebx --from pass2"))
+        out.append(("after the technician has entered the suffix in MEBx, record each visit",
+                    f"amt-migrate mebx done {shown} --wave {s.wave} HOST..."))
+        out.append(("then provision the recorded hosts", f"{base} --status needs_mebx --from pass2"))
     if s.by_status.get(Status.REMEDIATED) or s.by_status.get(Status.REMEDIATING):
         out.append(("remediated hosts waiting for pass 2",
                     f"{base} --status remediated --status remediating --from remediate"))
