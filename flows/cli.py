@@ -454,7 +454,9 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
 
     from flows.migrate import migrate_wave
 
-    with tags(f"wave:{wave}", f"inventory:{inv.name}"):
+    from flows import terminal
+
+    with tags(f"wave:{wave}", f"inventory:{inv.name}"), terminal.progress(out):
         final = migrate_wave(str(inventory.resolve()), wave, inventory_name=inv.name, selection=selection,
                              state=state, return_state=True)
     report = None
@@ -462,9 +464,16 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         report = final.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - the state message below says what happened
         report = None
-    if isinstance(report, dict) and "markdown" in report:
-        out.print(report["markdown"], highlight=False, markup=False)
-    out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
+    if isinstance(report, dict) and "summary" in report:
+        store = _open_store(None, state or inv.state_url)
+        lines = terminal.closing_summary(inv, report["summary"], terminal.unfinished_hosts(store, wave),
+                                         final.name, final.message or "")
+        store.close()
+        for name, path in report.get("files", {}).items():
+            lines.append(f"{name}: {path}")
+        out.print("\n".join(lines), highlight=False, markup=False)
+    else:
+        out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
     if final.is_completed() and isinstance(report, dict) and report.get("waiting"):
         return EXIT_WAITING
     return 0 if final.is_completed() else 1
