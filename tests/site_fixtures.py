@@ -63,8 +63,21 @@ LAB_HOST_TOOLS = {"hi_set": ["lab-amt-hi", "set-dns-suffix", "{suffix}", "--json
                   "hi_get": ["lab-amt-hi", "get-dns-suffix", "--json"]}
 
 
+DMT_PASSWORD = "lab-Pa55w0rd"  # the lab's MPS web admin (lab/api.py default)
+
+
+def _provisioning(lab: LabServer, server: str) -> dict:
+    """`lab`: the lab's plain provisioning API. `rpc`: what a real site runs — rpc-go on each client over
+    SSH against RPS, with RPS/MPS's REST API named so every activation is read back from MPS."""
+    if server == "lab":
+        return {"server": "lab", "url": lab.http_url, "certificate_suffix": "contoso.com"}
+    return {"server": "rpc", "url": "wss://rps.contoso.com/activate", "certificate_suffix": "contoso.com",
+            "profile": "acm-contoso",
+            "api": {"url": lab.http_url, "user": "admin", "password_env": "AMTMIG_DMT_PASSWORD"}}
+
+
 def inventory_for(lab: LabServer, devices: list[dict], waves: list[dict], *, window="30s", name="site",
-                  state_url: str | None = None, known: str = "legacy") -> dict:
+                  state_url: str | None = None, known: str = "legacy", server: str = "lab") -> dict:
     """What a legacy console export gives: names, addresses, versions, legacy AMT domains; no truth."""
     hosts = []
     for d in devices:
@@ -75,7 +88,7 @@ def inventory_for(lab: LabServer, devices: list[dict], waves: list[dict], *, win
         hosts.append(h)
     inv = {
         "name": name,
-        "provisioning": {"server": "lab", "url": lab.http_url, "certificate_suffix": "contoso.com"},
+        "provisioning": _provisioning(lab, server),
         "window": {"interface_open": window, "retry_interval": "1h"},
         "credentials": {"ssh": {"user": "migrator", "key_env": "AMTMIG_SSH_KEY",
                                 "known_hosts": str(lab.known_hosts_path),
@@ -99,7 +112,8 @@ def start_site(tmp: Path, devices: list[dict], waves: list[dict], monkeypatch=No
     inv = inventory_for(lab, devices, waves, window=fleet_kw.get("window", "30s"), **kw)
     inv_path = tmp / "inventory.yaml"
     inv_path.write_text(yaml.safe_dump(inv, sort_keys=False))
-    env = {"AMTMIG_SSH_KEY": str(lab.private_key_path), "AMTMIG_LEGACY_AMT_PASSWORD": PASSWORD}
+    env = {"AMTMIG_SSH_KEY": str(lab.private_key_path), "AMTMIG_LEGACY_AMT_PASSWORD": PASSWORD,
+           "AMTMIG_DMT_PASSWORD": DMT_PASSWORD}
     if monkeypatch is not None:
         for k, v in env.items():
             monkeypatch.setenv(k, v)
