@@ -114,3 +114,48 @@ def test_written_report_has_chart_files_for_email_and_the_summary_as_html(tmp_pa
     assert "H00001" in page and ("in 1 h 59 min" in page or "in 2 h 00 min" in page)
     assert "amt-migrate rerun" in page and "--status failed" in page
     assert "amt-migrate run" in page  # one host never started
+
+
+def _dom_rows(dom: str) -> list[tuple[str, bool]]:
+    """(host, shown) for each row of the hosts table, in page order."""
+    body = dom[dom.index('<table id="hosts">'):]
+    body = body[:body.index("</table>")]
+    return [(m.group(2), not m.group(1)) for m in re.finditer(r'<tr data-s="[^"]*"( hidden(?:="")?)?><td>([^<]+)</td>', body)]
+
+
+def test_the_hosts_table_filters_and_sorts_in_a_real_browser(tmp_path):
+    """The page's own script, run by headless Chromium from the file: a view given in the address
+    (status filter, text filter, sort column and direction) leaves exactly the matching rows, in order."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        import pytest
+
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    records = _records(30)
+    inv = _inventory(tmp_path, 30)
+    page = report_html(inv, summarize(records, "w"), records, [], halted=None, status_svg="<svg></svg>",
+                       timeline_svg="", chart_files={}, now=NOW)
+    path = tmp_path / "report.html"
+    path.write_text(page)
+
+    def dom(fragment: str) -> str:
+        profile = tmp_path / f"profile-{time.monotonic_ns()}"
+        done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=3000",
+                               "--dump-dom", path.resolve().as_uri() + fragment],
+                              capture_output=True, text=True, timeout=120, start_new_session=True)
+        shutil.rmtree(profile, ignore_errors=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    rows = _dom_rows(dom("#s=needs_mebx&sort=host&dir=d"))
+    assert len(rows) == 30
+    shown = [h for h, ok in rows if ok]
+    want = sorted((r.host for r in records if r.status == "needs_mebx"), reverse=True)
+    assert shown == want and len(shown) == 3  # only the technician's hosts, Z to A
+    assert [h for h, _ in rows] == sorted((r.host for r in records), reverse=True)  # every row sorted, hidden or not
+    rows = _dom_rows(dom("#q=fabrikam.com%20%3C2%3E"))  # the text filter reads the evidence column too
+    assert [h for h, ok in rows if ok] == ["H00002"]

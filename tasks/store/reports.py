@@ -265,7 +265,12 @@ d=th.dataset.d=th.dataset.d==='a'?'d':'a',num='num' in th.dataset;const key=r=>{
 const v=c.dataset.k!==undefined?c.dataset.k:c.textContent;return num?+v:v};
 const ix=rows.map((r,j)=>[key(r),j]);ix.sort((a,b)=>(a[0]<b[0]?-1:a[0]>b[0]?1:a[1]-b[1])*(d==='a'?1:-1));
 const sorted=ix.map(p=>rows[p[1]]),tx=ix.map(p=>txt[p[1]]);rows.splice(0,rows.length,...sorted);
-txt.splice(0,txt.length,...tx);tb.append(...rows)});})();"""
+txt.splice(0,txt.length,...tx);tb.append(...rows)});
+const h=new URLSearchParams(location.hash.slice(1));if(h.has('q'))q.value=h.get('q');if(h.has('s'))st.value=h.get('s');
+f();const by=(h.get('sort')||'').toLowerCase(),th=[...t.tHead.rows[0].cells].find(c=>c.textContent===by);
+if(th){th.click();if(h.get('dir')==='d')th.click()}})();"""
+#: The page's state can be given in its address, so a lead can send a link to a view:
+#: ``report.html#s=needs_mebx&q=floor3&sort=window closes&dir=d`` (status, text filter, sort column, direction).
 
 
 def _badge(status: str) -> str:
