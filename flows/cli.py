@@ -464,9 +464,11 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         report = None
     if isinstance(report, dict) and "markdown" in report:
         out.print(report["markdown"], highlight=False, markup=False)
-    out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
     if final.is_completed() and isinstance(report, dict) and report.get("waiting"):
+        # Prefect's state is Completed (the run did all it could), but the wave is not: don't print "Completed"
+        out.print(f"Waiting: {final.message or ''}", highlight=False, markup=False)
         return EXIT_WAITING
+    out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
     return 0 if final.is_completed() else 1
 
 

@@ -353,3 +353,55 @@ def test_kea_24_hash_beside_dhcp4_is_not_sent_back():
     assert "hash" not in new and "hash" not in new["Dhcp4"]
     assert new["Dhcp4"]["subnet4"][0]["option-data"] == [{"name": "domain-name", "data": "contoso.com"}]
     assert "hash" in config  # the read answer itself is left as read
+
+
+# -- a gated wave on the embedded server waits for a decision -----------------------------------------
+
+def _cli(args: list[str], cwd, env: dict) -> "subprocess.CompletedProcess":
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_gated_wave_on_the_embedded_server_waits_for_a_decision_and_says_how_to_continue(tmp_path):
+    """`run` as a lead types it, no PREFECT_API_URL: nobody can answer the go/no-go, so the wave must not
+    end 'Completed', exit 0 with pass 2 silently skipped; it says it waits and what continues it."""
+    import os
+    from pathlib import Path
+
+    devs = [device("G-MATCH", "127.10.9.11", trusted="contoso.com"),
+            device("G-MIS", "127.10.9.12", dhcp="fabrikam.com")]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "gate": True,
+                                        "remediation": ["dhcp_renew", "mebx"]}], window="5m")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), PREFECT_HOME=str(tmp_path / "prefect"),
+               AMTMIG_SSH_KEY=str(site.lab.private_key_path), AMTMIG_LEGACY_AMT_PASSWORD="x")
+    try:
+        res = _cli(["run", "inventory.yaml", "--wave", "w"], tmp_path, env)
+        assert res.returncode == 3, res.stdout + res.stderr
+        last = res.stdout.strip().splitlines()[-1]
+        assert last.startswith("Waiting: ") and "Completed" not in last
+        # the rerun hint names the hosts as they are: the remediated one, not an empty `--status failed`
+        assert "amt-migrate rerun inventory.yaml --wave w --status remediated" in res.stdout
+        cont = "amt-migrate rerun inventory.yaml --wave w --from pass2"
+        assert "waiting for a go/no-go decision before pass 2" in res.stdout and cont in res.stdout, res.stdout
+        truth = site.admin_all()
+        assert truth["G-MATCH"]["state"] == "provisioned"
+        assert truth["G-MIS"]["state"] != "provisioned" and len(truth["G-MIS"]["attempts"]) == 1  # no pass 2
+        store = StateStore(load_inventory(site.inventory).state_url)
+        assert store.get("w", "G-MIS").status == "remediated"  # left as remediation left it
+        [gate] = [e for e in store.history(wave="w") if e.stage == "gate"]
+        assert gate.outcome == "waiting" and gate.evidence["continue_with"] == cont
+        assert not store.wave_mark("w", "completed")  # a plain run again would not say "nothing to do"
+        # the command it printed is the one that continues the wave (stdin is no terminal: no question)
+        res = _cli(cont.split()[1:], tmp_path, env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        truth = site.admin_all()
+        assert truth["G-MIS"]["state"] == "provisioned" and len(truth["G-MIS"]["attempts"]) == 2
+        assert len(truth["G-MATCH"]["attempts"]) == 1
+        assert store.get("w", "G-MIS").status == "provisioned"
+        store.close()
+    finally:
+        site.lab.stop()
