@@ -405,3 +405,69 @@ def test_a_gated_wave_on_the_embedded_server_waits_for_a_decision_and_says_how_t
         store.close()
     finally:
         site.lab.stop()
+
+
+# -- facts discovery learns decide the path -----------------------------------------------------------
+
+def test_an_activated_amt_the_inventory_says_nothing_about_gets_the_legacy_credentials_tried(tmp_path, monkeypatch):
+    """The export left legacy_managed out; AMT says (rpc amtinfo over SSH) it is activated. The console's
+    credentials are tried over WS-Man: where they open it, the host is adopted and its DomainName written
+    like any legacy-managed host's; where AMT refuses them, the technician takes it, with why; a
+    pre-provisioning AMT is never sent them."""
+    from tasks.rules.plan import host_path
+    from tasks.steps.context import build_context
+    from tasks.steps.discover import discover_host
+    from tasks.steps.provision import provision_host
+    from tasks.steps.remediate import remediate_host
+
+    opened = device("LEG-UNSAID", "127.10.9.21", state="legacy", legacy=True, domain="fabrikam.com",
+                    dhcp="fabrikam.com")
+    other = device("LEG-OTHER", "127.10.9.22", state="legacy", legacy=True, domain="contoso.com")
+    other["legacy"] = {"user": "admin", "password": "Another-Console-77"}  # activated by someone else
+    pre = device("PRE-1", "127.10.9.23", dhcp="contoso.com")
+    site = start_site(tmp_path, [opened, other, pre],
+                      [{"name": "w", "hosts": ["*"], "remediation": ["amt_write", "dhcp_renew", "mebx"]}], monkeypatch)
+    try:
+        data = yaml.safe_load(site.inventory.read_text())
+        for h in data["hosts"]:  # an export that says nothing of who manages AMT, nor of its suffix
+            h.pop("legacy_managed", None)
+            h.pop("amt_suffix", None)
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        inv = load_inventory(site.inventory)
+        assert all(h.legacy_managed is None for h in inv.hosts)
+        store = StateStore(inv.state_url)
+        store.ensure_hosts("w", [(h.name, h.address) for h in inv.hosts])
+        ctx = build_context(inv, "w", store)
+        for name in ("LEG-UNSAID", "LEG-OTHER", "PRE-1"):
+            discover_host(ctx, name)
+        ev = {n: store.get("w", n).evidence for n in ("LEG-UNSAID", "LEG-OTHER", "PRE-1")}
+        assert ev["LEG-UNSAID"]["provisioning_state"] == 2 and ev["LEG-UNSAID"]["legacy_credentials"] == "opened"
+        assert ev["LEG-UNSAID"]["domain_name"] == "fabrikam.com"  # read over WS-Man with the console's credentials
+        assert ev["LEG-OTHER"]["legacy_credentials"] == "refused" and not ev["LEG-OTHER"].get("wsman_cause")
+        assert ev["PRE-1"]["provisioning_state"] == 0 and ev["PRE-1"].get("legacy_credentials") is None
+        assert host_path(inv, inv.host("LEG-UNSAID"), ev["LEG-UNSAID"])[0] == "adopt"
+        path, why = host_path(inv, inv.host("LEG-OTHER"), ev["LEG-OTHER"])
+        assert path == "technician" and "AMT refused credentials.legacy_amt at discovery" in why
+
+        for name in ("LEG-UNSAID", "LEG-OTHER", "PRE-1"):
+            provision_host(ctx, name, 1)
+        rec = store.get("w", "LEG-UNSAID")
+        assert (rec.status, rec.cause) == ("failed", "suffix_mismatch")
+        assert rec.evidence["amt_suffix"] == "fabrikam.com"  # the cause comes from the DomainName read
+        other_rec = store.get("w", "LEG-OTHER")
+        assert (other_rec.status, other_rec.cause) == ("needs_mebx", "credentials_unknown")
+        assert store.get("w", "PRE-1").status == "provisioned"
+
+        out = remediate_host(ctx, "LEG-UNSAID")
+        assert out.result == "remediated", out
+        writes = [e for e in store.history(["LEG-UNSAID"], "w") if e.action == "amt_write"]
+        assert writes and writes[0].outcome == "verified" and "DomainName" in str(writes[0].evidence)
+        provision_host(ctx, "LEG-UNSAID", 2)
+        assert store.get("w", "LEG-UNSAID").status == "provisioned"
+        ctx.close()
+        truth = site.admin_all()
+        assert truth["LEG-UNSAID"]["state"] == "provisioned" and len(truth["LEG-UNSAID"]["attempts"]) == 2
+        assert truth["LEG-OTHER"]["attempts"] == []  # never provisioned as if it were fresh
+        store.close()
+    finally:
+        site.lab.stop()

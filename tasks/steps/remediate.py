@@ -53,11 +53,11 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     """Write the suffix into AMT directly: WS-Man DomainName (legacy-provisioned) or the host interface (pre)."""
     target = ctx.cert_suffix
     if not _pre_provisioning(host, rec):
-        if ctx.wsman(host) is None:
+        client = ctx.wsman(host, rec.evidence)
+        if client is None:
             return MethodResult(False, "no legacy AMT credentials for WS-Management", applicable=False)
         from tasks.adapters.wsman import WsmanError
 
-        client = ctx.wsman(host)
         try:
             client.put_domain_name(target)
             back = (client.get_general_settings().get("DomainName") or "").lower()
@@ -120,7 +120,7 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
         except SshError:
             return None, "host interface unreachable"
         return (amt_host_tool.parse_get_dns_suffix(res.stdout).dhcp, "host interface") if res.ok else (None, "host interface error")
-    client = ctx.wsman(host)
+    client = ctx.wsman(host, rec.evidence)
     if client is None:
         return None, "no channel to AMT"
     from tasks.adapters.wsman import WsmanError
