@@ -74,7 +74,7 @@ def _wsman_facts(ctx: WaveContext, host: Host) -> dict:
             return {"legacy_credentials": "refused", "legacy_credentials_note": f"WS-Man: {exc.kind}"}
         return {"wsman_error": exc.kind, "wsman_cause": exc.cause, "legacy_credentials": "refused"}
     except WsmanError as exc:  # unreachable, TLS identity, protocol: nothing learned about the credentials
-        return {"wsman_error": exc.kind, "wsman_cause": exc.cause}
+        return {"wsman_error": exc.kind, "wsman_cause": exc.cause, "wsman_detail": exc.detail[:200]}
     finally:
         client.close()
     ev["legacy_credentials"] = "opened"
@@ -97,7 +97,7 @@ def discover_host(ctx: WaveContext, name: str) -> HostOutcome:
         ev["ssh_skipped"] = ctx.unavailable.get("ssh", "no SSH")
     if try_legacy_credentials(host.legacy_managed, ev, host.amt_state):  # ev: what SSH read of AMT's state
         ev.update(_wsman_facts(ctx, host))
-    for stale in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "amtinfo_error", "legacy_credentials",
+    for stale in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "amtinfo_error", "wsman_detail", "legacy_credentials",
                   "legacy_credentials_note"):
         ev.setdefault(stale, None)  # evidence merges across runs: clear what this discovery didn't see
     learned = [k for k in ("os_suffix", "trusted_suffix", "dhcp_suffix", "domain_name", "amt_version_discovered") if k in ev]

@@ -33,6 +33,18 @@ NEXT_STEP = {
 }
 
 
+def next_step_for(cause: Cause, evidence: dict | None) -> str:
+    """The next step for a cause, sharpened by what discovery met: an `unknown` failure of a host whose
+    AMT answered WS-Man with a fault is not a provisioning-server question, nor a powered-off host (a
+    fault is an answer; wsa:DestinationUnreachable = AMT does not serve that resource)."""
+    ev = evidence or {}
+    if cause == Cause.UNKNOWN and ev.get("wsman_error") in ("fault", "protocol"):
+        said = f" ({ev['wsman_detail']})" if ev.get("wsman_detail") else ""
+        return (f"AMT is on and answered WS-Management with a {ev['wsman_error']}{said}, so its suffix could not be "
+                f"read: check which AMT classes this firmware serves (or read the suffix in the MEBx), then rerun")
+    return NEXT_STEP[cause]
+
+
 class TransientHosts(Exception):
     """Some hosts met a transient server problem; raising lets Prefect retry the batch with backoff."""
 
@@ -62,7 +74,7 @@ def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
         effective, source = host.amt_suffix, "inventory (legacy console export)"
     scope = ctx.inv.scope_of(host)
     os_suffix = ev.get("os_suffix", host.os_suffix)
-    problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause") if ev.get(k)}
+    problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "wsman_detail") if ev.get(k)}
     return HostFacts(
         amt_version=str(host_version(host, ev)), effective_suffix=effective, effective_source=source,
         os_suffix=os_suffix, os_source="discovery" if "os_suffix" in ev else "inventory",
@@ -120,7 +132,7 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     status = Status.UNSUPPORTED if c.cause == Cause.UNSUPPORTED_VERSION else Status.FAILED
     store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
                      evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
-                     next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
+                     next_step=next_step_for(c.cause, c.evidence), flow_run_id=ctx.flow_run_id)
     ctx.answered(pass_no).add(name)
     return HostOutcome(name, Result(status.value), c.cause)
 
