@@ -454,7 +454,9 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
 
     from flows.migrate import migrate_wave
 
-    with tags(f"wave:{wave}", f"inventory:{inv.name}"):
+    from flows import terminal
+
+    with tags(f"wave:{wave}", f"inventory:{inv.name}"), terminal.progress(out):
         final = migrate_wave(str(inventory.resolve()), wave, inventory_name=inv.name, selection=selection,
                              state=state, return_state=True)
     report = None
@@ -462,13 +464,21 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         report = final.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - the state message below says what happened
         report = None
-    if isinstance(report, dict) and "markdown" in report:
-        out.print(report["markdown"], highlight=False, markup=False)
-    if final.is_completed() and isinstance(report, dict) and report.get("waiting"):
-        # Prefect's state is Completed (the run did all it could), but the wave is not: don't print "Completed"
-        out.print(f"Waiting: {final.message or ''}", highlight=False, markup=False)
+    # Prefect's state is Completed (the run did all it could), but a gated wave is not done: never "Completed"
+    waiting = final.is_completed() and isinstance(report, dict) and bool(report.get("waiting"))
+    shown = "Waiting" if waiting else final.name
+    if isinstance(report, dict) and "summary" in report:
+        store = _open_store(None, state or inv.state_url)
+        lines = terminal.closing_summary(inv, report["summary"], terminal.unfinished_hosts(store, wave),
+                                         shown, final.message or "")
+        store.close()
+        for name, path in report.get("files", {}).items():
+            lines.append(f"{name}: {path}")
+        out.print("\n".join(lines), highlight=False, markup=False)
+    else:
+        out.print(f"{shown}: {final.message or ''}", highlight=False, markup=False)
+    if waiting:
         return EXIT_WAITING
-    out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
     return 0 if final.is_completed() else 1
 
 

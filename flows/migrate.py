@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.between import ask_go_no_go, schedule_pass2
+from flows.live import close_view, open_view, state_words, view_for, wave_finished, windows_closing
 from flows.shards import run_shards
 from flows.stages import run_stage
 from tasks.inventory.model import load_inventory
@@ -125,6 +126,7 @@ def open_wave(inventory: str, wave: str, selection: dict | None, state: str | No
         logger.info("rerun of %d host(s) from %s: %s", len(ctx.selected), sel.from_stage,
                     ", ".join(sorted(ctx.selected)[:50]))
     sharded = not shard and bool(w.shard_size) and len(ctx.hosts_by_name) > w.shard_size
+    open_view(ctx)  # the live artifact on this run's page, and the "wave started" event
     return WaveRun(ctx, register(ctx), inventory, state, STAGES[STAGES.index(ctx.from_stage):], shard=bool(shard),
                    sharded=sharded)
 
@@ -239,21 +241,25 @@ def report_wave(run: WaveRun) -> dict:
         md += f"\n**Waiting for a decision:** {run.note}\n"
     create_markdown_artifact(md, key=artifact_key(ctx.inv.name, run.wave, "summary"),
                              description=f"Summary of {run.wave}")
+    view_for(ctx).refresh(force=True)  # the live view's last version
+    windows_closing(ctx)  # the event automations use to warn of windows about to close
     return {"summary": summary.__dict__, "files": {k: str(v) for k, v in files.items()}, "markdown": md,
             "waiting": run.waiting}
 
 
 def close_wave(run: WaveRun) -> None:
+    close_view(run.ctx)
     unregister(run.key)
     run.ctx.store.close()
 
 
 def final_state(run: WaveRun, report: dict) -> State:
-    if run.halted:
-        return Failed(message=f"halted: {run.halted}", data=report)
-    s = report["summary"]
-    message = f"{s['by_status'].get('provisioned', 0)} of {s['total']} provisioned"
-    return Completed(message=f"{message}; {run.note}" if run.note else message, data=report)
+    """Completed only when every host is done; otherwise the state's name says what is left, so the
+    runs list is not all green over failed hosts. A halted wave is Failed, with the counts."""
+    name, message = state_words(report["summary"], halted=run.halted, note=run.note)
+    if not run.shard:
+        wave_finished(run.ctx.inv.name, run.wave, name, message, report["summary"], run.halted)
+    return (Failed if run.halted else Completed)(name=name, message=message, data=report)
 
 
 def _missing_concurrency_limit(name: str | None) -> str | None:

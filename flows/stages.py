@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.rules.host_state import counts_toward_failure_limit
@@ -26,17 +26,35 @@ from tasks.steps.discover import discover_host
 from tasks.steps.outcome import HostOutcome, Result, results_line
 from tasks.steps.remediate import remediate_host
 from tasks.steps.stage_hosts import discovery_order, stage_hosts
-from tasks.store.reports import artifact_key
+from flows.live import STAGE_TITLES, view_for
 
 PER_HOST_TASKS_UP_TO = 50  # a small subset (a rerun) gets one task run per host, named after it
-
-STAGE_TITLES = {"discovery": "discovery", "pass1": "pass 1", "remediate": "remediation", "pass2": "pass 2"}
 
 
 def _log(outcomes: list[HostOutcome]) -> None:
     """One line per batch, hosts grouped by outcome: a log record per host cost the client and
     Prefect's server more CPU than the work it reported; the host table artifact has the rest."""
     get_run_logger().info("%s", results_line(outcomes))
+
+
+NOT_OK = frozenset({Result.FAILED, Result.REMEDIATION_FAILED, Result.NEEDS_MEBX, Result.ERROR})
+
+
+def batch_state(outcomes: list[HostOutcome]) -> State:
+    """The batch's task-run state says how many of its hosts did not make it and why, so the UI's
+    task list is not a wall of green "Completed" over failed hosts. Still Completed (a Failed state
+    would make Prefect retry the batch): the name carries the count, the message the causes and
+    hosts; the outcomes stay the state's data, so `fut.result()` returns them as before."""
+    bad = [o for o in outcomes if o.result in NOT_OK]
+    if not bad:
+        return Completed(message=results_line(outcomes), data=outcomes)
+    by: dict[str, list[str]] = {}
+    for o in bad:
+        by.setdefault(o.label, []).append(o.host)
+    why = "; ".join(f"{label} {len(h)}: {', '.join(h[:5])}{' …' if len(h) > 5 else ''}"
+                    for label, h in sorted(by.items(), key=lambda kv: -len(kv[1])))
+    return Completed(name=f"Completed with {len(bad)} of {len(outcomes)} hosts not done",
+                     message=f"{len(bad)} of {len(outcomes)} hosts not done: {why}", data=outcomes)
 
 
 # -- tasks: one run per batch -------------------------------------------------------------------
@@ -49,7 +67,7 @@ def discover_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
     ctx = lookup(ctx_key)
     outcomes = provisioning.run_leased(ctx, names, lambda n: discover_host(ctx, n))
     _log(outcomes)
-    return outcomes
+    return batch_state(outcomes)
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
@@ -62,7 +80,7 @@ def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> list[HostOu
     transient = [o.host for o in outcomes if o.result is Result.TRANSIENT]
     if transient:
         raise provisioning.TransientHosts(transient)
-    return outcomes
+    return batch_state(outcomes)
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
@@ -71,7 +89,7 @@ def remediate_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
     ctx = lookup(ctx_key)
     outcomes = provisioning.run_leased(ctx, names, lambda n: remediate_host(ctx, n))
     _log(outcomes)
-    return outcomes
+    return batch_state(outcomes)
 
 
 def _with_global_limit(ctx: WaveContext, step: Callable[[str], HostOutcome]) -> Callable[[str], HostOutcome]:
@@ -134,15 +152,15 @@ def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable
     handing out once the wave is halted. Returns the halt reason, if any. (Discovery records facts, not
     failures: it does not check the halt, which would only re-read an earlier run's failures.)"""
     logger = get_run_logger()
+    view = view_for(ctx)
+    view.stage_started(stage, len(names))
     if not names:
         logger.info("%s: no host to work on", stage)
+        view.stage_finished(stage, None)
         return None
     batches = [names[i:i + batch_size] for i in range(0, len(names), batch_size)]
     most_batches = batches_in_flight(ctx, batch_size)
     queued_enough = 2 * ctx.wave.max_concurrency  # hosts handed out but unfinished before we hold back
-    progress_id = create_progress_artifact(
-        0.0, key=artifact_key(ctx.inv.name, ctx.wave.name, stage, "progress"),
-        description=f"{STAGE_TITLES[stage]}: 0 of {len(names)} hosts")
     queue = deque(batches)
     running: dict[cf.Future, tuple[object, list[str]]] = {}
     finished = 0
@@ -165,9 +183,10 @@ def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable
                 logger.warning("%s: a batch of %d hosts failed after retries: %s", stage, len(batch), result)
                 if on_failed_batch:
                     on_failed_batch(batch)
+            elif isinstance(result, list):
+                view.hosts_answered(result)
             finished += len(batch)
-        update_progress_artifact(progress_id, 100.0 * finished / len(names),
-                                 description=f"{STAGE_TITLES[stage]}: {finished} of {len(names)} hosts")
+        view.stage_progress(stage, finished)
         if check_halt and not halted:
             halted = halt_reason(ctx)
             if halted:
@@ -177,6 +196,7 @@ def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable
                 ctx.store.record_wave_event(ctx.wave.name, stage=stage, action="halt", outcome="halted",
                                             evidence={"reason": halted, "not_started": not_started},
                                             flow_run_id=ctx.flow_run_id)
+    view.stage_finished(stage, halted)
     return halted
 
 

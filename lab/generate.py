@@ -182,6 +182,9 @@ def build(hosts: int, seed: int, *, window: str = "30s", retry_interval: str = "
         },
         "dhcp_scopes": _scopes_for(used),
         "defaults": {"os": "windows", "ssh_port": 2222, "amt_port": 16992},
+        # the lab's own host-interface tool (lab/shell.py); a real site names its tool or leaves these out
+        "host_tools": {"hi_set": ["lab-amt-hi", "set-dns-suffix", "{suffix}", "--json"],
+                       "hi_get": ["lab-amt-hi", "get-dns-suffix", "--json"]},
         "hosts": inv_hosts,
         "waves": [{"name": "wave-1", "hosts": ["*"], "max_concurrency": 50, "max_fail_percentage": 20,
                    "remediation": ["amt_write", "dhcp_renew", "mebx"]}],

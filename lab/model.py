@@ -65,6 +65,17 @@ class ServerBusy(LabError):
     """The provisioning server answers 5xx for this request (``server_5xx`` fault)."""
 
 
+LOCALES = ("en", "de", "fr", "es")
+NET_STACKS = ("dhclient", "networkmanager", "networkd", "dhcpcd")
+
+
+def _choice(d: dict, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = str(d.get(key, default)).lower()
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -191,6 +202,11 @@ class Device:
     _gens: dict = field(default_factory=lambda: {"retry": 0, "renew": 0}, repr=False)
     _rngs: dict = field(default_factory=dict, repr=False)
     dhcp_server: bool = False  # a Windows DHCP server: its SSH answers the DhcpServer cmdlets (lab/shell.py)
+    # the client OS as real machines are (lab/shell.py prints each the way the real tools do):
+    locale: str = "en"  # Windows display language of ipconfig: en, de, fr, es
+    virtual_adapters: int = 0  # Hyper-V/VMware virtual adapters with DHCP, listed before the real NIC
+    net_stack: str = "dhclient"  # Linux: dhclient, networkmanager, networkd, dhcpcd
+    powershell: bool = True  # Windows: PowerShell answers the CIM query (False: only ipconfig works)
 
     @property
     def effective_suffix(self) -> str:
@@ -342,7 +358,13 @@ class Fleet:
                 uuid=str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{self.seed}.{name}.amt-lab")),
                 lease_obtained=now - frac * lease / 2,
                 dhcp_server=bool(d.get("dhcp_server", False)),
+                locale=_choice(d, "locale", "en", LOCALES),
+                virtual_adapters=int(d.get("virtual_adapters", 0)),
+                net_stack=_choice(d, "net_stack", "dhclient", NET_STACKS),
+                powershell=bool(d.get("powershell", True)),
             )
+            if not 0 <= dev.virtual_adapters <= 4:
+                raise ValueError("virtual_adapters must be 0..4")
         except (KeyError, ValueError, InvalidName, TypeError) as exc:
             label = d.get("name", "?") if isinstance(d, dict) else "?"
             raise ValueError(f"device {label}: {exc}") from exc

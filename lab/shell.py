@@ -16,6 +16,7 @@ import shlex
 from datetime import datetime, timezone
 from typing import Callable
 
+from lab import clientos
 from lab.amt_rules import InvalidName, dns_name
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
 
@@ -116,7 +117,7 @@ class DeviceShell:
         if self.dev.os == "windows" and key.endswith(".exe"):
             key = key[:-4]
         handler = None
-        common = {"rpc": self.cmd_rpc, "amt-hi": self.cmd_amt_hi, "echo": self.cmd_echo,
+        common = {"rpc": self.cmd_rpc, "amt-hi": self.cmd_amt_hi, "lab-amt-hi": self.cmd_amt_hi, "echo": self.cmd_echo,
                   "true": lambda a: Result(), "false": lambda a: Result(status=1), "hostname": self.cmd_hostname}
         handler = common.get(key)
         if handler is None and self.dev.os == "windows":
@@ -124,6 +125,18 @@ class DeviceShell:
         if handler is None and self.dev.os == "linux":
             handler = {"dhclient": lambda a: self.cmd_dhclient(a, root), "cat": self.cmd_cat,
                        "ip": self.cmd_ip}.get(key)
+            stack = self.dev.net_stack
+            if handler is None and key == "resolvectl" and stack in ("networkmanager", "networkd"):
+                handler = self.cmd_resolvectl
+            elif handler is None and key == "nmcli" and stack == "networkmanager":
+                handler = lambda a: self.cmd_nmcli(a, root)  # noqa: E731
+            elif handler is None and key == "networkctl":
+                handler = lambda a: self.cmd_networkctl(a, root)  # noqa: E731
+            elif handler is None and key == "dhcpcd" and stack == "dhcpcd":
+                handler = lambda a: self.cmd_dhcpcd(a, root)  # noqa: E731
+        if self.dev.os == "windows" and key == "powershell" and not self.dev.powershell:
+            return Result("", f"'{name}' is not recognized as an internal or external command,\r\n"
+                              "operable program or batch file.\r\n", 1)
         if handler is None:
             return Result("", f"bash: {name}: command not found\n", 127)
         return handler(argv[1:])
@@ -177,35 +190,35 @@ class DeviceShell:
                  f"   Default Gateway . . . . . . . . . : {gw}", ""]
         return "\r\n".join(lines)
 
+    def _adapters(self) -> list:
+        scope, _, _ = self._net()
+        return clientos.windows_adapters(self.dev, _mac(self.dev), str(scope.subnet.netmask))
+
     def _ipconfig_all(self) -> str:
         dev = self.dev
         scope, gw, dhcp = self._net()
-        search = [s for s in dict.fromkeys([dev.primary_suffix, dev.os_suffix]) if s]
-        lines = ["", "Windows IP Configuration", "",
-                 f"   Host Name . . . . . . . . . . . . : {dev.name}",
-                 f"   Primary Dns Suffix  . . . . . . . : {dev.primary_suffix}",
-                 "   Node Type . . . . . . . . . . . . : Hybrid",
-                 "   IP Routing Enabled. . . . . . . . : No",
-                 "   WINS Proxy Enabled. . . . . . . . : No"]
-        if search:
-            lines.append(f"   DNS Suffix Search List. . . . . . : {search[0]}")
-            lines += [" " * 39 + s for s in search[1:]]
-        lines += ["", "Ethernet adapter Ethernet:", "",
-                  f"   Connection-specific DNS Suffix  . : {dev.os_suffix}",
-                  "   Description . . . . . . . . . . . : Intel(R) Ethernet Connection (7) I219-LM",
-                  f"   Physical Address. . . . . . . . . : {_mac(dev, '-').upper()}",
-                  "   DHCP Enabled. . . . . . . . . . . : Yes",
-                  "   Autoconfiguration Enabled . . . . : Yes",
-                  f"   IPv4 Address. . . . . . . . . . . : {dev.address}(Preferred)",
-                  f"   Subnet Mask . . . . . . . . . . . : {scope.subnet.netmask}"]
-        if dev.lease_obtained is not None:
-            lines += [f"   Lease Obtained. . . . . . . . . . : {_win_time(dev.lease_obtained)}",
-                      f"   Lease Expires . . . . . . . . . . : {_win_time(dev.lease_obtained + scope.lease)}"]
-        lines += [f"   Default Gateway . . . . . . . . . : {gw}",
-                  f"   DHCP Server . . . . . . . . . . . : {dhcp}",
-                  f"   DNS Servers . . . . . . . . . . . : {dhcp}",
-                  "   NetBIOS over Tcpip. . . . . . . . : Enabled", ""]
-        return "\r\n".join(lines)
+        leases = []
+        if dev.lease_obtained is not None and dev.locale == "en":
+            leases = [("Lease Obtained", _win_time(dev.lease_obtained)),
+                      ("Lease Expires", _win_time(dev.lease_obtained + scope.lease))]
+        return clientos.ipconfig_all(dev, self._adapters(), gw, dhcp, leases)
+
+    def _client_ps(self, script: str) -> Result | None:
+        """The client-side scripts real admins run: the CIM facts query and RenewDHCPLease by index."""
+        if "Win32_NetworkAdapterConfiguration" not in script:
+            return None
+        adapters = self._adapters()
+        if "RenewDHCPLease" in script:
+            m = re.search(r"InterfaceIndex\s*=\s*(\d+)", script)
+            target = next((a for a in adapters if m and a.index == int(m[1])), None)
+            if target is None:
+                return Result("", "", 0)  # the query matched no instance: Invoke-CimMethod prints nothing
+            if target.real:
+                self.sleep(self.fleet.latency_for(self.dev, "renew"))
+                self.fleet.dhcp_renew(self.dev.name, source="RenewDHCPLease")
+            return Result('{"ReturnValue":0}\r\n')
+        search = [s for s in dict.fromkeys([self.dev.primary_suffix, self.dev.os_suffix]) if s]
+        return Result(clientos.cim_facts_json(adapters, search))
 
     # ------------------------------------------------------------- linux
     def cmd_dhclient(self, args: list[str], root: bool) -> Result:
@@ -225,7 +238,7 @@ class DeviceShell:
         if not root:
             return Result("", "Can't create /var/run/dhclient.pid: Permission denied\n", 1)
         for i in ifaces:
-            if i != "eth0":
+            if i != clientos.linux_iface(self.dev):
                 return Result("", f'Cannot find device "{i}"\n', 1)
         dev = self.dev
         scope, gw, dhcp = self._net()
@@ -256,11 +269,9 @@ class DeviceShell:
         dev = self.dev
         for path in args:
             if path == "/etc/resolv.conf":
-                lines = ["# Generated by dhclient-script"]
-                if dev.os_suffix:
-                    lines += [f"domain {dev.os_suffix}", f"search {dev.os_suffix}"]
-                lines.append(f"nameserver {dhcp}")
-                out.append("\n".join(lines) + "\n")
+                out.append(clientos.resolv_conf(dev, dhcp))
+            elif path == "/run/systemd/netif/leases/2" and dev.net_stack == "networkd":
+                out.append(clientos.networkd_lease(dev, dhcp))
             elif path == "/etc/hostname":
                 out.append(dev.name.lower() + "\n")
             elif path == "/etc/hosts":
@@ -272,6 +283,9 @@ class DeviceShell:
         return Result("".join(out), "".join(err), status)
 
     def cmd_ip(self, args: list[str]) -> Result:
+        if args[:1] == ["-j"] and args[1:2] in (["addr"], ["a"], ["address"]) and args[2:] in ([], ["show"]):
+            scope, _, _ = self._net()
+            return Result(clientos.ip_j_addr(self.dev, _mac(self.dev), scope.subnet.prefixlen, int(scope.lease)))
         a = [x for x in args if x not in ("-4", "-br")]
         if a[:1] in (["addr"], ["a"], ["address"]) and (len(a) == 1 or a[1:2] == ["show"]):
             scope, _, _ = self._net()
@@ -281,6 +295,64 @@ class DeviceShell:
                 f"    inet {dev.address}/{scope.subnet.prefixlen} brd {scope.subnet.broadcast_address} scope global dynamic eth0\n"
                 f"       valid_lft {int(scope.lease)}sec preferred_lft {int(scope.lease)}sec\n")
         return Result("", 'Object "{}" is unknown, try "ip help".\n'.format(a[0] if a else ""), 255)
+
+    def cmd_resolvectl(self, args: list[str]) -> Result:
+        rest = [a for a in args if a not in ("--no-pager",)]
+        if rest == ["domain"]:
+            return Result(clientos.resolvectl_domain(self.dev))
+        return Result("", f"Unknown command verb {rest[0] if rest else ''}.\n", 1)
+
+    def _renew_as(self, root: bool, source: str) -> Result | None:
+        if not root:
+            return Result("", "Failed to renew: Access denied\n" if source == "networkctl" else
+                          "Error: Not authorized to control networking.\n", 1)
+        self.sleep(self.fleet.latency_for(self.dev, "renew"))
+        self.fleet.dhcp_renew(self.dev.name, source=source)
+        return None
+
+    def cmd_nmcli(self, args: list[str], root: bool) -> Result:
+        iface = clientos.linux_iface(self.dev)
+        _, _, dhcp = self._net()
+        if args == ["-t", "-f", "DEVICE,TYPE,STATE,CONNECTION", "device"]:
+            return Result(clientos.nmcli_devices(self.dev))
+        if args[:3] == ["-t", "-f", "IP4.DOMAIN,DHCP4.OPTION"] and args[3:5] == ["device", "show"]:
+            if args[5:] != [iface]:
+                return Result("", f"Error: Device '{' '.join(args[5:])}' not found.\n", 10)
+            return Result(clientos.nmcli_show(self.dev, dhcp))
+        if args[:2] == ["device", "connect"] and len(args) == 3:
+            if args[2] != iface:
+                return Result("", f"Error: Device '{args[2]}' not found.\n", 10)
+            refused = self._renew_as(root, "nmcli")
+            return refused or Result(f"Device '{iface}' successfully activated with "
+                                     f"'{self.dev.uuid}'.\n")
+        return Result("", "Error: argument not understood by this lab's nmcli.\n", 2)
+
+    def cmd_networkctl(self, args: list[str], root: bool) -> Result:
+        rest = [a for a in args if a not in ("--no-pager", "--no-legend")]
+        if rest == ["list"]:
+            warn = "" if self.dev.net_stack == "networkd" else "WARNING: systemd-networkd is not running, output will be incomplete.\n"
+            return Result(clientos.networkctl_list(self.dev), warn)
+        if rest[:1] == ["renew"] and len(rest) == 2:
+            if self.dev.net_stack != "networkd" or rest[1] != clientos.linux_iface(self.dev):
+                return Result("", f"Failed to renew: Interface {rest[1]} is not managed by systemd-networkd\n", 1)
+            return self._renew_as(root, "networkctl") or Result()
+        return Result("", f"Unknown command verb {rest[0] if rest else ''}.\n", 1)
+
+    def cmd_dhcpcd(self, args: list[str], root: bool) -> Result:
+        iface = clientos.linux_iface(self.dev)
+        scope, gw, dhcp = self._net()
+        if len(args) == 2 and args[0] in ("-U", "--dumplease"):
+            if args[1] != iface:
+                return Result("", f"dhcpcd: {args[1]}: no such interface\n", 1)
+            return Result(clientos.dhcpcd_dump(self.dev, dhcp, str(scope.subnet.broadcast_address), gw))
+        if len(args) == 2 and args[0] in ("-n", "--rebind"):
+            if args[1] != iface:
+                return Result("", f"dhcpcd: {args[1]}: no such interface\n", 1)
+            if not root:
+                return Result("", "dhcpcd: not running as root\n", 1)  # dhcpcd refuses control without root
+            self._renew_as(True, "dhcpcd")
+            return Result("", "sending commands to dhcpcd process\n", 0)
+        return Result("", "usage: dhcpcd [-U|-n] interface (this lab)\n", 1)
 
     # ------------------------------------------------------------- rpc-go
     def cmd_rpc(self, args: list[str]) -> Result:
@@ -514,13 +586,15 @@ class DeviceShell:
                 return Result("", f"-{flag.lstrip('-')} : The term '{args[i]}' is not recognized.\r\n", 1)
         if script is None:
             return Result("", "interactive PowerShell is not available on this lab host\r\n", 1)
-        return self._ps_run(script.strip())
+        client = self._client_ps(script)
+        return client if client is not None else self._ps_run(script.strip())
 
     def _ps_error(self, cmdlet: str, line: str, message: str, category: str, error_id: str) -> Result:
         shown = line if len(line) <= 60 else line[:57] + " ..."
-        text = (f"{cmdlet} : {message}\r\nAt line:1 char:1\r\n+ {shown}\r\n+ {'~' * min(len(line), 60)}\r\n"
-                f"    + CategoryInfo          : {category}\r\n    + FullyQualifiedErrorId : {error_id}\r\n \r\n")
-        return Result("", text, 1)
+        lines = [f"{cmdlet} : {message}", "At line:1 char:1", f"+ {shown}", f"+ {'~' * min(len(line), 60)}",
+                 f"    + CategoryInfo          : {category}", f"    + FullyQualifiedErrorId : {error_id}", " "]
+        # a redirected stderr gets the error stream as CLIXML (pywinrm, Ansible _parse_clixml, ansible#84569)
+        return Result("", clientos.clixml(lines), 1)
 
     def _ps_run(self, script: str) -> Result:
         try:

@@ -58,6 +58,11 @@ def write_fleet(dirpath: Path, devices: list[dict], *, window="30s", retry_inter
     return path
 
 
+#: the lab's host-interface tool (lab/shell.py `lab-amt-hi`); real sites configure their own or none
+LAB_HOST_TOOLS = {"hi_set": ["lab-amt-hi", "set-dns-suffix", "{suffix}", "--json"],
+                  "hi_get": ["lab-amt-hi", "get-dns-suffix", "--json"]}
+
+
 def inventory_for(lab: LabServer, devices: list[dict], waves: list[dict], *, window="30s", name="site",
                   state_url: str | None = None, known: str = "legacy") -> dict:
     """What a legacy console export gives: names, addresses, versions, legacy AMT domains; no truth."""
@@ -78,6 +83,7 @@ def inventory_for(lab: LabServer, devices: list[dict], waves: list[dict], *, win
                         "legacy_amt": {"user": "admin", "password_env": "AMTMIG_LEGACY_AMT_PASSWORD"}},
         "dhcp_scopes": SCOPES,
         "defaults": {"os": "windows", "ssh_port": lab.ssh_port, "amt_port": lab.amt_port},
+        "host_tools": LAB_HOST_TOOLS,
         "hosts": hosts,
         "waves": waves,
     }

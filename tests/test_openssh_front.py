@@ -147,8 +147,8 @@ def test_discovery_and_dhcp_renew_run_unchanged_through_openssh(trusted):
         "WS-0001": "fabrikam.com", "LX-0002": "contoso.local", "WS-0003": ""}
     assert ev["WS-0003"]["trusted_suffix"] == "contoso.com"
     assert all(not e.get("ssh_error") for e in ev.values())
-    # 3 commands per pre-provisioning host over one login each: the sshd ran them as separate sessions
-    assert (trusted.execs(), trusted.accepted()) == (9, 3)
+    # one login per pre-provisioning host, each command its own session on sshd
+    assert (trusted.execs(), trusted.accepted()) == (10, 3)  # Linux: amtinfo, hi read, probe, its stack's detail
 
     labels = {n: provision_host(ctx, n, 1).label for n in NAMES}
     assert labels == {"WS-0001": "failed:suffix_mismatch", "LX-0002": "failed:suffix_mismatch",
@@ -162,7 +162,8 @@ def test_discovery_and_dhcp_renew_run_unchanged_through_openssh(trusted):
 
     admin = trusted.site.admin_all()
     renews = {n: [r["source"] for r in admin[n]["renews"] if r["source"] not in ("os", "half-lease")] for n in NAMES}
-    assert renews == {"WS-0001": ["ipconfig /renew"], "LX-0002": ["dhclient"], "WS-0003": []}
+    # Windows renews the one adapter sharing AMT's MAC (RenewDHCPLease by InterfaceIndex), Linux through dhclient
+    assert renews == {"WS-0001": ["RenewDHCPLease"], "LX-0002": ["dhclient"], "WS-0003": []}
     assert all(admin[n]["state"] == "provisioned" for n in NAMES)
     assert admin["WS-0001"]["os_suffix"] == "contoso.com"  # the renew went to WS-0001's OS
     assert admin["WS-0003"]["os_suffix"] == "hq.contoso.com"  # and not to anyone else's
@@ -197,7 +198,7 @@ def test_unknown_keys_refused_until_trust_hosts_then_a_changed_key_is_refused(un
         "WS-0001": "sales.contoso.com", "LX-0002": "eng.contoso.com", "WS-0003": "hq.contoso.com"}
     assert all(not e.get("ssh_error") for e in ev.values())
     execs, logins = rig.execs(), rig.accepted()
-    assert (execs, logins) == (9, 3)  # one login per host, three commands each
+    assert (execs, logins) == (10, 3)  # one login per host; Windows 3 commands, Linux 4 (probe + stack detail)
 
     # 3. the server is "reinstalled": same port, new host key -> every host refused, nothing run
     old = rig.front.host_key()

@@ -190,12 +190,14 @@ def test_a_wave_run_by_the_worker_ends_every_host_where_expected(site, deployed,
     run = _trigger("now")
     fr = _wait(prefect_server, run.id)
     assert fr.state.is_completed(), f"{fr.state}\n{prefect_server.logs()}"
-    assert fr.state.message == "2 of 4 provisioned"
+    # not a green "Completed" over a host left for the technician: the state's name says so
+    assert fr.state.name == "Completed with 1 host for a technician", fr.state.name
+    assert fr.state.message.startswith("2 of 4 provisioned; 1 unsupported; 1 for a technician"), fr.state.message
     _assert_hosts(site, "now", NOW)
     truth = site.admin_all()
     assert truth["N-OLD"]["attempts"] == [] and truth["N-MISMATCH"]["state"] == "provisioned"
     keys = _artifact_keys(run.id)
-    assert {f"{INV}-now-summary", f"{INV}-now-hosts", f"{INV}-now-pass1-progress", f"{INV}-now-pass2-progress",
+    assert {f"{INV}-now-run-live", f"{INV}-now-summary", f"{INV}-now-hosts", f"{INV}-now-pass1-progress", f"{INV}-now-pass2-progress",
             f"{INV}-now-mebx-worklist"} <= set(keys), sorted(keys)
     assert keys[f"{INV}-now-pass1-progress"].data == 100.0
 
@@ -206,6 +208,35 @@ def test_a_wave_run_by_the_worker_ends_every_host_where_expected(site, deployed,
     shutil.copyfile(shot, kept)
     print(f"\nscreenshot of flow run {fr.name}: {shot} (copy: {kept})")
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    dom = _chromium_dom(prefect_server, f"/runs/flow-run/{run.id}", tmp_path)
+    assert "Completed with 1 host for a technician" in dom, dom[-3000:]  # the badge a person sees
+    # the live view is on the wave's own run, and tells the story
+    live = keys[f"{INV}-now-run-live"]
+    assert live.flow_run_id == run.id
+    shot = _chromium_screenshot(prefect_server, f"/artifacts/artifact/{live.id}", tmp_path / "live.png")
+    shutil.copyfile(shot, SCREENSHOTS / "live-now-end.png")
+    dom = _chromium_dom(prefect_server, f"/artifacts/artifact/{live.id}", tmp_path)
+    for seen in ("3 of 4 hosts done", "pass 2", "N-SCOPE", "Windows closing soonest", "a technician enters"):
+        assert seen in dom, (seen, dom[-3000:])
+    # the events automations match on, read back from the server's event API
+    events = _events(prefect_server, "amt-migrate.")
+    names = [(e["event"], e["resource"].get("amt-migrate.host") or e["resource"].get("amt-migrate.wave"))
+             for e in events if e["resource"].get("amt-migrate.wave") == "now"]
+    assert ("amt-migrate.wave.started", "now") in names and ("amt-migrate.wave.finished", "now") in names, names
+    assert ("amt-migrate.host.needs-technician", "N-SCOPE") in names, names
+    finished = next(e for e in events if e["event"] == "amt-migrate.wave.finished"
+                    and e["resource"]["amt-migrate.wave"] == "now")
+    assert finished["resource"]["prefect.resource.id"] == f"amt-migrate.wave.{INV}.now"
+    assert finished["payload"]["state"] == "Completed with 1 host for a technician"
+    tech = next(e for e in events if e["event"] == "amt-migrate.host.needs-technician")
+    assert tech["resource"]["amt-migrate.cause"] == "dhcp_scope_wrong" and tech["payload"]["enter_suffix"] == "contoso.com"
+    # the report a lead forwards, as a browser shows it from the file
+    report = load_inventory(site.inventory).state_url[len("sqlite:///"):]
+    report = Path(report).parent / "reports" / "now" / "report.html"
+    dom = _chromium_file(report, tmp_path, "--dump-dom").stdout
+    assert 'id="status-chart"' in dom and "<svg" in dom and "N-SCOPE" in dom and ">2</b>" in dom, dom[:3000]
+    assert 'id="shown">4<' in dom  # the filter's script ran: every host shown
+    _chromium_file(report, tmp_path, f"--screenshot={SCREENSHOTS / 'report-now.png'}")
     # the artifacts belong to the stage subflows, so the run's own Artifacts tab is empty: the
     # operator finds them under Artifacts (latest per key) and on each artifact's page
     # the list's cards come after its count, sometimes after a 30 s virtual-time budget: ask again, longer
@@ -257,6 +288,38 @@ def _chromium_screenshot(server: PrefectServer, path: str, out: Path, budget_ms:
     return out
 
 
+def _chromium_file(path: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    """A local file (report.html) as a browser opens it from an e-mail: no server at all."""
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed")
+    profile = tmp / f"chromium-profile-{time.monotonic_ns()}"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+           f"--user-data-dir={profile}", "--window-size=1300,1600", "--virtual-time-budget=5000", *args,
+           path.resolve().as_uri()]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, start_new_session=True)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def _events(server: PrefectServer, prefix: str) -> list[dict]:
+    """POST /api/events/filter, as an automation's author would check what the wave emits."""
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while True:
+        r = httpx.post(f"{server.api_url}/events/filter", timeout=30,
+                       json={"filter": {"event": {"prefix": [prefix]}, "order": "ASC"}, "limit": 50})  # the API pages by 50
+        r.raise_for_status()
+        events = r.json()["events"]
+        if any(e["event"].endswith("finished") or e["event"].endswith("halted") for e in events) or \
+                time.monotonic() > deadline:
+            return events
+        time.sleep(1)
+
+
 def _chromium_dom(server: PrefectServer, path: str, tmp: Path, budget_ms: int = 15000) -> str:
     done = _chromium(server, path, tmp, "--dump-dom", budget_ms=budget_ms)
     assert done.returncode == 0 and done.stdout, done.stderr[-2000:]
@@ -275,15 +338,24 @@ def test_a_gated_wave_pauses_for_go_no_go_and_runs_pass2_on_go(site, deployed, p
     _assert_hosts(site, "gated", {"G-MATCH": GATED["G-MATCH"], "G-MISMATCH": ({}, "remediated", None)})
     gate = _artifact_keys(run.id)[f"{INV}-gated-gate"]
     assert "1 remediated host(s)" in gate.data and "Resume" in gate.data
+    # mid-run: the wave's live view says where it stands while it waits for the go/no-go
+    live = _artifact_keys(run.id)[f"{INV}-gated-run-live"]
+    assert live.flow_run_id == run.id
+    assert "| remediation | 1 of 1 hosts (100%) | done |" in live.data and "| pass 2 | 0 of 0 hosts | not started |" \
+        in live.data, live.data
     if CHROMIUM:  # what the operator answers on: the paused run's page with its Resume button
         shot = _chromium_screenshot(prefect_server, f"/runs/flow-run/{run.id}", tmp_path / "paused.png")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOTS / "flow-run-gated-paused.png")
         print(f"\nscreenshot of the paused run: {SCREENSHOTS / 'flow-run-gated-paused.png'}")
+        shot = _chromium_screenshot(prefect_server, f"/artifacts/artifact/{live.id}", tmp_path / "live-mid.png")
+        shutil.copyfile(shot, SCREENSHOTS / "live-gated-mid-run.png")
+        dom = _chromium_dom(prefect_server, f"/artifacts/artifact/{live.id}", tmp_path)
+        assert "1 of 2 hosts done" in dom and "remediated" in dom, dom[-3000:]
     resume_flow_run(run.id, run_input={"go": True, "note": "change ticket 4711"})
     fr = _wait(prefect_server, run.id)
     assert fr.state.is_completed(), f"{fr.state}\n{prefect_server.logs()}"
-    assert fr.state.message == "2 of 2 provisioned"
+    assert (fr.state.name, fr.state.message) == ("Completed", "2 of 2 provisioned")
     _assert_hosts(site, "gated", GATED)
     [answer] = [e for e in _store(site).history(wave="gated") if e.stage == "gate"]
     assert (answer.outcome, answer.evidence["note"], answer.flow_run_id) == ("go", "change ticket 4711", str(run.id))

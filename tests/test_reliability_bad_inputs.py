@@ -96,8 +96,8 @@ def test_a_legacy_export_with_bad_rows_names_every_row_and_writes_nothing(tmp_pa
         (5, "AMT Domain", "may hold only letters"),  # ... in a suffix
         (6, "IP Address", "neither an IP address nor a DNS name"),  # ... in an address
         (7, None, "neither Windows nor Linux"),
-        (8, "Computer Name", "duplicate host 'WS-0001' (first at row 1)"),
-        (9, "IP Address", "duplicate address '10.1.0.21' (first at row 1)"),
+        (8, "Computer Name", "duplicate host name 'WS-0001' (first at line 2)"),
+        (9, "IP Address", "duplicate address '10.1.0.21' (first at line 2)"),
     ]
     for row, column, frag in expected:
         prefix = f"bad_rows.csv:{row + 1}: row {row}" + (f": {column}" if column else "")

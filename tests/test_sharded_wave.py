@@ -72,7 +72,8 @@ def test_sharded_wave_on_two_workers_handles_every_host_exactly_once(tmp_path, m
         events = store.history(wave="big")
         # exactly once: one discovery and one pass-1 decision per host, made inside a shard's flow run
         discovered = Counter(e.host for e in events if e.stage == "discovery")
-        decided = Counter(e.host for e in events if e.stage == "pass1")
+        # (a host the plan adopts also gets a "route" event recording its path; that is not a decision)
+        decided = Counter(e.host for e in events if e.stage == "pass1" and e.action != "route")
         assert set(discovered.values()) == {1} and len(discovered) == 90
         assert set(decided.values()) == {1} and len(decided) == 90
         shard_runs = {e.flow_run_id for e in events if e.stage == "pass1"}

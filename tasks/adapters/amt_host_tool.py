@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tasks.adapters.commands import (
     DEFAULT_TOOLS,
+    SUFFIX_PLACEHOLDER,
     HostTools,
     OsFlavor,
     lenient_suffix,
@@ -24,12 +25,16 @@ from tasks.rules.suffix import InvalidValue, normalize_dns_name
 def set_dns_suffix_command(suffix: str, flavor: OsFlavor | str = OsFlavor.LINUX,
                            tools: HostTools = DEFAULT_TOOLS) -> str:
     """Write AMT's trusted (PKI) suffix from the OS; needs no open window."""
+    if tools.hi_set is None:
+        raise InvalidValue("amt_write via host interface: no host_tools.hi_set configured")
     value = suffix_arg(suffix)
-    argv = [value if token == "{suffix}" else token for token in tools.hi_set]
+    argv = [value if token == SUFFIX_PLACEHOLDER else token for token in tools.hi_set]
     return quote_argv(tools.privileged(argv, flavor), flavor)
 
 
 def get_dns_suffix_command(flavor: OsFlavor | str = OsFlavor.LINUX, tools: HostTools = DEFAULT_TOOLS) -> str:
+    if tools.hi_get is None:
+        raise InvalidValue("host-interface read: no host_tools.hi_get configured")
     return quote_argv(tools.privileged(list(tools.hi_get), flavor), flavor)
 
 

@@ -155,34 +155,66 @@ def lenient_suffix(value, what: str, problems: list[str]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+#: the placeholder each host-interface command may hold, replaced by the validated suffix
+SUFFIX_PLACEHOLDER = "{suffix}"
+
+
 @dataclass(frozen=True)
 class HostTools:
-    """Names of the tools on the hosts; a site may install them under other names or paths.
+    """The commands run on client computers, from the inventory's ``host_tools:`` section.
 
-    ``hi_set`` must hold one ``{suffix}`` token, replaced by the validated suffix. ``linux_privilege``
-    prefixes commands that need root on Linux (rpc-go and dhclient talk to the MEI / raw sockets).
+    Nothing here is invented: rpc-go is ``rpc`` unless the site says otherwise, and the host-interface
+    suffix write/read (``hi_set``/``hi_get``) exist only when configured (no standard tool sets AMT's
+    PKI DNS suffix from the OS; see docs/host-tools.md). ``hi_set`` holds exactly one ``{suffix}``
+    token, replaced by the validated suffix; every other token is fixed text from the inventory,
+    checked against the Windows token whitelist (no shell syntax, no spaces). ``linux_privilege``
+    prefixes commands that need root on Linux (rpc-go and the DHCP clients).
     """
 
     rpc: tuple[str, ...] = ("rpc",)
-    hi_set: tuple[str, ...] = ("amt-hi", "set-dns-suffix", "{suffix}", "--json")
-    hi_get: tuple[str, ...] = ("amt-hi", "get-dns-suffix", "--json")
+    hi_set: tuple[str, ...] | None = None
+    hi_get: tuple[str, ...] | None = None
     linux_privilege: tuple[str, ...] = ("sudo", "-n")
 
     def __post_init__(self) -> None:
         for name in ("rpc", "hi_set", "hi_get", "linux_privilege"):
-            value = tuple(getattr(self, name))
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                raise InvalidValue(f"tool setting {name} must be a list of arguments, not one string")
+            value = tuple(value)
             object.__setattr__(self, name, value)
             for token in value:
                 # the same whitelist as Windows tokens: a tool path may hold backslashes
-                if token != "{suffix}" and not _WINDOWS_TOKEN.match(token):
-                    raise InvalidValue(f"tool setting {name}: token {token[:60]!r} holds characters not allowed")
-        if not self.rpc or not self.hi_get:
-            raise InvalidValue("tool settings rpc and hi_get must not be empty")
-        if self.hi_set.count("{suffix}") != 1:
+                if not isinstance(token, str) or (token != SUFFIX_PLACEHOLDER and not _WINDOWS_TOKEN.match(token)):
+                    raise InvalidValue(f"tool setting {name}: token {str(token)[:60]!r} holds characters not allowed "
+                                       "(letters, digits and ._:/\\=@+,- only; one argument per list item)")
+                if token != SUFFIX_PLACEHOLDER and "{" in token:
+                    raise InvalidValue(f"tool setting {name}: unknown placeholder in {token[:60]!r}")
+        if not self.rpc:
+            raise InvalidValue("tool setting rpc must not be empty")
+        for name in ("hi_set", "hi_get"):
+            value = getattr(self, name)
+            if value is not None and not value:
+                raise InvalidValue(f"tool setting {name} must not be an empty list (leave it out instead)")
+        if self.hi_set is not None and self.hi_set.count(SUFFIX_PLACEHOLDER) != 1:
             raise InvalidValue("tool setting hi_set must hold exactly one {suffix} token")
+        if self.hi_get is not None and SUFFIX_PLACEHOLDER in self.hi_get:
+            raise InvalidValue("tool setting hi_get takes no {suffix}")
 
     def privileged(self, argv: Sequence[str], flavor: OsFlavor | str) -> list[str]:
         return [*self.linux_privilege, *argv] if OsFlavor(flavor) is OsFlavor.LINUX else list(argv)
 
+    def missing(self, name: str) -> str | None:
+        """None when tool ``name`` is configured, else the line the plan and the log show."""
+        if getattr(self, name) is None:
+            return f"no host_tools.{name} configured"
+        return None
+
 
 DEFAULT_TOOLS = HostTools()
+
+#: the lab's own host-interface tool (lab/shell.py), for lab inventories only
+LAB_TOOLS = HostTools(hi_set=("lab-amt-hi", "set-dns-suffix", SUFFIX_PLACEHOLDER, "--json"),
+                      hi_get=("lab-amt-hi", "get-dns-suffix", "--json"))

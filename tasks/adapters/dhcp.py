@@ -417,11 +417,15 @@ class WindowsDhcpAdapter:
         except SshError as exc:
             raise DhcpError(f"{self.label()}: SSH {exc.kind}: {exc.detail}", kind="unreachable",
                             source=self.label()) from None
-        return res.exit_status, res.stdout, res.stderr
+        from tasks.adapters.windows import clixml_text
+
+        return res.exit_status, res.stdout, clixml_text(res.stderr)  # PowerShell errors over SSH are CLIXML
 
     @staticmethod
     def _first_error_line(stderr: str) -> str:
-        return next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "no error text")
+        from tasks.adapters.windows import first_error_line
+
+        return first_error_line(stderr)
 
     def _option15(self, ref: WindowsScopeRef | None) -> str | None:
         where = f" -ScopeId {ref.scope_id}" if ref is not None else ""

@@ -593,7 +593,11 @@ def _transport_error(client: paramiko.SSHClient, exc: BaseException, address: st
 
 
 def _decode(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")
+    """UTF-8 when valid, else the Windows console's OEM code page (cp850: piped ipconfig on German,
+    French, Spanish hosts); a leading BOM dropped. See tasks.adapters.windows.decode_console."""
+    from tasks.adapters.windows import decode_console
+
+    return decode_console(bytes(data))
 
 
 def _collect(channel: paramiko.Channel, deadline: float, address: str, port: int,

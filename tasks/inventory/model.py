@@ -392,6 +392,30 @@ class Wave(_Model):
         return v
 
 
+class HostToolsSection(_Model):
+    """``host_tools:``: the commands run on the clients, each a list of arguments (no shell). rpc-go's
+    path, and the host-interface suffix write/read when the site has such a tool (docs/host-tools.md);
+    ``hi_set`` holds one ``{suffix}`` placeholder. Unset hi_set/hi_get: amt_write over the host
+    interface is skipped, with that reason in the plan and the log."""
+
+    rpc: list[str] = ["rpc"]
+    hi_set: list[str] | None = None
+    hi_get: list[str] | None = None
+    linux_privilege: list[str] = ["sudo", "-n"]
+
+    @model_validator(mode="after")
+    def _valid(self):
+        self.tools()  # raises InvalidValue (a ValueError) with the offending token
+        return self
+
+    def tools(self):
+        from tasks.adapters.commands import HostTools
+
+        return HostTools(rpc=tuple(self.rpc), hi_set=None if self.hi_set is None else tuple(self.hi_set),
+                         hi_get=None if self.hi_get is None else tuple(self.hi_get),
+                         linux_privilege=tuple(self.linux_privilege))
+
+
 class Inventory(_Model):
     name: Slug
     state: str | None = None
@@ -400,6 +424,7 @@ class Inventory(_Model):
     credentials: Credentials = Credentials()
     dhcp_scopes: list[DhcpScope] = []
     defaults: Defaults = Defaults()
+    host_tools: HostToolsSection = HostToolsSection()
     hosts: list[Host] = Field(min_length=1)
     waves: list[Wave] = []
 
@@ -449,6 +474,11 @@ class Inventory(_Model):
                 return w
         known = ", ".join(w.name for w in self.waves) or "none"
         raise KeyError(f"no wave {name!r} in {self.name} (waves: {known})")
+
+    @property
+    def tools(self):
+        """The client-side commands (`tasks.adapters.commands.HostTools`) from ``host_tools:``."""
+        return self.host_tools.tools()
 
     def os_of(self, host: Host) -> str:
         return host.os or self.defaults.os

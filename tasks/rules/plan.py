@@ -84,7 +84,9 @@ def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | 
             if managed and inv.credentials.legacy_amt:
                 usable.append("amt_write (WS-Man DomainName)")
             elif not managed and inv.credentials.ssh:
-                usable.append("amt_write (host interface over SSH)")
+                missing = inv.tools.missing("hi_set")
+                usable.append("amt_write (host interface over SSH)" if missing is None
+                              else f"amt_write via host interface skipped: {missing}")
         elif method == "dhcp_renew":
             # a scope not read yet (live source) is checked by dhcp_renew itself right before it renews
             if inv.credentials.ssh and scope is not None and (

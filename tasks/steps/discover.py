@@ -10,10 +10,50 @@ from __future__ import annotations
 from tasks.adapters import amt_host_tool
 from tasks.adapters import os_network
 from tasks.adapters import rpc_cli
+from tasks.adapters import windows
+from tasks.adapters.netfacts import normalize_mac
 from tasks.inventory.model import Host
 from tasks.rules.classify import try_legacy_credentials
 from tasks.steps.context import WaveContext
 from tasks.steps.outcome import HostOutcome, Result
+
+
+def _amt_facts(ctx: WaveContext, sh, flavor: str, tools) -> dict:
+    """rpc amtinfo (and the host-interface read when the site has that tool)."""
+    ev: dict = {}
+    res = sh.run(rpc_cli.amtinfo_command(flavor, tools))
+    if not res.ok:
+        ev["amtinfo_error"] = f"exit {res.exit_status}: {windows.first_error_line(res.stderr, '')[:120]}"
+        return ev
+    info = rpc_cli.parse_amtinfo(res.stdout)
+    if info.version:
+        ev["amt_version_discovered"] = info.version
+    ev["control_mode"] = info.control_mode
+    if info.uuid:
+        ev["uuid"] = info.uuid  # the close-out names the device by it in the new server
+    mac = normalize_mac((info.wired_adapter or {}).get("macAddress") or (info.wired_adapter or {}).get("MAC Address"))
+    if mac:
+        ev["amt_wired_mac"] = mac
+    if "unknown" in info.control_mode.lower():
+        # rpc-go prints "unknown state" when the ME can't be read: neither pre-provisioning nor activated
+        ev["control_mode_unreadable"] = True
+        return ev
+    if info.pre_provisioning is not None:
+        ev["provisioning_state"] = 0 if info.pre_provisioning else 2
+    if info.pre_provisioning:
+        ev["trusted_suffix"] = info.dns_suffix  # amtinfo's dnsSuffix is the trusted one only
+        ev["suffix_source"] = "rpc amtinfo"
+        # the host interface reads option 15 too, which amtinfo never shows
+        missing = tools.missing("hi_get")
+        if missing:
+            ev["host_interface_read"] = f"skipped: {missing}"
+        else:
+            res = sh.run(amt_host_tool.get_dns_suffix_command(flavor, tools))
+            if res.ok:
+                sfx = amt_host_tool.parse_get_dns_suffix(res.stdout)
+                ev["trusted_suffix"], ev["dhcp_suffix"] = sfx.trusted, sfx.dhcp
+                ev["suffix_source"] = f"host interface ({' '.join(tools.hi_get)})"
+    return ev
 
 
 def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
@@ -21,33 +61,16 @@ def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
 
     flavor = ctx.inv.os_of(host)
     port = ctx.inv.ssh_port_of(host)
+    tools = ctx.inv.tools
     ev: dict = {}
     try:
-        with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:  # one handshake, three commands
-            res = sh.run(os_network.read_os_suffix_command(flavor))
-            if res.ok:
-                ev["os_suffix"] = os_network.parse_os_suffix(flavor, res.stdout)
-            res = sh.run(rpc_cli.amtinfo_command(flavor))
-            if res.ok:
-                info = rpc_cli.parse_amtinfo(res.stdout)
-                if info.version:
-                    ev["amt_version_discovered"] = info.version
-                if info.pre_provisioning is not None:
-                    ev["provisioning_state"] = 0 if info.pre_provisioning else 2
-                ev["control_mode"] = info.control_mode
-                if info.uuid:
-                    ev["uuid"] = info.uuid  # the close-out names the device by it in the new server
-                if info.pre_provisioning:
-                    ev["trusted_suffix"] = info.dns_suffix  # amtinfo's dnsSuffix is the trusted one only
-                    ev["suffix_source"] = "rpc amtinfo"
-                    # the host interface reads option 15 too, which amtinfo never shows
-                    res = sh.run(amt_host_tool.get_dns_suffix_command(flavor))
-                    if res.ok:
-                        sfx = amt_host_tool.parse_get_dns_suffix(res.stdout)
-                        ev["trusted_suffix"], ev["dhcp_suffix"] = sfx.trusted, sfx.dhcp
-                        ev["suffix_source"] = "host interface (amt-hi get-dns-suffix)"
-            else:
-                ev["amtinfo_error"] = f"exit {res.exit_status}: {res.stderr.strip()[:120]}"
+        with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:  # one handshake for all
+            ev.update(_amt_facts(ctx, sh, flavor, tools))
+            # the OS adapter AMT shares: by AMT's wired MAC, else the inventory address
+            choice = os_network.read_interface(sh, flavor, amt_mac=ev.get("amt_wired_mac", ""), address=host.address)
+            ev.update(choice.evidence())
+            if choice.suffix is not None:
+                ev["os_suffix"] = choice.suffix
     except SshError as exc:
         ev["ssh_error"] = exc.kind
         ev["ssh_cause"] = exc.cause
@@ -97,7 +120,8 @@ def discover_host(ctx: WaveContext, name: str) -> HostOutcome:
         ev["ssh_skipped"] = ctx.unavailable.get("ssh", "no SSH")
     if try_legacy_credentials(host.legacy_managed, ev, host.amt_state):  # ev: what SSH read of AMT's state
         ev.update(_wsman_facts(ctx, host))
-    for stale in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "amtinfo_error", "wsman_detail", "legacy_credentials",
+    for stale in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "wsman_detail", "amtinfo_error",
+                  "os_raw_output", "os_read_problems", "control_mode_unreadable", "legacy_credentials",
                   "legacy_credentials_note"):
         ev.setdefault(stale, None)  # evidence merges across runs: clear what this discovery didn't see
     learned = [k for k in ("os_suffix", "trusted_suffix", "dhcp_suffix", "domain_name", "amt_version_discovered") if k in ev]

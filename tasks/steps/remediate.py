@@ -7,6 +7,7 @@ so a closed window is first reopened by a provisioning attempt (the seed's advic
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +22,9 @@ from tasks.store.state import HostRecord
 from tasks.rules.suffix import check_suffix
 from tasks.steps.context import WaveContext
 from tasks.steps.outcome import HostOutcome, Result
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,16 +75,21 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                             evidence={"domain_name": back})
     if ctx.ssh is None:
         return MethodResult(False, "no SSH for the host-interface write", applicable=False)
+    tools = ctx.inv.tools
+    missing = tools.missing("hi_set") or tools.missing("hi_get")
+    if missing:
+        log.info("%s: amt_write via host interface: %s", host.name, missing)
+        return MethodResult(False, f"amt_write via host interface: {missing}", applicable=False)
     from tasks.adapters.ssh import SshError
 
     flavor, port = ctx.inv.os_of(host), ctx.inv.ssh_port_of(host)
     try:
         with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:
-            res = sh.run(amt_host_tool.set_dns_suffix_command(target, flavor))
+            res = sh.run(amt_host_tool.set_dns_suffix_command(target, flavor, tools))
             wrote = amt_host_tool.check_set_dns_suffix(res.exit_status, res.stdout, res.stderr, target)
             if not wrote.ok:
-                return MethodResult(False, f"host interface write refused: {wrote.message}", Cause.UNKNOWN)
-            res = sh.run(amt_host_tool.get_dns_suffix_command(flavor))
+                return MethodResult(False, f"host interface write refused: {wrote.detail}", wrote.cause or Cause.UNKNOWN)
+            res = sh.run(amt_host_tool.get_dns_suffix_command(flavor, tools))
             back = amt_host_tool.parse_get_dns_suffix(res.stdout) if res.ok else None
     except SshError as exc:
         return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
@@ -114,12 +123,15 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
     """Read back AMT's option-15 suffix where a channel exists (host interface over `sh`, or WS-Man)."""
     from tasks.adapters.ssh import SshError
 
-    if _pre_provisioning(host, rec):
+    tools = ctx.inv.tools
+    if _pre_provisioning(host, rec) and tools.hi_get is not None:
         try:
-            res = sh.run(amt_host_tool.get_dns_suffix_command(ctx.inv.os_of(host)))
+            res = sh.run(amt_host_tool.get_dns_suffix_command(ctx.inv.os_of(host), tools))
         except SshError:
             return None, "host interface unreachable"
         return (amt_host_tool.parse_get_dns_suffix(res.stdout).dhcp, "host interface") if res.ok else (None, "host interface error")
+    if _pre_provisioning(host, rec):
+        return None, "no channel to AMT (no host_tools.hi_get configured)"
     client = ctx.wsman(host, rec.evidence)
     if client is None:
         return None, "no channel to AMT"
@@ -172,17 +184,25 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
             closes = ctx.now() + window
         try:
             with ctx.ssh.session(host.address, port=port, os_flavor=flavor) as sh:  # renew, then read back
-                res = sh.run(os_network.renew_command(flavor))
-                renewed = os_network.check_renew(flavor, res.exit_status, res.stdout, res.stderr)
+                # the adapter AMT shares (by AMT's wired MAC, else the inventory address), renewed alone
+                choice = os_network.read_interface(sh, flavor, amt_mac=ev.get("amt_wired_mac") or "",
+                                                   address=host.address)
+                if choice.adapter is None:
+                    return MethodResult(False, f"no OS adapter to renew: {choice.why}", Cause.UNKNOWN,
+                                        evidence=choice.evidence())
+                renewed = os_network.renew(sh, flavor, choice.adapter, ctx.inv.tools)
                 if not renewed.ok:
-                    last = f"renew failed: {renewed.message}"
+                    last = f"renew failed: {renewed.detail}"
+                    if renewed.cause is Cause.AUTH_FAILED:
+                        return MethodResult(False, last, Cause.AUTH_FAILED, evidence=choice.evidence())
                     continue
-                res = sh.run(os_network.read_os_suffix_command(flavor))
-                os_suffix = os_network.parse_os_suffix(flavor, res.stdout) if res.ok else None
+                after = os_network.read_interface(sh, flavor, amt_mac=choice.adapter.mac, address=host.address)
+                os_suffix = after.suffix
                 amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec, sh)
         except SshError as exc:
             return MethodResult(False, f"SSH: {exc.kind}", Cause(exc.cause))
-        evidence = {"os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
+        evidence = {**after.evidence(), "renew_detail": renewed.detail,
+                    "os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
         if scope_note:
             evidence["scope_note"] = scope_note
         if amt_dhcp is not None:

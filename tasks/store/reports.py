@@ -187,8 +187,174 @@ def _csv_text(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
+def next_commands(inv: Inventory, s: WaveSummary) -> list[tuple[str, str]]:
+    """(what, exact command) for each kind of unfinished host, in the order an operator acts."""
+    path = inv.path if inv.path else Path(f"{inv.name}.yaml")
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:
+        shown = str(path)
+    base = f"amt-migrate rerun {shown} --wave {s.wave}"
+    out = []
+    if s.by_status.get(Status.FAILED) or s.by_status.get(Status.REMEDIATION_FAILED):
+        out.append(("failed hosts, once their cause is fixed", rerun_command(inv, s.wave)))
+    if s.by_status.get(Status.NEEDS_MEBX):
+        out.append(("after the technician has entered the suffix in MEBx, record each visit",
+                    f"amt-migrate mebx done {shown} --wave {s.wave} HOST..."))
+        out.append(("then provision the recorded hosts", f"{base} --status needs_mebx --from pass2"))
+    if s.by_status.get(Status.REMEDIATED) or s.by_status.get(Status.REMEDIATING):
+        out.append(("remediated hosts waiting for pass 2",
+                    f"{base} --status remediated --status remediating --from remediate"))
+    if s.by_status.get(Status.PENDING):
+        out.append(("hosts not started yet", f"amt-migrate run {shown} --wave {s.wave}"))
+    return out
+
+
+def _when(at: datetime | None, now: datetime) -> tuple[str, str]:
+    """(UTC text, time left) for a window deadline."""
+    if not at:
+        return "", ""
+    secs = int((at - now).total_seconds())
+    if secs <= 0:
+        left = "closed"
+    else:
+        h, rem = divmod(secs, 3600)
+        left = f"in {h} h {rem // 60:02d} min" if h else f"in {rem // 60} min"
+    return at.strftime("%Y-%m-%d %H:%M UTC"), left
+
+
+UNFINISHED_STATUSES = [Status.FAILED, Status.REMEDIATING, Status.REMEDIATED, Status.NEEDS_MEBX,
+                       Status.REMEDIATION_FAILED, Status.PENDING]
+STATUS_ORDER = [Status.PROVISIONED, Status.UNSUPPORTED, *UNFINISHED_STATUSES]
+
+
+def attention_order(records: list[HostRecord]) -> list[HostRecord]:
+    """Hosts that need someone first, soonest-closing window first; finished hosts last, by name."""
+    far = datetime.max.replace(tzinfo=timezone.utc)
+    return sorted(records, key=lambda r: (r.status in (Status.PROVISIONED, Status.UNSUPPORTED),
+                                          r.window_closes_at or far, r.host))
+
+
+def timeline_rows(store: StateStore, wave: str, records: list[HostRecord], limit: int) -> list[dict]:
+    """The attempts of the `limit` unfinished hosts whose windows close soonest (history of those only)."""
+    chosen = [r for r in attention_order(records)
+              if r.status not in (Status.PROVISIONED, Status.UNSUPPORTED, Status.PENDING)][:limit]
+    attempts: dict[str, list[datetime]] = {r.host: [] for r in chosen}
+    if chosen:
+        for e in store.history([r.host for r in chosen], wave):
+            if e.action == "provision" and e.outcome in ("ok", "failed"):
+                attempts[e.host].append(e.at)
+    return [{"host": r.host, "status": r.status, "attempts": attempts[r.host], "closes_at": r.window_closes_at}
+            for r in chosen if attempts[r.host] or r.window_closes_at]
+
+
+_CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{margin:0 0 4px}h2{margin:28px 0 8px;border-bottom:1px solid #ddd}.muted{color:#666}
+.banner{padding:10px 14px;border-radius:6px;margin:12px 0;font-weight:600}.halted{background:#fdecea;color:#b71c1c}
+.done{background:#e8f5e9;color:#1b5e20}.left{background:#fff3e0;color:#e65100}
+.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px;min-width:110px}
+.card b{font-size:22px;display:block}table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;
+padding:3px 8px;text-align:left;vertical-align:top}th{background:#f5f5f5;position:sticky;top:0;cursor:pointer}
+.s{padding:1px 6px;border-radius:3px;color:#fff;font-size:12px;white-space:nowrap}code{background:#f5f5f5;padding:2px 4px}
+.chart svg{max-width:100%;height:auto}#filters{margin:8px 0}#filters input{width:320px}.ev{font-size:12px;color:#555}
+tr[hidden]{display:none}"""
+
+_JS = """(()=>{const t=document.getElementById('hosts'),tb=t.tBodies[0],rows=[...tb.rows],
+txt=rows.map(r=>r.textContent.toLowerCase()),q=document.getElementById('q'),st=document.getElementById('st'),
+n=document.getElementById('shown');function f(){const s=q.value.toLowerCase(),v=st.value;let k=0;
+rows.forEach((r,i)=>{const ok=(!v||r.dataset.s===v)&&(!s||txt[i].includes(s));r.hidden=!ok;k+=ok});n.textContent=k}
+q.addEventListener('input',f);st.addEventListener('change',f);
+t.tHead.addEventListener('click',e=>{const th=e.target.closest('th');if(!th)return;const i=th.cellIndex,
+d=th.dataset.d=th.dataset.d==='a'?'d':'a',num='num' in th.dataset;const key=r=>{const c=r.cells[i];
+const v=c.dataset.k!==undefined?c.dataset.k:c.textContent;return num?+v:v};
+const ix=rows.map((r,j)=>[key(r),j]);ix.sort((a,b)=>(a[0]<b[0]?-1:a[0]>b[0]?1:a[1]-b[1])*(d==='a'?1:-1));
+const sorted=ix.map(p=>rows[p[1]]),tx=ix.map(p=>txt[p[1]]);rows.splice(0,rows.length,...sorted);
+txt.splice(0,txt.length,...tx);tb.append(...rows)});})();"""
+
+
+def _badge(status: str) -> str:
+    from tasks.store.charts import STATUS_COLOURS
+
+    return f'<span class="s" style="background:{STATUS_COLOURS.get(status, "#999")}">{html.escape(status)}</span>'
+
+
+def report_html(inv: Inventory, s: WaveSummary, records: list[HostRecord], timeline: list[dict], *,
+                halted: str | None, status_svg: str, timeline_svg: str, chart_files: dict[str, Path],
+                now: datetime) -> str:
+    """One self-contained page (inline CSS, SVG and JS; no CDN, no server): what a lead forwards."""
+    e = html.escape
+    prov, unsup = s.by_status.get(Status.PROVISIONED, 0), s.by_status.get(Status.UNSUPPORTED, 0)
+    unfinished = s.total - s.done
+    if halted:
+        banner = f'<div class="banner halted">Halted: {e(halted)}</div>'
+    elif unfinished:
+        banner = (f'<div class="banner left">{unfinished} of {s.total} hosts not finished: '
+                  f'{s.by_status.get(Status.FAILED, 0) + s.by_status.get(Status.REMEDIATION_FAILED, 0)} failed, '
+                  f'{len(s.needs_mebx)} for a technician</div>')
+    else:
+        banner = f'<div class="banner done">Every host done: {prov} provisioned, {unsup} unsupported</div>'
+    cards = "".join(f'<div class="card">{_badge(k)}<b>{s.by_status[k]}</b></div>' for k in STATUS_ORDER
+                    if s.by_status.get(k))
+    next_by_cause: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
+    for r in records:
+        if r.status in (Status.PROVISIONED, Status.PENDING):
+            continue
+        n, step, hosts = next_by_cause.get((r.status, r.cause or ""), (0, r.next_step or "", []))
+        if len(hosts) < 5:
+            hosts.append(r.host)
+        next_by_cause[(r.status, r.cause or "")] = (n + 1, step or (r.next_step or ""), hosts)
+    cause_rows = "".join(
+        f"<tr><td>{_badge(st)}</td><td>{e(c or '-')}</td><td>{n}</td><td>{e(step)}</td>"
+        f"<td>{e(', '.join(h))}{f' and {n - len(h)} more' if n > len(h) else ''}</td></tr>"
+        for (st, c), (n, step, h) in sorted(next_by_cause.items(), key=lambda kv: -kv[1][0]))
+    cmds = "".join(f"<li>{e(what)}: <code>{e(cmd)}</code></li>" for what, cmd in next_commands(inv, s))
+    work = worklist_rows(inv, records)
+    work_html = ("<p>No host needs a technician.</p>" if not work else
+                 f"<p>At each host's MEBx prompt, enter the DNS suffix <code>{e(inv.certificate_suffix)}</code>.</p>"
+                 "<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in WORKLIST_COLUMNS) + "</tr></thead><tbody>"
+                 + "".join("<tr>" + "".join(f"<td>{e(str(w[c]))}</td>" for c in WORKLIST_COLUMNS) + "</tr>"
+                           for w in work) + "</tbody></table>")
+    body_rows = []
+    for r in attention_order(records):
+        closes, left = _when(r.window_closes_at, now)
+        k = r.window_closes_at.isoformat() if r.window_closes_at else "~"
+        body_rows.append(
+            f'<tr data-s="{e(r.status)}"><td>{e(r.host)}</td><td>{e(r.address)}</td><td data-k="{e(r.status)}">'
+            f'{_badge(r.status)}</td><td>{e(r.cause or "")}</td><td>{r.provisioned_in_pass or ""}</td>'
+            f'<td data-k="{k}">{e(closes)} <span class="muted">{e(left)}</span></td><td>{r.attempts}</td>'
+            f'<td>{e(r.next_step or "")}</td><td class="ev">{e(evidence_text(r.evidence, 400))}</td></tr>')
+    heads = ["host", "address", "status", "cause", "pass", "window closes", "attempts", "next step", "evidence"]
+    thead = "".join(f"<th{' data-num' if h in ('pass', 'attempts') else ''}>{h}</th>" for h in heads)
+    options = "".join(f'<option value="{k}">{k} ({s.by_status[k]})</option>' for k in STATUS_ORDER
+                      if s.by_status.get(k))
+    files = ", ".join(f'<a href="{e(p.name)}">{e(p.name)}</a>' for p in chart_files.values())
+    timeline_html = (f'<div class="chart" id="timeline-chart">{timeline_svg}</div>'
+                     f'<p class="muted">The {len(timeline)} unfinished hosts whose windows close soonest.</p>'
+                     if timeline else "<p>No unfinished host has an open window.</p>")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(inv.name)} / {e(s.wave)}</title>"
+            f"<meta name=viewport content='width=device-width'><style>{_CSS}</style></head><body>"
+            f"<h1>{e(inv.name)} / {e(s.wave)}</h1><p class=muted>generated {now:%Y-%m-%d %H:%M:%S} UTC · "
+            f"{s.total} hosts · certificate suffix {e(inv.certificate_suffix)}</p>{banner}"
+            f'<div class="cards" id="counts">{cards}</div>'
+            f'<h2>Hosts per status and cause</h2><div class="chart" id="status-chart">{status_svg}</div>'
+            f"<p class=muted>For e-mail: {files}</p>"
+            "<h2>Not provisioned: why, and what next</h2>"
+            + ("<table id=causes><thead><tr><th>status</th><th>cause</th><th>hosts</th><th>next step</th>"
+               f"<th>e.g.</th></tr></thead><tbody>{cause_rows}</tbody></table>" if cause_rows else "<p>Nothing.</p>")
+            + (f"<ul id=next>{cmds}</ul>" if cmds else "")
+            + f"<h2>Windows: attempts and deadlines</h2>{timeline_html}"
+            f"<h2>Technician (MEBx) work list</h2>{work_html}"
+            f'<h2>Hosts</h2><div id=filters><input id=q placeholder="filter: host, cause, evidence…"> '
+            f'<select id=st><option value="">every status</option>{options}</select> '
+            f'<span id=shown>{len(records)}</span> of {len(records)} shown · click a heading to sort</div>'
+            f"<table id=hosts><thead><tr>{thead}</tr></thead><tbody>{''.join(body_rows)}</tbody></table>"
+            f"<script>{_JS}</script></body></html>")
+
+
 def write_wave_reports(inv: Inventory, store: StateStore, wave: str, *, halted: str | None = None) -> dict[str, Path]:
-    """CSV + HTML report and the MEBx work list, beside the state; returns what was written."""
+    """CSV + HTML report, its charts (PNG and SVG, for e-mail) and the MEBx work list, beside the state."""
+    from tasks.store.charts import TIMELINE_HOSTS, status_cause_chart, timeline_chart
+
     records = store.hosts(wave)
     rows = host_rows(records)
     out = reports_dir(inv) / wave
@@ -196,13 +362,28 @@ def write_wave_reports(inv: Inventory, store: StateStore, wave: str, *, halted: 
     _atomic_write(files["report_csv"], _csv_text(rows, HOST_COLUMNS))
     _atomic_write(files["worklist_csv"], _csv_text(worklist_rows(inv, records), WORKLIST_COLUMNS))
     summary = summarize(records, wave)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    table = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in HOST_COLUMNS) + "</tr>\n" for r in rows)
-    body = (f"<!doctype html><meta charset=utf-8><title>{html.escape(inv.name)} / {html.escape(wave)}</title>"
-            f"<style>body{{font-family:sans-serif}}td,th{{border:1px solid #ccc;padding:2px 6px}}table{{border-collapse:collapse}}</style>"
-            f"<h1>{html.escape(inv.name)} / {html.escape(wave)}</h1><p>generated {now}</p>"
-            f"<pre>{html.escape(summary_markdown(inv, summary, halted=halted))}</pre>"
-            "<table><tr>" + "".join(f"<th>{c}</th>" for c in HOST_COLUMNS) + "</tr>\n" + table + "</table>")
-    _atomic_write(files["report_html"], body)
-    return files
+    now = datetime.now(timezone.utc)
+    status_svg, status_png, status_file = status_cause_chart(summary.by_status, summary.by_cause,
+                                                             [str(x) for x in STATUS_ORDER])
+    timeline = timeline_rows(store, wave, records, TIMELINE_HOSTS)
+    charts = {"chart_png": out / "chart-status.png", "timeline_png": out / "chart-timeline.png"}
+    _atomic_bytes(charts["chart_png"], status_png)
+    _atomic_write(out / "chart-status.svg", status_file)
+    timeline_svg = ""
+    if timeline:
+        timeline_svg, timeline_png, timeline_file = timeline_chart(timeline, now)
+        _atomic_bytes(charts["timeline_png"], timeline_png)
+        _atomic_write(out / "chart-timeline.svg", timeline_file)
+    else:
+        charts.pop("timeline_png")
+    page = report_html(inv, summary, records, timeline, halted=halted, status_svg=status_svg,
+                       timeline_svg=timeline_svg, chart_files=charts, now=now)
+    _atomic_write(files["report_html"], page)
+    return {**files, **charts}
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from tasks.inventory.legacy.columns import find, norm
 from tasks.inventory.legacy.reading import Table
 from tasks.inventory.yaml_source import InputError, Problem
+from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
 CONSOLES = ("configmgr", "ema", "meshcentral", "scs", "csv")
 
@@ -157,6 +158,11 @@ def pick_address(row: Row, fld: str = "address") -> str:
             continue
         if not (ip.is_link_local or ip.is_loopback or ip.is_unspecified):
             ips.append(ip)
+    for name in names:  # a multi-valued cell may list names, never anything else ("10.1.0.26 | nc")
+        try:
+            normalize_dns_name(name, allow_blank=False)
+        except InvalidValue:
+            row.fail(fld, f"{name!r} in {row.text(fld)!r} is neither an IP address nor a DNS name")
     v4 = [ip for ip in ips if ip.version == 4]
     if v4 or ips:
         return str((v4 or ips)[0])
