@@ -97,12 +97,64 @@ def _emit_rows(rows: list[dict], columns: list[str], *, as_json: bool, as_csv: b
 
 
 @app.command()
-def validate(inventory: Path = typer.Argument(..., help="inventory YAML")):
-    """Check an inventory: every problem is printed as FILE:LINE: field: message (exit 2)."""
+def validate(inventory: Path = typer.Argument(..., help="inventory YAML"),
+             offline: bool = typer.Option(False, "--offline", help="do not read the new server's domains "
+                                          "(provisioning.api)")):
+    """Check an inventory: every problem is printed as FILE:LINE: field: message (exit 2).
+    With provisioning.api the new server's domains are read too (exit 2 when it can't be reached)."""
     inv = _load(inventory)
+    domains, warnings = _server_domains(inv, offline=offline)
     waves = ", ".join(f"{w.name} ({len(inv.wave_hosts(w))})" for w in inv.waves) or "no waves"
-    out.print(f"{inventory}: ok — {len(inv.hosts)} hosts, waves: {waves}, certificate suffix {inv.certificate_suffix}",
-              highlight=False)
+    suffixes = (f"certificate suffixes {', '.join(d.suffix for d in domains)} (from RPS at {inv.provisioning.api.url})"
+                if domains else f"certificate suffix {inv.certificate_suffix}")
+    out.print(f"{inventory}: ok — {len(inv.hosts)} hosts, waves: {waves}, {suffixes}", highlight=False)
+    for w in warnings:
+        err.print(f"{w} (warning)", highlight=False, markup=False)
+
+
+def _server_domains(inv: Inventory, *, offline: bool, wave: str | None = None):
+    """The new server's domains (RPS) when the inventory names provisioning.api, and the warnings they
+    raise (a certificate expiring before a wave ends; the inventory's suffix served by no domain).
+
+    (None, [note]) without an API or --offline. An API that can't be read is an error (exit 2)
+    naming its URL: a plan or validation against the wrong certificates must not pass silently."""
+    from datetime import datetime, timezone
+
+    from tasks.rules.domains import Domain, expiry_warnings, wave_end
+
+    api = inv.provisioning.api
+    if api is None:
+        return None, []
+    if offline:
+        return None, [f"--offline: the new server's domains at {api.url} were not read; using certificate suffix "
+                      f"{inv.certificate_suffix} from the inventory"]
+    from tasks.adapters.dmt_api import DmtApiError, make_dmt_client
+    from tasks.inventory.secrets import SecretUnavailable
+
+    try:
+        client = make_dmt_client(inv)
+    except SecretUnavailable as exc:
+        fail(f"provisioning.api at {api.url}: {exc} (or run with --offline)")
+    try:
+        read = client.domains()
+    except DmtApiError as exc:
+        fail(f"provisioning.api at {api.url} can't be read: {exc} (fix it, or run with --offline to use "
+             f"certificate suffix {inv.certificate_suffix} alone)")
+    finally:
+        client.close()
+    if not read:
+        fail(f"RPS at {api.url} holds no domains: no host can be activated in admin control mode")
+    domains = [Domain(d.suffix, d.expires, d.profile_name) for d in read]
+    now = datetime.now(timezone.utc)
+    waves = [inv.wave(wave)] if wave else list(inv.waves)
+    ends = {w.name: wave_end(w.start, inv.window.interface_open, now) for w in waves} or \
+        {"(no wave)": wave_end(None, inv.window.interface_open, now)}
+    warnings = expiry_warnings(domains, ends, now)
+    if inv.certificate_suffix not in {d.suffix for d in domains}:
+        warnings.append(f"certificate_suffix {inv.certificate_suffix} (the suffix remediation writes) is no RPS domain's "
+                        f"suffix ({', '.join(d.suffix for d in domains)}): RPS compares the suffix rpc-go reports "
+                        f"exactly, so remediated hosts would be refused")
+    return domains, warnings
 
 
 @app.command("suffix-check")
@@ -133,9 +185,11 @@ def plan(
     as_json: bool = typer.Option(False, "--json"),
     as_csv: bool = typer.Option(False, "--csv"),
     why: bool = typer.Option(False, "--why", help="add each verdict's reason to the table"),
-    live: bool = typer.Option(True, "--live/--offline", help="read option 15 of scopes with a kea:/windows_dhcp: source"),
+    live: bool = typer.Option(True, "--live/--offline", help="read option 15 of scopes with a kea:/windows_dhcp: "
+                              "source, and the new server's domains (provisioning.api)"),
 ):
-    """Pre-flight: who will fail and why, from what is known. Touches no host (only DHCP servers named by scopes)."""
+    """Pre-flight: who will fail and why, from what is known. Touches no host (only DHCP servers named by
+    scopes, and the new server's API when provisioning.api names it: its domains are the certificate suffixes)."""
     from tasks.rules.plan import build_plan
 
     _one_format(as_json, as_csv)
@@ -146,13 +200,20 @@ def plan(
         inv = with_live_dhcp(inv)  # "option 15 from Kea at URL" in warnings; unreadable sources are warned
     if wave is not None:
         _check_wave(inv, wave)
+    domains, domain_warnings = _server_domains(inv, offline=not live, wave=wave)
+    suffixes = [d.suffix for d in domains] if domains else None
     try:
-        p = build_plan(inv, wave, _discovered_evidence(inv, live))
+        p = build_plan(inv, wave, _discovered_evidence(inv, live), suffixes)
     except KeyError as exc:
         fail(str(exc.args[0]))
+    p.warnings.extend(domain_warnings)
     rows = [h.as_dict() for h in p.hosts]
     if as_json:
         sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": inv.certificate_suffix,
+                                     "certificate_suffixes": suffixes or [inv.certificate_suffix],
+                                     "domains": [{"suffix": d.suffix, "profile_name": d.name,
+                                                  "expires": d.expires.isoformat() if d.expires else None}
+                                                 for d in domains or []],
                                      "counts": p.counts(), "paths": p.path_counts(), "warnings": p.warnings,
                                      "scopes": p.scopes, "hosts": rows}, indent=2) + "\n")
         return
@@ -167,7 +228,9 @@ def plan(
     table_cols = ["host", "wave", "path", "version", "outcome", "cause", "suffix", "remediation"] + (
         ["reason", "path_reason"] if why else [])
     _emit_rows(rows, table_cols, as_json=False, as_csv=False,
-               title=f"Plan for {inv.name}{' / ' + wave if wave else ''} — certificate suffix {inv.certificate_suffix}")
+               title=f"Plan for {inv.name}{' / ' + wave if wave else ''} — "
+                     + (f"certificate suffixes {', '.join(suffixes)} (RPS)" if suffixes
+                        else f"certificate suffix {inv.certificate_suffix}"))
     out.print("  ".join(f"{k}: {v}" for k, v in sorted(p.counts().items())), highlight=False)
     for w_name, per in p.path_counts().items():
         out.print(f"paths in {w_name}: " + "  ".join(f"{k}: {v}" for k, v in per.items()), highlight=False)

@@ -27,7 +27,12 @@ def prepare_demo(out: Path, hosts: int, seed: int, window: str, lab):
     data = yaml.safe_load(inv_src.read_text())
     data["name"] = data.get("name") or "lab-demo"
     data["state"] = f"sqlite:///{(out / 'state' / 'demo.db').resolve()}"
-    data["provisioning"]["url"] = lab.http_url
+    # the path a site uses: rpc-go on each client over SSH against RPS, every activation verified in MPS
+    # (the lab's rpc-go emulation and its RPS/MPS REST API); the lab's own /api/v1/provision is for tests
+    data["provisioning"] = {"server": "rpc", "url": lab.http_url.replace("http://", "wss://") + "/activate",
+                            "certificate_suffix": data["provisioning"]["certificate_suffix"],
+                            "profile": data["provisioning"].get("profile", "amt-migrate"),
+                            "api": {"url": lab.http_url, "user": DMT_USER, "password_env": "AMTMIG_DMT_PASSWORD"}}
     data.setdefault("defaults", {})
     data["defaults"]["ssh_port"] = lab.ssh_port
     data["defaults"]["amt_port"] = lab.amt_port
@@ -38,6 +43,9 @@ def prepare_demo(out: Path, hosts: int, seed: int, window: str, lab):
     path.write_text("# The generated inventory, pointed at the in-process lab by amt-migrate demo.\n"
                     + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=140))
     return path
+
+
+DMT_USER, DMT_PASSWORD = "admin", "lab-Pa55w0rd"  # the lab's MPS web admin (lab/api.py, fleet `dmt:` default)
 
 
 def legacy_password(fleet_path: Path) -> str | None:
@@ -68,6 +76,7 @@ def demo(
     with LabServer(paths["fleet"], known_hosts=out / "known_hosts") as lab:
         inventory = prepare_demo(out, hosts, seed, window, lab)
         os.environ["AMTMIG_SSH_KEY"] = str(paths["private_key"])
+        os.environ["AMTMIG_DMT_PASSWORD"] = DMT_PASSWORD
         password = legacy_password(paths["fleet"])
         if password:
             os.environ["AMTMIG_LEGACY_AMT_PASSWORD"] = password

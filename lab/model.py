@@ -17,6 +17,7 @@ import hashlib
 import heapq
 import ipaddress
 import random
+import secrets
 import threading
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -266,6 +267,9 @@ class Fleet:
         #: MPS's device table: RPS registers every device it activates (rps src/stateMachines/
         #: activation.ts SAVE_DEVICE_TO_MPS; research/rpc.md 4.5). guid -> record.
         self.mps_devices: dict[str, dict] = {}
+        #: RPS's vault (devices/<uuid> AMT_PASSWORD): the admin password RPS set on each device it
+        #: activated or took over (rpc.md 4.2 CHANGE_AMT_PASSWORD / UPDATE_CREDENTIALS). Never served.
+        self.vault: dict[str, str] = {}
         #: which rpc-go major the clients run: 2 exits 0 on an RPS error, 3 exits 10 (rpc.md 2.5)
         self.rpc_major = int(self.extra.get("rpc_version", 2))
         self.rpc_major_of: dict[str, int] = {}
@@ -619,6 +623,7 @@ class Fleet:
                 dev.domain_name = self.client_record_suffix(dev)
                 self._cancel(dev, "retry")
                 self.register_with_mps(dev, now)
+                self.vault[dev.uuid] = secrets.token_urlsafe(16)  # the profile's (random) admin password
                 rec.update(result="success", error_code=None,
                            message=f"{PROVISIONED_OK} as {dev.host_name}.{dev.domain_name}")
             else:
@@ -630,6 +635,39 @@ class Fleet:
                 self._schedule(dev, "retry", now + self.retry_interval)
         dev.attempts.append(rec)
         return rec
+
+    def adopt(self, key: str, password: str, *, profile: str = "default") -> dict:
+        """RPS taking over an activated device given its current admin password (rps Validator.ts
+        setNextStepsForConfiguration, stateMachines/activation.ts; research/rpc.md 4.2): the password
+        is checked against the vault's, or, for a device activated elsewhere, against the one AMT holds
+        (the lab's stand-in for the digest login RPS then makes); no suffix check at all; the password
+        is rotated, the device registered with MPS. Raises DeviceUnreachable / ServerBusy."""
+        with self._lock:
+            now = self._now()
+            dev = self.device(key)
+            if dev.faults.server_5xx and _rng(dev, self.seed, "5xx").random() < dev.faults.server_5xx:
+                raise ServerBusy("provisioning server temporarily unavailable (503)")
+            if dev.faults.unreachable:
+                raise DeviceUnreachable(f"device {dev.name} did not answer ({dev.address})")
+            after_success = dev.state == "provisioned"
+            rec = {"attempt": len(dev.attempts) + 1, "at": _iso(now), "source": "rpc", "profile": profile,
+                   "after_success": after_success, "checked_suffix": None, "true_reason": None,
+                   "detail": "adopt: already activated, current password given"}
+            expected = self.vault.get(dev.uuid) or (dev.legacy.password if dev.legacy is not None else None)
+            if dev.state == "pre" or expected is None or not secrets.compare_digest(password, expected):
+                rec.update(result="failed", error_code="auth_failed", true_reason="auth_failed",
+                           message=f"AMT password DOES NOT match stored version for Device {dev.uuid}")
+            elif after_success:
+                rec.update(result="success", error_code=None, message=ALREADY_PROVISIONED)
+            else:
+                dev.state = "provisioned"
+                dev.host_name = dev.host_name or dev.name
+                self.vault[dev.uuid] = secrets.token_urlsafe(16)  # rotated: the legacy password stops working
+                self._cancel(dev, "retry")
+                self.register_with_mps(dev, now)
+                rec.update(result="success", error_code=None, message=f"{PROVISIONED_OK} (taken over, password rotated)")
+            dev.attempts.append(rec)
+            return rec
 
     def set_faults(self, key: str, faults: list) -> Device:
         parsed = Faults.parse(faults)

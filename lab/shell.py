@@ -27,6 +27,7 @@ RPC_GENERIC_FAILURE = 10
 RPC_MISSING_URL = 20
 RPC_MISSING_PROFILE = 21
 RPC_MISSING_DNS_SUFFIX = 24
+RPC_MISSING_PASSWORD = 23
 RPC_AMT_CONNECTION_FAILED = 71
 RPC_ACTIVATION_FAILED = 102
 
@@ -58,9 +59,11 @@ def _logrus(ts: float, level: str, msg: str) -> str:
 class DeviceShell:
     """One SSH session's view of one device's client OS."""
 
-    def __init__(self, fleet: Fleet, dev: Device, user: str, sleep: Callable[[float], None] | None = None):
+    def __init__(self, fleet: Fleet, dev: Device, user: str, sleep: Callable[[float], None] | None = None,
+                 env: dict[str, str] | None = None):
         self.fleet, self.dev, self.user = fleet, dev, user
         self.sleep = sleep or (lambda s: None)
+        self.env = dict(env or {})  # what sshd accepted (AcceptEnv); sudo resets it (below)
 
     # ------------------------------------------------------------- dispatcher
     def run(self, command: str) -> Result:
@@ -103,13 +106,29 @@ class DeviceShell:
         root = self.user == "root"
         if argv and argv[0] == "sudo" and self.dev.os == "linux":
             argv = argv[1:]
-            # sudo's own options the product may send (sudo(8): -n, -E, --preserve-env=list)
+            # sudo's own options the product may send (sudo(8): -n, -E, --preserve-env=list). sudo resets
+            # the environment (env_reset) except what -E / --preserve-env=list keeps (the lab's sudoers
+            # allows it, as `Defaults env_keep += "AMT_PASSWORD"` would)
+            keep: set[str] | None = set()
             while argv and (argv[0] in ("-n", "--non-interactive", "-E", "--preserve-env")
                             or argv[0].startswith("--preserve-env=")):
+                if argv[0] in ("-E", "--preserve-env"):
+                    keep = None
+                elif argv[0].startswith("--preserve-env=") and keep is not None:
+                    keep |= set(argv[0].split("=", 1)[1].split(","))
                 argv = argv[1:]
             if not argv:
                 return Result("", "usage: sudo -h | -K | -k | -V\n", 1)
             root = True
+            saved = self.env
+            self.env = dict(saved) if keep is None else {k: v for k, v in saved.items() if k in keep}
+            try:
+                return self._dispatch(argv, root)
+            finally:
+                self.env = saved
+        return self._dispatch(argv, root)
+
+    def _dispatch(self, argv: list[str], root: bool) -> Result:
         if not argv:
             return Result()
         name = argv[0]
@@ -491,8 +510,18 @@ class DeviceShell:
                 emit("error", "Error 24: MissingDNSSuffix")
                 return Result("", "".join(log), RPC_MISSING_DNS_SUFFIX)
         dev = self.dev
+        # an activated device needs AMT's current admin password: -password/--password, else the
+        # AMT_PASSWORD environment variable, else a prompt on stdout (research/rpc.md 2.2). Over SSH
+        # stdin is at EOF: the read fails and rpc-go exits MissingOrIncorrectPassword (23).
+        password = str(opts.get("password") or self.env.get("AMT_PASSWORD") or "")
+        if dev.state != "pre" and not password:
+            prompt = "AMT Password: " if major >= 3 else "Please enter AMT Password: "
+            emit("error", "Error 23: MissingOrIncorrectPassword")
+            return Result(prompt, "".join(log), RPC_MISSING_PASSWORD)
         emit("info", f"connecting to {url}")
         emit("info", f"connected to {url}")
+        if dev.state != "pre":  # activated (by the legacy console, or by RPS before): "already activated" path
+            return self._rpc_adopt(dev, password, profile, url, emit, rps_error, log, major, as_json, now)
         # rpc-go reports -d, else AMT's PKI suffix, else the OS suffix (createPayload; rpc.md 4.1)
         reported = str(opts.get("d") or opts.get("dns") or dev.trusted_suffix or dev.os_suffix or "").lower()
         if dev.state == "pre":
@@ -518,6 +547,41 @@ class DeviceShell:
             # AMT refused the certificate: RPS's state machine says no more than this (activation.ts)
             return rps_error("Failed to activate in admin control mode.")
         status = "already enabled in admin mode." if was != "pre" else "Activated to admin control mode."
+        if major >= 3:
+            for line in (f"Status: {status}", "Network: Wired Network Configured", "CIRA: ", "TLS: "):
+                emit("info", line)
+            if as_json:
+                out = json.dumps({"status": "success", "message": "Device activated successfully via RPS",
+                                  "rps_server": url, "profile": profile, "friendly_name": "",
+                                  "device_info": {"profile": profile}}) + "\n"
+                return Result(out, "".join(log), RPC_OK)
+            emit("info", "Status: Device activated successfully via RPS")
+            return Result("", "".join(log), RPC_OK)
+        emit("info", "Provisioning and Configuration Result : ")
+        emit("info", f"  Activation:      {status} [ACM]")
+        return Result("", "".join(log), RPC_OK)
+
+    def _rpc_adopt(self, dev: Device, password: str, profile: str, url: str, emit, rps_error, log: list[str],
+                   major: int, as_json: bool, now: float) -> Result:
+        """RPS takes over a device another console activated (research/rpc.md 4.2): rpc-go sends
+        currentMode and the password; RPS checks it (Validator.ts: a mismatch is `AMT password DOES NOT
+        match stored version for Device <uuid>`), runs no suffix check, rotates the admin password to the
+        profile's (CHANGE_AMT_PASSWORD), registers the device with MPS. The lab answers a wrong password
+        with that validator message (the research documents no other wording for it)."""
+        self.sleep(self.fleet.latency_for(dev, "provision"))
+        try:
+            rec = self.fleet.adopt(dev.name, password, profile=profile)
+        except ServerBusy:
+            log.clear()
+            emit("error", "error connecting to RPS: websocket: bad handshake")
+            return Result("", "".join(log), RPC_GENERIC_FAILURE)
+        except (DeviceUnreachable, LabError):
+            emit("error", "Error 71: AMTConnectionFailed")
+            return Result("", "".join(log), RPC_AMT_CONNECTION_FAILED)
+        if rec["result"] != "success":
+            return rps_error(rec["message"])
+        emit("info", "Device already activated")
+        status = "already enabled in admin mode."
         if major >= 3:
             for line in (f"Status: {status}", "Network: Wired Network Configured", "CIRA: ", "TLS: "):
                 emit("info", line)

@@ -8,6 +8,7 @@ device name: stable across restarts, never stored, and ~30 us each to make.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import ipaddress
 import logging
@@ -104,6 +105,7 @@ class _DeviceSSH(paramiko.ServerInterface):
         self.service, self.dev = service, dev
         self.user = ""
         self.replies: dict[int, threading.Event] = {}
+        self.envs: dict[int, dict[str, str]] = {}  # channel id -> env accepted for its command
 
     def hook(self, transport: paramiko.Transport) -> None:
         """Tell exec threads when the reply to their exec request has gone out.
@@ -150,7 +152,15 @@ class _DeviceSSH(paramiko.ServerInterface):
         return True
 
     def check_channel_env_request(self, channel, name, value):
-        return False
+        """RFC 4254 6.4 "env": kept only when the name is on the allow-list, as OpenSSH's sshd does with
+        ``AcceptEnv`` (sshd_config(5): "Only variable names listed ... are accepted"; the rest are
+        refused and never reach the command). The value is held for that channel's command only."""
+        key = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        if not any(fnmatch.fnmatchcase(key, pat) for pat in self.service.accept_env):
+            return False
+        val = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        self.envs.setdefault(channel.chanid, {})[key] = val
+        return True
 
     def check_channel_shell_request(self, channel):
         return False  # no interactive shells: the lab answers exec requests only
@@ -158,7 +168,8 @@ class _DeviceSSH(paramiko.ServerInterface):
     def check_channel_exec_request(self, channel, command):
         cmd = command.decode("utf-8", "replace") if isinstance(command, bytes) else command
         replied = self.replies[channel.remote_chanid] = threading.Event()
-        threading.Thread(target=self.service._exec, args=(channel, self.dev, self.user, cmd, replied),
+        env = self.envs.pop(channel.chanid, {})
+        threading.Thread(target=self.service._exec, args=(channel, self.dev, self.user, cmd, replied, env),
                          name=f"ssh-exec-{self.dev.name}", daemon=True).start()
         return True
 
@@ -167,8 +178,12 @@ class SSHService:
     """The accept loop; each connection gets a paramiko Transport (its own thread) and a command thread."""
 
     def __init__(self, fleet: Fleet, port: int = 0, authorized_keys: set[tuple[str, bytes]] | None = None,
-                 host: str = "0.0.0.0"):
+                 host: str = "0.0.0.0", accept_env: tuple[str, ...] | None = None):
         self.fleet = fleet
+        #: sshd_config AcceptEnv patterns: Debian's default (LANG LC_*) plus rpc-go's AMT_PASSWORD, which a
+        #: site driving rpc over SSH must add (research/rpc.md 2.2); the fleet file's ssh.accept_env overrides
+        self.accept_env = tuple(accept_env if accept_env is not None else
+                                (fleet.ssh or {}).get("accept_env") or ("LANG", "LC_*", "AMT_PASSWORD"))
         self.authorized = authorized_keys or set()
         self._keys: dict[str, paramiko.Ed25519Key] = {}
         self._stop = threading.Event()
@@ -229,7 +244,7 @@ class SSHService:
                     self._transports = {x for x in self._transports if x.is_active()}
 
     def _exec(self, channel: paramiko.Channel, dev: Device, user: str, command: str,
-              replied: threading.Event) -> None:
+              replied: threading.Event, env: dict[str, str] | None = None) -> None:
         try:
             delay = self.fleet.latency_for(dev, "ssh") + dev.faults.slow
             if dev.faults.hung:
@@ -238,7 +253,7 @@ class SSHService:
                 return
             if delay and self._stop.wait(delay):
                 return
-            shell = DeviceShell(self.fleet, dev, user, sleep=lambda s: s and self._stop.wait(s))
+            shell = DeviceShell(self.fleet, dev, user, sleep=lambda s: s and self._stop.wait(s), env=env)
             res = shell.run(command)
             replied.wait(10)
             if res.stdout:

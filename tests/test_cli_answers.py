@@ -471,3 +471,42 @@ def test_an_activated_amt_the_inventory_says_nothing_about_gets_the_legacy_crede
         store.close()
     finally:
         site.lab.stop()
+
+
+def test_rpc_adopts_an_activated_amt_the_inventory_says_nothing_about_once_discovery_opened_it(tmp_path, monkeypatch):
+    """With provisioning.server: rpc, adopting means rpc activate with AMT's current password
+    (AMT_PASSWORD): discovery's "opened" must reach the provisioner as well as the plan, or RPS is asked
+    to take over an activated AMT without its password."""
+    import httpx
+
+    from tasks.steps.context import build_context
+    from tasks.steps.discover import discover_host
+    from tasks.steps.provision import provision_host
+
+    devs = [device("R-UNSAID", "127.10.9.31", state="legacy", legacy=True, domain="contoso.com")]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"]}], monkeypatch)
+    try:
+        httpx.post(f"{site.lab.http_url}/admin/rpc", json={"version": 3})
+        monkeypatch.setenv("AMTMIG_DMT_PASSWORD", "lab-Pa55w0rd")
+        data = yaml.safe_load(site.inventory.read_text())
+        data["hosts"][0].pop("legacy_managed")
+        data["hosts"][0].pop("amt_suffix", None)
+        data["provisioning"] = {"server": "rpc", "url": "wss://rps.contoso.com/activate",
+                                "certificate_suffix": "contoso.com", "profile": "acm-contoso",
+                                "api": {"url": site.lab.http_url, "user": "admin", "password_env": "AMTMIG_DMT_PASSWORD"}}
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        inv = load_inventory(site.inventory)
+        store = StateStore(inv.state_url)
+        store.ensure_hosts("w", [("R-UNSAID", "127.10.9.31")])
+        ctx = build_context(inv, "w", store)
+        discover_host(ctx, "R-UNSAID")
+        assert store.get("w", "R-UNSAID").evidence["legacy_credentials"] == "opened"
+        out = provision_host(ctx, "R-UNSAID", 1)
+        rec = store.get("w", "R-UNSAID")
+        assert out.result == "provisioned", rec
+        assert any(e.action == "route" and e.outcome == "adopt" for e in store.history(["R-UNSAID"], "w"))
+        assert site.admin("R-UNSAID")["state"] == "provisioned"
+        ctx.close()
+        store.close()
+    finally:
+        site.lab.stop()

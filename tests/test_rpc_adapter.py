@@ -161,13 +161,17 @@ class _Res:
 class _Host:
     """A scripted client: what `rpc activate` and `rpc amtinfo` print there."""
 
-    def __init__(self, activate: _Res, amtinfo: _Res):
+    def __init__(self, activate: _Res, amtinfo: _Res, before: _Res | None = None):
         self.activate, self.amtinfo, self.commands, self.envs = activate, amtinfo, [], []
+        self.before = before  # amtinfo until activate has run (default: the same as after)
 
     def run(self, line, *, timeout=None, env=None):
         self.commands.append(line)
         self.envs.append(env)
-        return self.activate if " activate " in line else self.amtinfo
+        if " activate " in line:
+            self.before = None
+            return self.activate
+        return self.before or self.amtinfo
 
 
 class _Ssh:
@@ -196,13 +200,14 @@ class _Mps:
         pass
 
 
-def _inv():
+def _inv(legacy_managed=None):
     from tasks.inventory.model import Inventory
 
     return Inventory.model_validate({
         "name": "t", "provisioning": {"server": "rpc", "url": "wss://rps.contoso.com/activate",
                                       "certificate_suffix": "contoso.com"},
-        "defaults": {"os": "linux"}, "hosts": [{"name": "WS-1", "address": "10.0.0.1", "amt_version": "12.0.45"}]})
+        "defaults": {"os": "linux"}, "hosts": [{"name": "WS-1", "address": "10.0.0.1", "amt_version": "12.0.45",
+                                                "legacy_managed": legacy_managed}]})
 
 
 ACTIVATED = _Res(0, '{"controlMode": "activated in admin control mode", "uuid": "%s"}' % UUID, "")
@@ -210,9 +215,9 @@ PRE = _Res(0, '{"controlMode": "pre-provisioning state", "uuid": "%s"}' % UUID, 
 UNKNOWN = _Res(0, '{"controlMode": "unknown state", "uuid": "%s"}' % UUID, "")
 
 
-def _provision(activate: _Res, amtinfo: _Res, api=None, password=None):
-    inv = _inv()
-    host = _Host(activate, amtinfo)
+def _provision(activate: _Res, amtinfo: _Res, api=None, password=None, *, legacy_managed=None, before=None):
+    inv = _inv(legacy_managed)
+    host = _Host(activate, amtinfo, before)
     p = RpcProvisioner(inv, _Ssh(host), inv.provisioning.url, "acm", api=api, amt_password=password)
     return p.provision(inv.hosts[0]), host, p
 
@@ -259,15 +264,53 @@ def test_missing_binary_and_garbage_never_provisioned():
     assert out.ok and "unreadable" in out.evidence["verified"]
 
 
-def test_amt_password_travels_in_the_environment_only():
+PW = "s3cret-Pw!"
+MISMATCH = _Res(0, "", f'time="2026-08-20T10:00:05Z" level=info msg="connecting to wss://rps.contoso.com/activate"\n'
+                       f'time="2026-08-20T10:00:06Z" level=error msg="AMT password DOES NOT match stored version '
+                       f'for Device {UUID}"\n')
+
+
+def _secret():
     from tasks.inventory.secrets import Secret
 
-    out, host, _ = _provision(_Res(0, "", fx("activate_2x_text_success.stderr")), ACTIVATED,
-                              password=Secret("$LEGACY_PW", "s3cret-Pw!"))
-    assert out.ok
-    assert host.envs[0] == {"AMT_PASSWORD": "s3cret-Pw!"}
-    assert all("s3cret" not in c for c in host.commands) and "s3cret" not in repr(out)
-    assert "--preserve-env=AMT_PASSWORD" in host.commands[0]
+    return Secret("$LEGACY_PW", PW)
+
+
+def test_adopt_passes_the_current_password_in_the_environment_only():
+    out, host, p = _provision(_Res(0, "", fx("activate_2x_text_success.stderr")), ACTIVATED,
+                              api=_Mps({UUID: MpsDevice(UUID)}), password=_secret(), legacy_managed=True)
+    assert p.adopts_activated and out.ok and out.evidence["verified"] == "amtinfo + MPS"
+    assert host.envs == [None, {"AMT_PASSWORD": PW}, None]  # amtinfo, activate, amtinfo
+    assert all(PW not in c for c in host.commands) and PW not in repr(out)
+    assert "--preserve-env=AMT_PASSWORD" in host.commands[1]
+    assert "$LEGACY_PW" in out.evidence["adopt"] and "activated in admin control mode" in out.evidence["adopt"]
+
+
+def test_adopt_is_verified_only_by_mps():
+    ok = _Res(0, "", fx("activate_2x_text_success.stderr"))
+    out, _, _ = _provision(ok, ACTIVATED, password=_secret(), legacy_managed=True)  # no provisioning.api
+    assert not out.ok and out.error_code == "unverified" and "activated before rpc ran" in out.message
+    out, _, _ = _provision(ok, ACTIVATED, api=_Mps(), password=_secret(), legacy_managed=True)
+    assert not out.ok and "not registered" in out.message
+
+
+def test_adopt_with_a_wrong_password_is_auth_failed():
+    for major_res in (MISMATCH, _Res(10, "", MISMATCH.stderr + 'time="x" level=error msg="RPS activation failed: '
+                                     f'rps returned error: AMT password DOES NOT match stored version for Device {UUID}"\n')):
+        out, host, _ = _provision(major_res, ACTIVATED, api=_Mps(), password=_secret(), legacy_managed=True)
+        assert not out.ok and out.error_code == "auth_failed" and "DOES NOT match" in out.message
+        assert PW not in repr(out)
+
+
+def test_password_goes_only_to_activated_legacy_hosts():
+    ok = _Res(0, "", fx("activate_2x_text_success.stderr"))
+    # a legacy-managed host AMT reports pre-provisioning: a plain activation, no password sent
+    out, host, _ = _provision(ok, ACTIVATED, api=_Mps({UUID: MpsDevice(UUID)}), password=_secret(),
+                              legacy_managed=True, before=PRE)
+    assert out.ok and host.envs == [None, None, None] and "adopt" not in out.evidence
+    # a host not marked legacy_managed never gets the legacy password, and no amtinfo first
+    out, host, _ = _provision(ok, ACTIVATED, api=_Mps({UUID: MpsDevice(UUID)}), password=_secret())
+    assert host.envs == [None, None] and "--preserve-env" not in host.commands[0]
 
 
 def test_is_provisioned_reads_amtinfo_and_mps():

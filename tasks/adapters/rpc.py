@@ -5,6 +5,14 @@ device (research/rpc.md 2.5), so after every ``rpc activate`` the adapter reads 
 (control mode, uuid) and, when the inventory names the new server's API, MPS's record of the device
 (RPS registers every device it activates with MPS, rpc.md 4.5). Provisioned = AMT activated AND (with
 an API) registered. The activate output is evidence and a hint for the classifier.
+
+Adopt (a host the legacy console activated in admin control mode, whose admin credentials the
+migration holds): RPS takes an activated device over given its CURRENT admin password, with no suffix
+check, and rotates it (rpc.md 4.2). For a host marked ``legacy_managed`` the adapter first reads
+amtinfo; when AMT is activated (or can't be read) it runs the same ``rpc activate`` with the password in
+the ``AMT_PASSWORD`` environment variable of the remote command (an SSH "env" request; never argv,
+evidence or logs; rpc.md 2.2). AMT was activated before, so amtinfo alone can't show the takeover:
+an adoption is verified only by MPS's record of the device.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ class RpcProvisioner:
     """rpc-go's `rpc activate` run on the client over SSH, each result checked with amtinfo and MPS."""
 
     name = "rpc"
+    adopts_activated = True  # tasks.steps.provision routes the plan's adopt path here
 
     def __init__(self, inv: Inventory, ssh_runner, url: str, profile: str, *, api=None, amt_password=None,
                  api_problem: str | None = None):
@@ -80,11 +89,21 @@ class RpcProvisioner:
 
         flavor = self.inv.os_of(host)
         port = self.inv.ssh_port_of(host)
-        env = {AMT_PASSWORD_ENV: self._amt_password.reveal()} if self._amt_password is not None else None
-        command = activate_command(self.url, self.profile, flavor=flavor, keep_password_env=env is not None)
         info, info_problem = None, ""
+        before: bool | None = False  # was AMT activated before rpc ran? (None: could not be read)
+        adopt_note = ""
         try:
             with self.ssh.session(host.address, port=port, os_flavor=flavor) as sh:
+                env = None
+                if self._amt_password is not None and host.legacy_managed is True:
+                    pre, pre_problem = self._amtinfo(sh.run, flavor)
+                    before = pre.activated if pre is not None else None
+                    if before is not False:  # activated (or unreadable): rpc needs AMT's current password
+                        env = {AMT_PASSWORD_ENV: self._amt_password.reveal()}
+                        adopt_note = (f"AMT activated before rpc ran ({pre.control_mode})" if pre is not None
+                                      else f"AMT's control mode unreadable before rpc ran ({pre_problem})") + \
+                            f": current admin password passed as {AMT_PASSWORD_ENV} from {self._amt_password.source}"
+                command = activate_command(self.url, self.profile, flavor=flavor, keep_password_env=env is not None)
                 try:
                     res = sh.run(command, env=env)
                     report = read_activation(res.exit_status, res.stdout, res.stderr)
@@ -99,10 +118,12 @@ class RpcProvisioner:
         if timed_out:  # the session may be stuck: verify over a connection of its own
             info, info_problem = self._amtinfo(
                 lambda line: self.ssh.run(host.address, line, port=port, os_flavor=flavor), flavor)
-        return self._verdict(report, info, info_problem)
+        return self._verdict(report, info, info_problem, activated_before=before, adopt_note=adopt_note)
 
-    def _verdict(self, report, info, info_problem: str) -> ProvisionOutcome:
-        """Join what rpc said, what amtinfo reads and what MPS holds into one outcome."""
+    def _verdict(self, report, info, info_problem: str, *, activated_before: bool | None = False,
+                 adopt_note: str = "") -> ProvisionOutcome:
+        """Join what rpc said, what amtinfo reads and what MPS holds into one outcome. When AMT was (or
+        may have been) activated before rpc ran, only MPS can show that RPS took it over."""
         activated = info.activated if info is not None else None
         uuid = info.uuid if info is not None else ""
         ev = {"rpc": report.evidence, "rpc_exit": report.exit_status,
@@ -112,17 +133,22 @@ class RpcProvisioner:
             ev["rpc_output"] = report.raw
         if report.reported_suffix:
             ev["rpc_reported_suffix"] = report.reported_suffix
+        if adopt_note:
+            ev["adopt"] = adopt_note
         registered, reg_note = (None, "")
         if activated:
             registered, reg_note = self._registered(uuid)
             ev["mps"] = reg_note
         api_configured = self.api is not None or self.api_problem is not None
-        verified = bool(activated) and (registered is True if api_configured else True)
+        needs_mps = api_configured or activated_before is not False
+        verified = bool(activated) and (registered is True if needs_mps else True)
         if report.hint is None and report.claims_success:
             if verified:
-                ev["verified"] = "amtinfo + MPS" if api_configured else "amtinfo only (no provisioning.api)"
+                ev["verified"] = "amtinfo + MPS" if needs_mps else "amtinfo only (no provisioning.api)"
                 return ProvisionOutcome(True, None, report.success_status, evidence=ev)
             why = ("AMT reports it is not activated" if activated is False
+                   else "AMT was activated before rpc ran, so amtinfo can't show a takeover: name provisioning.api "
+                        "so MPS's record verifies it" if activated and not api_configured
                    else f"AMT's control mode can't be read ({info_problem or (info.control_mode if info else '')})"
                    if activated is None else f"activated but not registered with the new server ({reg_note})")
             return ProvisionOutcome(False, "unverified", f"rpc reported success, unverified: {why}", evidence=ev)

@@ -673,8 +673,11 @@ def _map_exception(exc: BaseException, address: str, port: int) -> SshError:
             # paramiko folds the socket error into the banner message
             if "reset" in text.lower() or "errno 104" in text.lower():
                 return SshUnreachable(address, port, "connection reset before the SSH banner", kind="reset")
-            return SshUnreachable(address, port, "no SSH banner (not an SSH server, or overloaded)",
-                                  kind="banner")
+            # the server took the connection and said nothing within the timeout: the same fact as the
+            # negotiation timing out ("No existing session" below), which of the two paramiko reports first
+            # is a race between its banner thread and start_client's wait, so both are kind "timeout"
+            return SshUnreachable(address, port, "no SSH banner within the timeout (a silent server, not SSH, "
+                                  "or overloaded)", kind="timeout")
         if text == "No existing session":
             # paramiko's start_client returns silently when its timeout expires mid-negotiation,
             # and the next step finds no session: the server was too slow (or not SSH at all).

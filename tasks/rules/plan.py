@@ -7,12 +7,14 @@ firmware applies, and says when a prediction is inferred rather than known.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 from tasks.rules.classify import legacy_credentials_apply
 from tasks.rules.durations import format_duration
 from tasks.rules.host_state import Cause
 from tasks.inventory.model import DhcpScope, Host, Inventory, Wave
-from tasks.rules.suffix import MIN_SUPPORTED, check_suffix
+from tasks.rules.domains import check_any_suffix
+from tasks.rules.suffix import MIN_SUPPORTED
 
 # Predicted outcomes, most certain first.
 PROVISION = "provision"
@@ -54,13 +56,14 @@ class HostPlan:
         return asdict(self)
 
 
-def scope_matches_certificate(scope: DhcpScope, cert_suffix: str) -> bool:
-    """Would this scope's option 15, once AMT learns it, pass the check (3.2.1+ rule)?
+def scope_matches_certificate(scope: DhcpScope, cert_suffix: str | Sequence[str]) -> bool:
+    """Would this scope's option 15, once AMT learns it, pass the check (3.2.1+ rule) against the
+    certificate suffix (or any of several: the new server's domains)?
 
     A scope whose option 15 lives on a DHCP server (kea/windows_dhcp) and was not read has no value
     yet: False here; callers that can wait for the live read check `scope.known` first."""
     return scope.known and bool(scope.domain_name) and \
-        check_suffix(str(MIN_SUPPORTED), scope.domain_name, cert_suffix).match
+        check_any_suffix(str(MIN_SUPPORTED), scope.domain_name, cert_suffix).match
 
 
 def scope_origin(scope: DhcpScope) -> str:
@@ -71,7 +74,7 @@ def scope_origin(scope: DhcpScope) -> str:
 
 
 def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | None,
-                    evidence: dict | None = None) -> list[str]:
+                    suffixes: Sequence[str] | None = None, evidence: dict | None = None) -> list[str]:
     """Methods that can actually apply to this host, in the wave's order (mebx is always possible)."""
     if cause in (None, Cause.UNSUPPORTED_VERSION):
         return []
@@ -90,7 +93,7 @@ def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | 
         elif method == "dhcp_renew":
             # a scope not read yet (live source) is checked by dhcp_renew itself right before it renews
             if inv.credentials.ssh and scope is not None and (
-                    not scope.known or scope_matches_certificate(scope, inv.certificate_suffix)):
+                    not scope.known or scope_matches_certificate(scope, suffixes or inv.certificate_suffix)):
                 usable.append("dhcp_renew")
         else:
             usable.append("mebx")
@@ -160,14 +163,17 @@ def host_path(inv: Inventory, host: Host, evidence: dict | None = None) -> tuple
                         f"credentials.legacy_amt opens it{disagree}")
 
 
-def plan_host(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | None = None) -> HostPlan:
+def plan_host(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | None = None,
+              suffixes: Sequence[str] | None = None) -> HostPlan:
+    """``suffixes``: the certificate suffixes the new server holds (RPS domains); else the inventory's one."""
     path, path_reason = host_path(inv, host, evidence)
-    plan = _suffix_plan(inv, host, wave, evidence)
+    plan = _suffix_plan(inv, host, wave, suffixes, evidence)
     return HostPlan(**{**plan.as_dict(), "path": path, "path_reason": path_reason})
 
 
-def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | None = None) -> HostPlan:
-    cert = inv.certificate_suffix
+def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequence[str] | None = None,
+                 evidence: dict | None = None) -> HostPlan:
+    cert = tuple(suffixes) if suffixes else inv.certificate_suffix
     version = host.version
     scope = inv.scope_of(host)
 
@@ -176,15 +182,15 @@ def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, evidence: dict |
         fix_cause = Cause.SUFFIX_MISMATCH.value if outcome == UNKNOWN else cause
         return HostPlan(host.name, host.address, wave.name if wave else None, str(version), outcome, cause, source,
                         used, verdict.rule if verdict else None, verdict.match if verdict else None, reason,
-                        remediation_for(inv, host, wave, fix_cause, evidence))
+                        remediation_for(inv, host, wave, fix_cause, suffixes, evidence))
 
     if not version.compares_last_two_labels:
-        verdict = check_suffix(version, host.amt_suffix or "", cert)
+        verdict = check_any_suffix(version, host.amt_suffix or "", cert)
         return made(UNSUPPORTED, Cause.UNSUPPORTED_VERSION.value, "amt" if host.amt_suffix is not None else "none",
                     host.amt_suffix, verdict, verdict.reason)
 
     if host.amt_suffix is not None:
-        verdict = check_suffix(version, host.amt_suffix, cert)
+        verdict = check_any_suffix(version, host.amt_suffix, cert)
         if verdict.match:
             return made(PROVISION, None, "amt", host.amt_suffix, verdict, verdict.reason)
         cause = Cause.SUFFIX_BLANK if verdict.rule == "blank" else Cause.SUFFIX_MISMATCH
@@ -201,7 +207,7 @@ def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, evidence: dict |
     if not clues:
         return made(UNKNOWN, None, "none", None, None,
                     "unknown: no AMT suffix, no OS suffix and no DHCP scope known; discovery or pass 1 will tell")
-    verdicts = [(src, sfx, check_suffix(version, sfx, cert)) for src, sfx in clues]
+    verdicts = [(src, sfx, check_any_suffix(version, sfx, cert)) for src, sfx in clues]
     bad = [(src, sfx, v) for src, sfx, v in verdicts if not v.match]
     if bad:
         src, sfx, v = bad[0]
@@ -232,11 +238,14 @@ class Plan:
         return out
 
 
-def build_plan(inv: Inventory, wave: str | None = None, evidence: dict[str, dict] | None = None) -> Plan:
-    """The plan; ``evidence`` (host name -> what discovery recorded) overrides the export where it disagrees."""
+def build_plan(inv: Inventory, wave: str | None = None, evidence: dict[str, dict] | None = None,
+               suffixes: Sequence[str] | None = None) -> Plan:
+    """The plan; ``evidence`` (host name -> what discovery recorded) overrides the export where it disagrees.
+    ``suffixes``: the new server's certificate suffixes (RPS domains, read by the caller); a host
+    matches if any passes AMT's rule. None = the inventory's certificate suffix alone."""
     evidence = evidence or {}
     warnings = [str(w) for w in inv.warnings]
-    cert = inv.certificate_suffix
+    cert = tuple(suffixes) if suffixes else inv.certificate_suffix
     scopes = []
     for scope in inv.dhcp_scopes:
         scopes.append({"scope": scope.name, "subnet": str(scope.subnet), "source": scope.source_label,
@@ -251,7 +260,7 @@ def build_plan(inv: Inventory, wave: str | None = None, evidence: dict[str, dict
         if not scope_matches_certificate(scope, cert):
             warnings.append(
                 f"scope {scope.name}: option 15 {scope.domain_name or '(none)'!r} {scope_origin(scope)} does not match "
-                f"certificate suffix {cert!r}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)"
+                f"{_cert_words(cert)}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)"
             )
         if scope.lease > inv.window.interface_open:
             warnings.append(
@@ -264,8 +273,14 @@ def build_plan(inv: Inventory, wave: str | None = None, evidence: dict[str, dict
     plans: list[HostPlan] = []
     for w in waves:
         for h in inv.wave_hosts(w):
-            plans.append(plan_host(inv, h, w, evidence.get(h.name)))
+            plans.append(plan_host(inv, h, w, evidence.get(h.name), suffixes))
             seen.add(h.name)
     if not wave:
-        plans.extend(plan_host(inv, h, None, evidence.get(h.name)) for h in inv.hosts if h.name not in seen)
+        plans.extend(plan_host(inv, h, None, evidence.get(h.name), suffixes) for h in inv.hosts if h.name not in seen)
     return Plan(plans, warnings, scopes)
+
+
+def _cert_words(cert: str | tuple[str, ...]) -> str:
+    if isinstance(cert, str) or len(cert) == 1:
+        return f"certificate suffix {(cert if isinstance(cert, str) else cert[0])!r}"
+    return f"any of the certificate suffixes {', '.join(cert)}"

@@ -82,6 +82,16 @@ def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
         evidence=problems)
 
 
+def as_discovered(host: Host, evidence: dict | None) -> Host:
+    """The host as a provisioner must see it: where the inventory doesn't say legacy_managed, discovery's
+    answer stands in (an adopting provisioner, e.g. rpc with AMT_PASSWORD, reads `legacy_managed`)."""
+    from tasks.rules.classify import legacy_credentials_apply
+
+    if host.legacy_managed is None and legacy_credentials_apply(None, evidence):
+        return host.model_copy(update={"legacy_managed": True})
+    return host
+
+
 def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     """One provisioning attempt for one host."""
     wave, store = ctx.wave.name, ctx.store
@@ -110,7 +120,7 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     routed = _route_by_path(ctx, host, rec, stage)
     if routed is not None:
         return routed
-    outcome = ctx.provisioner.provision(host)
+    outcome = ctx.provisioner.provision(as_discovered(host, rec.evidence))
     now = ctx.now()
     if outcome.transient:
         store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,

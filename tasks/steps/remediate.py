@@ -104,7 +104,9 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
 
 def _reopen_window(ctx: WaveContext, host: Host) -> MethodResult | None:
     """A provisioning attempt reopens AMT's interface; if it even succeeds, the host is done."""
-    out = ctx.provisioner.provision(host)
+    from tasks.steps.provision import as_discovered
+
+    out = ctx.provisioner.provision(as_discovered(host, ctx.store.get(ctx.wave.name, host.name).evidence))
     now = ctx.now()
     if out.transient or not out.reached_device:
         return MethodResult(False, f"could not reopen the window: {out.message}",
