@@ -324,7 +324,8 @@ def test_rpc_adapter_provisions_over_ssh_and_verifies_every_activation(tmp_path,
             device("R-DOWN", "127.10.6.4", dhcp="fabrikam.com", faults=["down"]),
             device("R-MISM", "127.10.6.5", dhcp="fabrikam.com", os_suffix="fabrikam.com"),
             device("R-KILL", "127.10.6.6", trusted="contoso.com"),
-            device("R-LEG", "127.10.6.7", state="legacy", domain="contoso.com", legacy=True)]
+            device("R-LEG", "127.10.6.7", state="legacy", domain="contoso.com", legacy=True),
+            device("R-SUB", "127.10.6.8", trusted="sales.contoso.com")]
     site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew", "mebx"]}],
                       monkeypatch)
     try:
@@ -338,9 +339,12 @@ def test_rpc_adapter_provisions_over_ssh_and_verifies_every_activation(tmp_path,
         site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
         ctx = _ctx(site)
         assert ctx.provisioner.name == "rpc" and ctx.provisioner.api is not None
-        for n in ("R-OK", "R-BAD", "R-BLANK", "R-DOWN", "R-MISM", "R-KILL", "R-LEG"):
+        for n in ("R-OK", "R-BAD", "R-BLANK", "R-DOWN", "R-MISM", "R-KILL", "R-LEG", "R-SUB"):
             discover_host(ctx, n)
         assert provision_host(ctx, "R-OK", 1).result == "provisioned"
+        # AMT's rule compares the last two labels; RPS compares the reported suffix verbatim with its
+        # domains, so rpc reports the RPS domain with -d and AMT's own check decides
+        assert provision_host(ctx, "R-SUB", 1).result == "provisioned"
         assert ctx.store.get("w", "R-OK").evidence["verified"] == "amtinfo + MPS"
         assert provision_host(ctx, "R-BAD", 1).label == "failed:suffix_mismatch", str(ctx.store.get("w", "R-BAD").evidence)
         assert provision_host(ctx, "R-BLANK", 1).label == "failed:suffix_blank"
@@ -349,8 +353,11 @@ def test_rpc_adapter_provisions_over_ssh_and_verifies_every_activation(tmp_path,
         ev = ctx.store.get("w", "R-BAD").evidence
         assert ev["rpc_exit"] == (0 if major == 2 else 10) and "fabrikam.com" in ev["verdict"]
         assert ev["server_message"] == "Failed to activate in admin control mode."
+        # rpc is told the RPS domain (-d contoso.com), so RPS picks its certificate and AMT itself refuses
+        # it: the same generic answer, and the verdict comes from the suffixes discovery read
         mism = ctx.store.get("w", "R-MISM").evidence
-        assert mism["rpc_reported_suffix"] == "fabrikam.com" and mism["rpc_exit"] == (0 if major == 2 else 10)
+        assert mism["server_message"] == "Failed to activate in admin control mode." and "fabrikam.com" in mism["verdict"]
+        assert mism["rpc_exit"] == (0 if major == 2 else 10)
         # remediation and pass 2 go through the same SSH: the renew fixes it and rpc activates it
         assert remediate_host(ctx, "R-BAD").label == "remediated:dhcp_renew"
         assert provision_host(ctx, "R-BAD", 2).result == "provisioned"
@@ -368,7 +375,7 @@ def test_rpc_adapter_provisions_over_ssh_and_verifies_every_activation(tmp_path,
         assert ctx.provisioner.is_provisioned(ctx.host("R-LEG")) is False
         assert provision_host(ctx, "R-LEG", 1).result == "provisioned"
         truth = site.admin_all()
-        assert {n for n, d in truth.items() if d["state"] == "provisioned"} == {"R-OK", "R-BAD", "R-KILL", "R-LEG"}
+        assert {n for n, d in truth.items() if d["state"] == "provisioned"} == {"R-OK", "R-BAD", "R-KILL", "R-LEG", "R-SUB"}
         assert {a["source"] for a in truth["R-BAD"]["attempts"]} == {"rpc"}  # made by rpc on the client
         assert all(not a["after_success"] for d in truth.values() for a in d["attempts"])
         for name in ("R-BLANK", "R-DOWN", "R-MISM"):

@@ -103,7 +103,13 @@ class RpcProvisioner:
                         adopt_note = (f"AMT activated before rpc ran ({pre.control_mode})" if pre is not None
                                       else f"AMT's control mode unreadable before rpc ran ({pre_problem})") + \
                             f": current admin password passed as {AMT_PASSWORD_ENV} from {self._amt_password.source}"
-                command = activate_command(self.url, self.profile, flavor=flavor, keep_password_env=env is not None)
+                # `-d` names the RPS domain (its provisioning certificate) to use. Without it rpc-go reports
+                # AMT's or the OS's own suffix, which RPS must find verbatim in its domain list
+                # (research/rpc.md: RPS compares exactly), so a host AMT would accept under its last-two-
+                # labels rule (sales.contoso.com against contoso.com) would be refused by RPS before AMT
+                # is asked. AMT still checks its own suffix against that certificate: the verdict stays AMT's.
+                command = activate_command(self.url, self.profile, self.inv.certificate_suffix, flavor=flavor,
+                                           keep_password_env=env is not None)
                 try:
                     res = sh.run(command, env=env)
                     report = read_activation(res.exit_status, res.stdout, res.stderr)
