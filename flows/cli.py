@@ -527,17 +527,20 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         report = final.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - the state message below says what happened
         report = None
+    # Prefect's state is Completed (the run did all it could), but a gated wave is not done: never "Completed"
+    waiting = final.is_completed() and isinstance(report, dict) and bool(report.get("waiting"))
+    shown = "Waiting" if waiting else final.name
     if isinstance(report, dict) and "summary" in report:
         store = _open_store(None, state or inv.state_url)
         lines = terminal.closing_summary(inv, report["summary"], terminal.unfinished_hosts(store, wave),
-                                         final.name, final.message or "")
+                                         shown, final.message or "")
         store.close()
         for name, path in report.get("files", {}).items():
             lines.append(f"{name}: {path}")
         out.print("\n".join(lines), highlight=False, markup=False)
     else:
-        out.print(f"{final.name}: {final.message or ''}", highlight=False, markup=False)
-    if final.is_completed() and isinstance(report, dict) and report.get("waiting"):
+        out.print(f"{shown}: {final.message or ''}", highlight=False, markup=False)
+    if waiting:
         return EXIT_WAITING
     return 0 if final.is_completed() else 1
 

@@ -25,7 +25,7 @@ def generate(
     renew_failure_rate: float = typer.Option(0.0, "--renew-failure-rate", min=0.0, max=1.0),
 ) -> None:
     """Write fleet.yaml, inventory.yaml and an SSH key pair with a realistic mix of every case."""
-    from lab.generate import generate_fleet
+    from lab.generate import generate_fleet, next_steps
     from lab.amt_rules import seconds
 
     for label, value in (("--window", window), ("--retry-interval", retry_interval)):
@@ -37,6 +37,8 @@ def generate(
                            renew_failure_rate=renew_failure_rate)
     for kind, path in paths.items():
         typer.echo(f"{kind:12} {path}")
+    for line in next_steps(paths):
+        typer.echo(line)
 
 
 @app.command()

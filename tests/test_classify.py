@@ -89,3 +89,20 @@ def test_selection_is_fixed_at_the_start():
     assert Selection.from_dict(sel.as_dict()) == sel
     with pytest.raises(ValueError):
         Selection.from_dict({"statuses": ["flying"]})
+
+
+def test_who_gets_the_legacy_credentials_tried_and_when_they_apply():
+    """The export's explicit word stands; when it is silent, AMT's activation (discovery, else the export)
+    gets the console's credentials tried, and AMT's answer to them decides from then on."""
+    from tasks.rules.classify import legacy_credentials_apply, try_legacy_credentials
+
+    activated, pre = {"provisioning_state": 2}, {"provisioning_state": 0}
+    assert try_legacy_credentials(True, pre, None) and not try_legacy_credentials(False, activated, "activated")
+    assert try_legacy_credentials(None, activated, None) and not try_legacy_credentials(None, pre, "activated")
+    assert try_legacy_credentials(None, {}, "activated") and not try_legacy_credentials(None, {}, None)
+    assert not try_legacy_credentials(None, {"provisioning_state": 1}, None)  # in provisioning: not activated
+    assert legacy_credentials_apply(None, activated) and not legacy_credentials_apply(None, pre)
+    assert not legacy_credentials_apply(None, {**activated, "legacy_credentials": "refused"})
+    assert legacy_credentials_apply(None, {"legacy_credentials": "opened"})
+    assert legacy_credentials_apply(True, {"legacy_credentials": "refused"})  # said so: auth_failed is its cause
+    assert not legacy_credentials_apply(False, activated) and not legacy_credentials_apply(None, None)

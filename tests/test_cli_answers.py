@@ -353,3 +353,160 @@ def test_kea_24_hash_beside_dhcp4_is_not_sent_back():
     assert "hash" not in new and "hash" not in new["Dhcp4"]
     assert new["Dhcp4"]["subnet4"][0]["option-data"] == [{"name": "domain-name", "data": "contoso.com"}]
     assert "hash" in config  # the read answer itself is left as read
+
+
+# -- a gated wave on the embedded server waits for a decision -----------------------------------------
+
+def _cli(args: list[str], cwd, env: dict) -> "subprocess.CompletedProcess":
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_gated_wave_on_the_embedded_server_waits_for_a_decision_and_says_how_to_continue(tmp_path):
+    """`run` as a lead types it, no PREFECT_API_URL: nobody can answer the go/no-go, so the wave must not
+    end 'Completed', exit 0 with pass 2 silently skipped; it says it waits and what continues it."""
+    import os
+    from pathlib import Path
+
+    devs = [device("G-MATCH", "127.10.9.11", trusted="contoso.com"),
+            device("G-MIS", "127.10.9.12", dhcp="fabrikam.com")]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "gate": True,
+                                        "remediation": ["dhcp_renew", "mebx"]}], window="5m")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), PREFECT_HOME=str(tmp_path / "prefect"),
+               AMTMIG_SSH_KEY=str(site.lab.private_key_path), AMTMIG_LEGACY_AMT_PASSWORD="x")
+    try:
+        res = _cli(["run", "inventory.yaml", "--wave", "w"], tmp_path, env)
+        assert res.returncode == 3, res.stdout + res.stderr
+        lines = res.stdout.splitlines()
+        assert any(ln.startswith("Waiting: ") for ln in lines), res.stdout
+        assert not any(ln.startswith("Completed") for ln in lines)  # the wave is not done: never "Completed"
+        assert "--status failed" not in res.stdout  # no host failed: no hint that would select nothing
+        cont = "amt-migrate rerun inventory.yaml --wave w --from pass2"
+        assert "waiting for a go/no-go decision before pass 2" in res.stdout and cont in res.stdout, res.stdout
+        truth = site.admin_all()
+        assert truth["G-MATCH"]["state"] == "provisioned"
+        assert truth["G-MIS"]["state"] != "provisioned" and len(truth["G-MIS"]["attempts"]) == 1  # no pass 2
+        store = StateStore(load_inventory(site.inventory).state_url)
+        assert store.get("w", "G-MIS").status == "remediated"  # left as remediation left it
+        [gate] = [e for e in store.history(wave="w") if e.stage == "gate"]
+        assert gate.outcome == "waiting" and gate.evidence["continue_with"] == cont
+        assert not store.wave_mark("w", "completed")  # a plain run again would not say "nothing to do"
+        # the command it printed is the one that continues the wave (stdin is no terminal: no question)
+        res = _cli(cont.split()[1:], tmp_path, env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        truth = site.admin_all()
+        assert truth["G-MIS"]["state"] == "provisioned" and len(truth["G-MIS"]["attempts"]) == 2
+        assert len(truth["G-MATCH"]["attempts"]) == 1
+        assert store.get("w", "G-MIS").status == "provisioned"
+        store.close()
+    finally:
+        site.lab.stop()
+
+
+# -- facts discovery learns decide the path -----------------------------------------------------------
+
+def test_an_activated_amt_the_inventory_says_nothing_about_gets_the_legacy_credentials_tried(tmp_path, monkeypatch):
+    """The export left legacy_managed out; AMT says (rpc amtinfo over SSH) it is activated. The console's
+    credentials are tried over WS-Man: where they open it, the host is adopted and its DomainName written
+    like any legacy-managed host's; where AMT refuses them, the technician takes it, with why; a
+    pre-provisioning AMT is never sent them."""
+    from tasks.rules.plan import host_path
+    from tasks.steps.context import build_context
+    from tasks.steps.discover import discover_host
+    from tasks.steps.provision import provision_host
+    from tasks.steps.remediate import remediate_host
+
+    opened = device("LEG-UNSAID", "127.10.9.21", state="legacy", legacy=True, domain="fabrikam.com",
+                    dhcp="fabrikam.com")
+    other = device("LEG-OTHER", "127.10.9.22", state="legacy", legacy=True, domain="contoso.com")
+    other["legacy"] = {"user": "admin", "password": "Another-Console-77"}  # activated by someone else
+    pre = device("PRE-1", "127.10.9.23", dhcp="contoso.com")
+    site = start_site(tmp_path, [opened, other, pre],
+                      [{"name": "w", "hosts": ["*"], "remediation": ["amt_write", "dhcp_renew", "mebx"]}], monkeypatch)
+    try:
+        data = yaml.safe_load(site.inventory.read_text())
+        for h in data["hosts"]:  # an export that says nothing of who manages AMT, nor of its suffix
+            h.pop("legacy_managed", None)
+            h.pop("amt_suffix", None)
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        inv = load_inventory(site.inventory)
+        assert all(h.legacy_managed is None for h in inv.hosts)
+        store = StateStore(inv.state_url)
+        store.ensure_hosts("w", [(h.name, h.address) for h in inv.hosts])
+        ctx = build_context(inv, "w", store)
+        for name in ("LEG-UNSAID", "LEG-OTHER", "PRE-1"):
+            discover_host(ctx, name)
+        ev = {n: store.get("w", n).evidence for n in ("LEG-UNSAID", "LEG-OTHER", "PRE-1")}
+        assert ev["LEG-UNSAID"]["provisioning_state"] == 2 and ev["LEG-UNSAID"]["legacy_credentials"] == "opened"
+        assert ev["LEG-UNSAID"]["domain_name"] == "fabrikam.com"  # read over WS-Man with the console's credentials
+        assert ev["LEG-OTHER"]["legacy_credentials"] == "refused" and not ev["LEG-OTHER"].get("wsman_cause")
+        assert ev["PRE-1"]["provisioning_state"] == 0 and ev["PRE-1"].get("legacy_credentials") is None
+        assert host_path(inv, inv.host("LEG-UNSAID"), ev["LEG-UNSAID"])[0] == "adopt"
+        path, why = host_path(inv, inv.host("LEG-OTHER"), ev["LEG-OTHER"])
+        assert path == "technician" and "AMT refused credentials.legacy_amt at discovery" in why
+
+        for name in ("LEG-UNSAID", "LEG-OTHER", "PRE-1"):
+            provision_host(ctx, name, 1)
+        rec = store.get("w", "LEG-UNSAID")
+        assert (rec.status, rec.cause) == ("failed", "suffix_mismatch")
+        assert rec.evidence["amt_suffix"] == "fabrikam.com"  # the cause comes from the DomainName read
+        other_rec = store.get("w", "LEG-OTHER")
+        assert (other_rec.status, other_rec.cause) == ("needs_mebx", "credentials_unknown")
+        assert store.get("w", "PRE-1").status == "provisioned"
+
+        out = remediate_host(ctx, "LEG-UNSAID")
+        assert out.result == "remediated", out
+        writes = [e for e in store.history(["LEG-UNSAID"], "w") if e.action == "amt_write"]
+        assert writes and writes[0].outcome == "verified" and "DomainName" in str(writes[0].evidence)
+        provision_host(ctx, "LEG-UNSAID", 2)
+        assert store.get("w", "LEG-UNSAID").status == "provisioned"
+        ctx.close()
+        truth = site.admin_all()
+        assert truth["LEG-UNSAID"]["state"] == "provisioned" and len(truth["LEG-UNSAID"]["attempts"]) == 2
+        assert truth["LEG-OTHER"]["attempts"] == []  # never provisioned as if it were fresh
+        store.close()
+    finally:
+        site.lab.stop()
+
+
+def test_rpc_adopts_an_activated_amt_the_inventory_says_nothing_about_once_discovery_opened_it(tmp_path, monkeypatch):
+    """With provisioning.server: rpc, adopting means rpc activate with AMT's current password
+    (AMT_PASSWORD): discovery's "opened" must reach the provisioner as well as the plan, or RPS is asked
+    to take over an activated AMT without its password."""
+    import httpx
+
+    from tasks.steps.context import build_context
+    from tasks.steps.discover import discover_host
+    from tasks.steps.provision import provision_host
+
+    devs = [device("R-UNSAID", "127.10.9.31", state="legacy", legacy=True, domain="contoso.com")]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"]}], monkeypatch)
+    try:
+        httpx.post(f"{site.lab.http_url}/admin/rpc", json={"version": 3})
+        monkeypatch.setenv("AMTMIG_DMT_PASSWORD", "lab-Pa55w0rd")
+        data = yaml.safe_load(site.inventory.read_text())
+        data["hosts"][0].pop("legacy_managed")
+        data["hosts"][0].pop("amt_suffix", None)
+        data["provisioning"] = {"server": "rpc", "url": "wss://rps.contoso.com/activate",
+                                "certificate_suffix": "contoso.com", "profile": "acm-contoso",
+                                "api": {"url": site.lab.http_url, "user": "admin", "password_env": "AMTMIG_DMT_PASSWORD"}}
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        inv = load_inventory(site.inventory)
+        store = StateStore(inv.state_url)
+        store.ensure_hosts("w", [("R-UNSAID", "127.10.9.31")])
+        ctx = build_context(inv, "w", store)
+        discover_host(ctx, "R-UNSAID")
+        assert store.get("w", "R-UNSAID").evidence["legacy_credentials"] == "opened"
+        out = provision_host(ctx, "R-UNSAID", 1)
+        rec = store.get("w", "R-UNSAID")
+        assert out.result == "provisioned", rec
+        assert any(e.action == "route" and e.outcome == "adopt" for e in store.history(["R-UNSAID"], "w"))
+        assert site.admin("R-UNSAID")["state"] == "provisioned"
+        ctx.close()
+        store.close()
+    finally:
+        site.lab.stop()

@@ -135,3 +135,48 @@ def test_amt_tls_hosts_need_a_ca_bundle_and_use_16993(tmp_path):
     f.write_text(base % ", ca_bundle: nope.pem")
     with pytest.raises(Bad, match="nope.pem: no such file"):
         load(f)
+
+
+def test_schema_and_cross_check_problems_come_in_one_pass_with_nothing_invented(tmp_path):
+    """A lead fixes a broken inventory in one edit: schema errors don't hide the duplicate address, the
+    unknown scope, the selector matching nothing or the host in two waves; the host set aside for its bad
+    version does not make the selector naming it "match no host"; an unknown key says the nearest one."""
+    src = ROOT / "tests" / "bad_inputs" / "inventories" / "schema_and_cross_checks.yaml"
+    with pytest.raises(InputError) as exc:
+        load_inventory(src)
+    got = [(p.line, p.field) for p in exc.value.problems]
+    assert got == [(14, "dhcp_scopes[0].leese"), (18, "hosts[0].amt_version"), (21, "hosts[1].amt_sufix"),
+                   (25, "hosts[2].address"), (29, "hosts[3].scope"), (32, "waves[0].hosts[2]"),
+                   (33, "waves[0].max_concurency"), (35, "waves[1].hosts")]
+    dup = next(p for p in exc.value.problems if p.field == "hosts[2].address")
+    assert dup.message.endswith(f"(first at {src}:20)")  # indices and lines of the original file, not the salvaged one
+    result = runner.invoke(app, ["validate", str(src)])
+    assert result.exit_code == 2 and "8 error(s)" in result.stderr
+    assert f"{src}:21: hosts[1].amt_sufix: unknown key; did you mean amt_suffix?" in result.stderr
+
+
+@pytest.mark.parametrize("text, want", [
+    ("nmae: x\n", "nmae: unknown key; did you mean name?"),
+    ("credentials:\n  legacy_amt: {user: a, pasword_env: X}\n", "credentials.legacy_amt.pasword_env: unknown key; "
+                                                                 "did you mean password_env?"),
+    ("defaults: {ssh_prot: 22}\n", "defaults.ssh_prot: unknown key; did you mean ssh_port?"),
+    ("colour: blue\n", "colour: unknown key\n"),  # nothing near: no guess
+])
+def test_an_unknown_key_names_the_nearest_valid_one(tmp_path, text, want):
+    f = tmp_path / "inv.yaml"
+    f.write_text(("name: x\n" if not text.startswith("nmae") else "") + text +
+                 "provisioning: {certificate_suffix: contoso.com}\n"
+                 "hosts:\n  - {name: A, address: 10.0.0.1, amt_version: '11.8'}\n")
+    result = runner.invoke(app, ["validate", str(f)])
+    assert result.exit_code == 2
+    assert want in result.stderr + "\n", result.stderr
+
+
+def test_a_broken_host_list_stops_at_the_schema_problems(tmp_path):
+    """Nothing left to cross-check (no usable hosts): the schema problems alone, no invented ones."""
+    f = tmp_path / "inv.yaml"
+    f.write_text("name: x\nprovisioning: {certificate_suffix: contoso.com}\n"
+                 "hosts:\n  - {name: A, address: 10.0.0.1, amt_version: bad}\nwaves: [{name: w, hosts: [A, B]}]\n")
+    with pytest.raises(InputError) as exc:
+        load_inventory(f)
+    assert [(p.line, p.field) for p in exc.value.problems] == [(4, "hosts[0].amt_version")]

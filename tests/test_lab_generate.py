@@ -136,3 +136,46 @@ def test_a_scope_past_65023_hosts_spills_into_a_declared_sibling_subnet():
     declared = [ipaddress.ip_network(s["subnet"]) for s in inv["dhcp_scopes"]]
     assert all(sum(a in n for n in declared) == 1 for a in addrs)
     assert fleet["scopes"] == inv["dhcp_scopes"] and "hq-2" in {s["name"] for s in inv["dhcp_scopes"]}
+
+
+def test_cli_generate_prints_what_to_export_serve_and_run(tmp_path, monkeypatch):
+    """After `lab generate` a new user must not have to read the inventory to learn which variables it names:
+    the output says how to serve the fleet, what to export (values included; the password is a lab value)
+    and the command that runs a wave. Each printed line is held to the files written and to `lab serve`."""
+    import inspect
+    import shlex
+
+    from flows.preflight import missing_credentials
+    from lab.cli import serve
+    from tasks.inventory.model import load_inventory
+
+    out = tmp_path / "g"
+    result = CliRunner().invoke(app, ["generate", "--hosts", "20", "--seed", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [ln.strip() for ln in result.output.splitlines()]
+    assert f"amt-migrate lab serve {out / 'fleet.yaml'}" in lines
+    exports = [ln.split("   #")[0] for ln in lines if ln.startswith("export ")]
+    # what a POSIX shell makes of the printed lines (the password holds a `!`)
+    shell = subprocess.run(["bash", "-c", "\n".join(exports) + '\nprintf "%s\\n%s" "$AMTMIG_SSH_KEY" '
+                            '"$AMTMIG_LEGACY_AMT_PASSWORD"'], capture_output=True, text=True, env={})
+    key, password = shell.stdout.split("\n")
+    fleet = yaml.safe_load((out / "fleet.yaml").read_text())
+    assert key == str((out / "keys" / "id_ed25519").resolve())
+    assert password == next(d["legacy"]["password"] for d in fleet["devices"] if d["legacy"])
+    # exactly the variables the inventory references, and with them nothing is missing
+    inv = load_inventory(out / "inventory.yaml")
+    assert {e.split()[1].split("=")[0] for e in exports} == {inv.credentials.ssh.key_env,
+                                                             inv.credentials.legacy_amt.password_env}
+    for k, v in (("AMTMIG_SSH_KEY", key), ("AMTMIG_LEGACY_AMT_PASSWORD", password)):
+        monkeypatch.setenv(k, v)
+    assert missing_credentials(inv) == []
+    # the run command names the inventory written and one of its waves
+    run = next(ln for ln in lines if ln.startswith("amt-migrate run "))
+    argv = shlex.split(run)
+    assert argv[2] == str(out / "inventory.yaml") and argv[3:] == ["--wave", inv.waves[0].name]
+    # `lab serve FLEET` with its defaults is where the inventory points
+    defaults = {name: p.default.default for name, p in inspect.signature(serve).parameters.items()
+                if hasattr(p.default, "default")}
+    assert inv.provisioning.url == f"http://127.0.0.1:{defaults['http_port']}"
+    assert (inv.defaults.ssh_port, inv.defaults.amt_port) == (defaults["ssh_port"], defaults["amt_port"])
+    assert inv.resolve(inv.credentials.ssh.known_hosts) == out / "known_hosts"  # serve writes it beside the fleet

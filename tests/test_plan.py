@@ -106,9 +106,20 @@ def test_discovery_overrides_the_export(tmp_path):
           "ACM": {"provisioning_state": 0, "control_mode": "pre-provisioning state"},
           "DET": {"provisioning_state": 2, "control_mode": "activated in client control mode"}}
     p = {h.host: h for h in build_plan(inv, evidence=ev).hosts}
-    assert p["PRE"].path == "technician" and "discovery read activated: discovery wins" in p["PRE"].path_reason
+    # the export didn't say legacy_managed; AMT says activated: the console's credentials are the ones to try
+    assert p["PRE"].path == "adopt" and "discovery read activated: discovery wins" in p["PRE"].path_reason
+    assert "doesn't say legacy_managed" in p["PRE"].path_reason
     assert p["ACM"].path == "reprovision" and "per discovery" in p["ACM"].path_reason
     assert p["DET"].path == "unprovision_first"
+    # ... and once they were tried, AMT's answer decides
+    for answer, path, words in (("opened", "adopt", "opened it at discovery"),
+                                ("refused", "technician", "AMT refused credentials.legacy_amt at discovery")):
+        ev["PRE"]["legacy_credentials"] = answer
+        p = {h.host: h for h in build_plan(inv, evidence=ev).hosts}
+        assert p["PRE"].path == path and words in p["PRE"].path_reason, p["PRE"].path_reason
+    # an explicit legacy_managed: false is the export's word: not overridden by an activated reading
+    ev["DET"] = {"provisioning_state": 2, "control_mode": "activated in admin control mode"}
+    assert {h.host: h for h in build_plan(inv, evidence=ev).hosts}["DET"].path == "technician"
 
 
 def test_plan_cli_shows_paths_per_wave(tmp_path):

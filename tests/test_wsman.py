@@ -440,3 +440,28 @@ def test_plain_client_against_tls_listener_fails_clearly(tls_amt):
 def test_bad_ca_bundle_path_is_bad_input(tmp_path):
     with pytest.raises(InvalidValue):
         WsmanClient("127.10.0.3", 16993, "admin", "x", scheme="https", verify=str(tmp_path / "missing.pem"))
+
+
+def test_a_host_whose_amt_answers_a_fault_gets_a_next_step_about_amt_not_power_or_the_server(amt):
+    """Discovery meets wsa:DestinationUnreachable (AMT does not serve the class); pass 1 then fails with a
+    generic error and the cause is `unknown`. Its next step must say AMT answered, not "inspect the
+    provisioning server's log" nor "check the host is on"."""
+    from types import SimpleNamespace
+
+    from tasks.rules.classify import HostFacts, classify_failure
+    from tasks.steps.discover import _wsman_facts
+    from tasks.steps.provision import NEXT_STEP, next_step_for
+
+    host = SimpleNamespace(legacy_managed=True, name="WS-0142")
+    ctx = SimpleNamespace(wsman_client=lambda h: client_for(amt))
+    amt.fault_next = "b:DestinationUnreachable"
+    ev = _wsman_facts(ctx, host)
+    assert ev["wsman_error"] == "fault" and ev["wsman_cause"] == Cause.UNKNOWN
+    assert "DestinationUnreachable" in ev["wsman_detail"] and "legacy_credentials" not in ev
+    facts = HostFacts(amt_version="11.8.50", evidence={k: ev[k] for k in ("wsman_error", "wsman_cause", "wsman_detail")})
+    c = classify_failure(facts, "contoso.com", error_code=None, message="provisioning failed")
+    assert c.cause == Cause.UNKNOWN
+    step = next_step_for(c.cause, c.as_evidence())
+    assert "answered WS-Management with a fault" in step and "DestinationUnreachable" in step
+    assert step != NEXT_STEP[Cause.UNKNOWN] and "check the host is on" not in step
+    assert next_step_for(Cause.UNKNOWN, {}) == NEXT_STEP[Cause.UNKNOWN]  # nothing met: the general advice

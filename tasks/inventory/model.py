@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -580,25 +582,168 @@ def _load_tree(path: Path, seen: tuple[Path, ...]) -> tuple[dict, SourceMap]:
     return data, smap
 
 
+def _clean_loc(loc) -> tuple:
+    """pydantic appends union member names ('function-after[...]', 'int'...) to locations: keep real paths."""
+    return tuple(part for part in loc
+                 if isinstance(part, int) or (isinstance(part, str) and "[" not in part and part not in (
+                     "str", "int", "float", "bool", "list", "dict", "datetime", "IPv4Network", "IPv6Network")))
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The model class inside a field's annotation (Optional[X], list[X], X), if any."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys the model accepts at the mapping holding loc's last part (for "did you mean ...?")."""
+    model: type[BaseModel] | None = Inventory
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model else None
+        model = _model_in(field.annotation) if field else None
+        if model is None:
+            return []
+    return list(model.model_fields) if model else []
+
+
+def _unknown_key_message(loc: tuple) -> str:
+    import difflib
+
+    key = loc[-1] if loc else ""
+    near = difflib.get_close_matches(str(key), _keys_at(loc), n=1, cutoff=0.6) if isinstance(key, str) else []
+    return f"unknown key; did you mean {near[0]}?" if near else "unknown key"
+
+
 def _pydantic_problems(exc: ValidationError, smap: SourceMap) -> list[Problem]:
     out = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
-        # pydantic appends union member names ('function-after[...]', 'int'...) to locations: keep real paths
-        clean: list = []
-        for part in loc:
-            if isinstance(part, int) or (isinstance(part, str) and ("[" not in part and part not in ("str", "int", "float", "bool", "list", "dict", "datetime", "IPv4Network", "IPv6Network"))):
-                clean.append(part)
+        clean = _clean_loc(err["loc"])
         msg = err["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             if msg.startswith(prefix):
                 msg = msg[len(prefix):]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = _unknown_key_message(clean)
         elif err["type"] == "missing":
             msg = "required key is missing"
-        out.append(smap.problem(tuple(clean), msg))
+        out.append(smap.problem(clean, msg))
     return out
+
+
+@dataclass
+class _Lost:
+    """What was set aside to cross-check the rest of an inventory with schema errors, so checks that
+    would only fail because of it stay quiet (the schema error already says what to fix)."""
+
+    kept: dict[str, list[int]]  # list key -> original indices of the items kept, in order
+    host_names: set[str] = dc_field(default_factory=set)  # raw names (lower case) of hosts set aside
+    host_tags: set[str] = dc_field(default_factory=set)
+    scope_names: set[str] = dc_field(default_factory=set)
+    all_scopes: bool = False
+    settings: bool = False  # credentials or defaults set aside: the TLS/CA check can't be trusted
+
+    def hides_selector(self, selector: str) -> bool:
+        if selector.startswith("tag:"):
+            return selector[4:] in self.host_tags
+        return any(fnmatch.fnmatchcase(n, selector.lower()) for n in self.host_names)
+
+    def hides_scope(self, name: str) -> bool:
+        return self.all_scopes or name in self.scope_names
+
+    def remap(self, smap: SourceMap) -> SourceMap:
+        """The source map re-indexed for the kept items; each place still names the field as written."""
+        out = SourceMap(smap.default_file)
+        for loc, place in smap.places.items():
+            if len(loc) > 1 and loc[0] in self.kept and isinstance(loc[1], int):
+                if loc[1] not in self.kept[loc[0]]:
+                    continue
+                loc = (loc[0], self.kept[loc[0]].index(loc[1])) + loc[2:]
+            out.places[loc] = place
+        return out
+
+
+_PLACEHOLDERS = {"name": "inventory", "provisioning": {"certificate_suffix": "invalid.example"}}  # never used: see _salvage
+
+
+def _salvage(data: dict, exc: ValidationError) -> tuple[Inventory, _Lost] | None:
+    """The part of an inventory with schema errors that is still whole, so its cross-checks (duplicates,
+    selectors, scopes) are reported in the same pass: unknown keys removed, bad hosts/waves/scopes set
+    aside, unusable top-level settings left at their defaults. Only for finding more problems: the
+    result is never returned to a caller as an inventory. None when nothing sensible is left to check."""
+    import copy
+
+    work = copy.deepcopy(data)
+    lists = {k: list(range(len(work[k]))) if isinstance(work.get(k), list) else [] for k in _MERGED_LISTS}
+    lost = _Lost(kept={})
+    for _ in range(5):  # each round removes what the last validation named; a few rounds suffice
+        drop: dict[str, set[int]] = {k: set() for k in _MERGED_LISTS}
+        for err in exc.errors():
+            loc = _clean_loc(err["loc"])
+            if not loc:
+                return None
+            top = loc[0]
+            if top in _MERGED_LISTS and len(loc) > 1 and isinstance(loc[1], int):
+                if err["type"] == "extra_forbidden" and _delete_at(work, loc):
+                    continue
+                drop[top].add(loc[1])
+            elif err["type"] == "extra_forbidden" and _delete_at(work, loc):
+                continue
+            elif top == "hosts":
+                return None  # no usable host list: nothing to cross-check
+            elif top in _PLACEHOLDERS:
+                work[top] = copy.deepcopy(_PLACEHOLDERS[top])
+            else:
+                work.pop(top, None)
+                lost.all_scopes |= top == "dhcp_scopes"
+                lost.settings |= top in ("credentials", "defaults")
+                if top in lists:
+                    lists[top] = []
+        for key, bad in drop.items():
+            if not bad:
+                continue
+            items = work[key]
+            for i in bad:
+                raw = items[i] if isinstance(items[i], dict) else {}
+                if key == "hosts":
+                    lost.host_names.add(str(raw.get("name", "")).strip().lower())
+                    lost.host_tags.update(str(t) for t in raw.get("tags") or [] if isinstance(raw.get("tags"), list))
+                elif key == "dhcp_scopes":
+                    lost.scope_names.add(str(raw.get("name", "")).strip())
+            work[key] = [it for i, it in enumerate(items) if i not in bad]
+            lists[key] = [orig for i, orig in enumerate(lists[key]) if i not in bad]
+        if not work.get("hosts"):
+            return None
+        try:
+            inv = Inventory.model_validate(work)
+        except ValidationError as again:
+            exc = again
+            continue
+        lost.kept = lists
+        return inv, lost
+    return None
+
+
+def _delete_at(data, loc: tuple) -> bool:
+    """Remove the key at loc (an unknown key); False if the path is not there as written."""
+    node = data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(node, dict) and loc[-1] in node:
+        del node[loc[-1]]
+        return True
+    return False
 
 
 def _read_certificate_suffix(inv: Inventory) -> str:
@@ -613,8 +758,10 @@ def _read_certificate_suffix(inv: Inventory) -> str:
     return suffix_from_certificate_cn(cns[0].value)
 
 
-def _semantic_problems(inv: Inventory, smap: SourceMap) -> tuple[list[Problem], list[Problem]]:
-    """Checks that need the whole inventory: uniqueness, wave membership, scopes."""
+def _semantic_problems(inv: Inventory, smap: SourceMap, lost: _Lost | None = None) -> tuple[list[Problem], list[Problem]]:
+    """Checks that need the whole inventory: uniqueness, wave membership, scopes. With `lost`, the
+    inventory is what was left of one with schema errors: checks that the set-aside part would decide
+    stay quiet."""
     errors: list[Problem] = []
     warnings: list[Problem] = []
 
@@ -641,6 +788,8 @@ def _semantic_problems(inv: Inventory, smap: SourceMap) -> tuple[list[Problem], 
 
     for i, h in enumerate(inv.hosts):
         if h.scope and h.scope not in scope_names:
+            if lost is not None and lost.hides_scope(h.scope):
+                continue
             errors.append(smap.problem(("hosts", i, "scope"), f"no DHCP scope named {h.scope!r}"))
         elif inv.dhcp_scopes and not h.scope and inv.scope_of(h) is None:
             warnings.append(smap.problem(("hosts", i, "address"), f"{h.name} ({h.address}) is in no DHCP scope's subnet: dhcp_renew can't be checked", "warning"))
@@ -649,7 +798,7 @@ def _semantic_problems(inv: Inventory, smap: SourceMap) -> tuple[list[Problem], 
     for wi, w in enumerate(inv.waves):
         for si, sel in enumerate(w.hosts):
             matched = [h for h in inv.hosts if selector_matches(sel, h)]
-            if not matched:
+            if not matched and not (lost is not None and lost.hides_selector(sel)):
                 errors.append(smap.problem(("waves", wi, "hosts", si), f"selector {sel!r} matches no host"))
         for h in inv.select(w.hosts):
             key = h.name.lower()
@@ -660,7 +809,9 @@ def _semantic_problems(inv: Inventory, smap: SourceMap) -> tuple[list[Problem], 
             warnings.append(smap.problem(("waves", wi, "remediation"), "dhcp_renew needs credentials.ssh; it will be skipped", "warning"))
     tls_hosts = [i for i, h in enumerate(inv.hosts) if inv.amt_tls_of(h)]
     legacy = inv.credentials.legacy_amt
-    if tls_hosts and (legacy is None or not legacy.ca_bundle):
+    if lost is not None and lost.settings:
+        pass  # credentials or defaults had schema errors: whether TLS needs a CA bundle is not known
+    elif tls_hosts and (legacy is None or not legacy.ca_bundle):
         errors.append(smap.problem(("hosts", tls_hosts[0], "amt_tls") if inv.hosts[tls_hosts[0]].amt_tls else ("defaults", "amt_tls"),
                                    f"{len(tls_hosts)} host(s) speak WS-Man over TLS: name the CA bundle that signed AMT's "
                                    "certificates in credentials.legacy_amt.ca_bundle (or set amt_tls: false where AMT listens "
@@ -675,21 +826,32 @@ def _semantic_problems(inv: Inventory, smap: SourceMap) -> tuple[list[Problem], 
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    """Load, validate and cross-check an inventory; raises InputError listing every problem with its line."""
+    """Load, validate and cross-check an inventory; raises InputError listing every problem with its line.
+
+    Schema and cross-check problems come in one pass: with schema errors, the rest of the inventory is
+    still cross-checked (see _salvage), so a lead fixes everything in one edit, not one kind per run."""
     path = Path(path)
     data, smap = _load_tree(path, (path.resolve(),))
+    lost: _Lost | None = None
     try:
         inv = Inventory.model_validate(data)
+        schema: list[Problem] = []
     except ValidationError as exc:
-        raise InputError(_pydantic_problems(exc, smap)) from None
+        schema = _pydantic_problems(exc, smap)
+        salvaged = _salvage(data, exc)
+        if salvaged is None:
+            raise InputError(schema) from None
+        inv, lost = salvaged
     inv._path = path.resolve()
+    errors = list(schema)
     if inv.provisioning.certificate:
         try:
             inv._cert_suffix = _read_certificate_suffix(inv)
         except (OSError, ValueError) as exc:
-            raise InputError([smap.problem(("provisioning", "certificate"), str(exc))]) from None
-    errors, warnings = _semantic_problems(inv, smap)
+            errors.append(smap.problem(("provisioning", "certificate"), str(exc)))
+    cross, warnings = _semantic_problems(inv, lost.remap(smap) if lost else smap, lost)
+    errors += cross
     if errors:
-        raise InputError(errors)
+        raise InputError(sorted(errors, key=lambda p: (p.file != str(path), p.file, p.line)))
     inv._warnings = warnings
     return inv

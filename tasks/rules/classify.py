@@ -42,6 +42,40 @@ def is_pre_provisioning(legacy_managed: bool | None, evidence: dict | None) -> b
     return state == 0 if state is not None else legacy_managed is not True
 
 
+def discovered_activated(evidence: dict | None) -> bool | None:
+    """Did discovery read AMT as activated? ProvisioningState 2 (WS-Man, or rpc amtinfo as recorded by
+    discovery) is activated; 0 (pre) and 1 (in provisioning) are not; None: discovery read no state."""
+    state = (evidence or {}).get("provisioning_state")
+    return None if state is None else state == 2
+
+
+def try_legacy_credentials(legacy_managed: bool | None, evidence: dict | None, amt_state: str | None) -> bool:
+    """Should discovery try the legacy console's credentials (WS-Man) on this host?
+
+    The export's explicit word decides (true: yes; false: the console does not manage it, so no
+    lockout-counting guesses). When the inventory doesn't say, an activated AMT was activated by
+    someone, most likely the console being replaced: its credentials are tried. Activated is what
+    discovery read, else what the export said."""
+    if legacy_managed is not None:
+        return legacy_managed
+    found = discovered_activated(evidence)
+    return found if found is not None else amt_state == "activated"
+
+
+def legacy_credentials_apply(legacy_managed: bool | None, evidence: dict | None) -> bool:
+    """After discovery: do the legacy console's credentials apply to this host (WS-Man reads and writes,
+    the adopt path)? The export's explicit word stands; when it doesn't say, what AMT answered to them
+    at discovery (`legacy_credentials`: opened / refused) decides, and before they were tried, an AMT
+    discovery read as activated counts as managed by the console."""
+    if legacy_managed is not None:
+        return legacy_managed
+    ev = evidence or {}
+    answered = ev.get("legacy_credentials")
+    if answered in ("opened", "refused"):
+        return answered == "opened"
+    return discovered_activated(ev) is True
+
+
 def effective_amt_suffix(pre_provisioning: bool, trusted: str | None, dhcp: str | None,
                          domain_name: str | None) -> str | None:
     """The suffix AMT checks, or None when what was read can't tell.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from tasks.rules.classify import legacy_credentials_apply
 from tasks.rules.durations import format_duration
 from tasks.rules.host_state import Cause
 from tasks.inventory.model import DhcpScope, Host, Inventory, Wave
@@ -73,18 +74,19 @@ def scope_origin(scope: DhcpScope) -> str:
 
 
 def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | None,
-                    suffixes: Sequence[str] | None = None) -> list[str]:
+                    suffixes: Sequence[str] | None = None, evidence: dict | None = None) -> list[str]:
     """Methods that can actually apply to this host, in the wave's order (mebx is always possible)."""
     if cause in (None, Cause.UNSUPPORTED_VERSION):
         return []
     order = wave.remediation if wave else ["amt_write", "dhcp_renew", "mebx"]
     scope = inv.scope_of(host)
+    managed = legacy_credentials_apply(host.legacy_managed, evidence)  # discovery's answer when the export is silent
     usable = []
     for method in order:
         if method == "amt_write":
-            if host.legacy_managed and inv.credentials.legacy_amt:
+            if managed and inv.credentials.legacy_amt:
                 usable.append("amt_write (WS-Man DomainName)")
-            elif host.legacy_managed is not True and inv.credentials.ssh:
+            elif not managed and inv.credentials.ssh:
                 missing = inv.tools.missing("hi_set")
                 usable.append("amt_write (host interface over SSH)" if missing is None
                               else f"amt_write via host interface skipped: {missing}")
@@ -115,7 +117,8 @@ def host_path(inv: Inventory, host: Host, evidence: dict | None = None) -> tuple
     - unprovision_first: the legacy record must go first, or activated in client control mode
       (`rpc deactivate -local` needs no password);
     - adopt: activated in admin control mode (or mode unknown) and credentials.legacy_amt opens it
-      (legacy_managed): RPS takes it over given the current password (rpc activate with it);
+      (legacy_managed; when the inventory doesn't say, discovery's WS-Man answer, or before that the
+      activation it read): RPS takes it over given the current password (rpc activate with it);
     - technician: activated and nobody holds its credentials (ConfigMgr Detected/Externally Provisioned).
     """
     found_state, found_mode = _discovered(evidence)
@@ -132,15 +135,29 @@ def host_path(inv: Inventory, host: Host, evidence: dict | None = None) -> tuple
         if state is None:
             return REPROVISION, f"activation state unknown ({src}){said}: treated as not activated until discovery reads it"
         return REPROVISION, f"{state.replace('_', '-')} per {src}{said}{disagree}"
-    creds = host.legacy_managed is True and inv.credentials.legacy_amt is not None
+    opens = legacy_credentials_apply(host.legacy_managed, evidence)
+    creds = opens and inv.credentials.legacy_amt is not None
+    tried = (evidence or {}).get("legacy_credentials")
     if mode == "ccm":
         return UNPROVISION_FIRST, (f"activated in client control mode per {src}{said}: `rpc deactivate -local` needs no "
                                    f"password, then reprovision{disagree}")
     if creds:
+        how = ("opens it" if host.legacy_managed else
+               "opened it at discovery (the inventory doesn't say legacy_managed; AMT's answer does)"
+               if tried == "opened" else
+               "is taken to open it (the inventory doesn't say legacy_managed; an activated AMT was most likely "
+               "activated by the console: discovery tries them over WS-Man)")
         return ADOPT, (f"activated in {'admin control mode' if mode == 'acm' else 'an unknown control mode'} per {src}{said}"
-                       f" and credentials.legacy_amt ({inv.credentials.legacy_amt.user}) opens it: rpc activate with the "
+                       f" and credentials.legacy_amt ({inv.credentials.legacy_amt.user}) {how}: rpc activate with the "
                        f"current password, RPS rotates it{disagree}")
-    why = "legacy_managed is false" if host.legacy_managed is False else "legacy_managed is not set"
+    if host.legacy_managed is False:
+        why = "legacy_managed is false"
+    elif tried == "refused":
+        why = "AMT refused credentials.legacy_amt at discovery"
+    elif inv.credentials.legacy_amt is None:
+        why = "the inventory holds no credentials.legacy_amt"
+    else:
+        why = "legacy_managed is not set"
     return TECHNICIAN, (f"activated{' in admin control mode' if mode == 'acm' else ''} per {src}{said} and nobody holds its "
                         f"admin credentials ({why}): unprovision in MEBx at the desk, or set legacy_managed: true if "
                         f"credentials.legacy_amt opens it{disagree}")
@@ -150,11 +167,12 @@ def plan_host(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | No
               suffixes: Sequence[str] | None = None) -> HostPlan:
     """``suffixes``: the certificate suffixes the new server holds (RPS domains); else the inventory's one."""
     path, path_reason = host_path(inv, host, evidence)
-    plan = _suffix_plan(inv, host, wave, suffixes)
+    plan = _suffix_plan(inv, host, wave, suffixes, evidence)
     return HostPlan(**{**plan.as_dict(), "path": path, "path_reason": path_reason})
 
 
-def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequence[str] | None = None) -> HostPlan:
+def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequence[str] | None = None,
+                 evidence: dict | None = None) -> HostPlan:
     cert = tuple(suffixes) if suffixes else inv.certificate_suffix
     version = host.version
     scope = inv.scope_of(host)
@@ -164,7 +182,7 @@ def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequen
         fix_cause = Cause.SUFFIX_MISMATCH.value if outcome == UNKNOWN else cause
         return HostPlan(host.name, host.address, wave.name if wave else None, str(version), outcome, cause, source,
                         used, verdict.rule if verdict else None, verdict.match if verdict else None, reason,
-                        remediation_for(inv, host, wave, fix_cause, suffixes))
+                        remediation_for(inv, host, wave, fix_cause, suffixes, evidence))
 
     if not version.compares_last_two_labels:
         verdict = check_any_suffix(version, host.amt_suffix or "", cert)

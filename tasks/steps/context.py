@@ -90,9 +90,18 @@ class WaveContext:
     def cert_suffix(self) -> str:
         return self.inv.certificate_suffix
 
-    def wsman(self, host: Host) -> AmtClient | None:
+    def wsman(self, host: Host, evidence: dict | None = None) -> AmtClient | None:
+        """A WS-Man client with the legacy console's credentials for a host they apply to (the export says
+        the console manages it, or, when it doesn't say, what discovery learned: `evidence`), or None."""
+        from tasks.rules.classify import legacy_credentials_apply
+
+        if not legacy_credentials_apply(host.legacy_managed, evidence):
+            return None
+        return self.wsman_client(host)
+
+    def wsman_client(self, host: Host) -> AmtClient | None:
         """A WS-Man client with the legacy console's credentials, or None when there are none."""
-        if not host.legacy_managed or self.legacy_password is None or self.inv.credentials.legacy_amt is None:
+        if self.legacy_password is None or self.inv.credentials.legacy_amt is None:
             return None
         from tasks.adapters.wsman import WsmanClient
 

@@ -13,6 +13,7 @@ from tasks.adapters import rpc_cli
 from tasks.adapters import windows
 from tasks.adapters.netfacts import normalize_mac
 from tasks.inventory.model import Host
+from tasks.rules.classify import try_legacy_credentials
 from tasks.steps.context import WaveContext
 from tasks.steps.outcome import HostOutcome, Result
 
@@ -77,19 +78,29 @@ def _ssh_facts(ctx: WaveContext, host: Host) -> dict:
 
 
 def _wsman_facts(ctx: WaveContext, host: Host) -> dict:
-    from tasks.adapters.wsman import WsmanError
+    """AMT's suffixes and state over WS-Man with the legacy console's credentials; `legacy_credentials`
+    records AMT's answer to them (opened / refused), which decides the host's path when the inventory
+    doesn't say whether the console manages it."""
+    from tasks.adapters.wsman import WsmanAuthError, WsmanError
 
-    client = ctx.wsman(host)
+    client = ctx.wsman_client(host)
     if client is None:
         return {}
     ev: dict = {}
     try:
         setup = client.get_setup_and_configuration()
         general = client.get_general_settings()
-    except WsmanError as exc:
-        return {"wsman_error": exc.kind, "wsman_cause": exc.cause}
+    except WsmanAuthError as exc:  # HTTP 401 after the digest exchange: AMT's answer to these credentials
+        if host.legacy_managed is None:
+            # a try on an activated AMT nobody said the console manages: a refusal is an answer about
+            # the credentials (path: technician), not a fault of the host's discovery
+            return {"legacy_credentials": "refused", "legacy_credentials_note": f"WS-Man: {exc.kind}"}
+        return {"wsman_error": exc.kind, "wsman_cause": exc.cause, "legacy_credentials": "refused"}
+    except WsmanError as exc:  # unreachable, TLS identity, protocol: nothing learned about the credentials
+        return {"wsman_error": exc.kind, "wsman_cause": exc.cause, "wsman_detail": exc.detail[:200]}
     finally:
         client.close()
+    ev["legacy_credentials"] = "opened"
     state = setup.get("ProvisioningState")
     if state is not None:
         ev["provisioning_state"] = int(state)
@@ -107,10 +118,11 @@ def discover_host(ctx: WaveContext, name: str) -> HostOutcome:
         ev.update(_ssh_facts(ctx, host))
     else:
         ev["ssh_skipped"] = ctx.unavailable.get("ssh", "no SSH")
-    if host.legacy_managed:
+    if try_legacy_credentials(host.legacy_managed, ev, host.amt_state):  # ev: what SSH read of AMT's state
         ev.update(_wsman_facts(ctx, host))
-    for stale in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "amtinfo_error", "os_raw_output",
-                  "os_read_problems", "control_mode_unreadable"):
+    for stale in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "wsman_detail", "amtinfo_error",
+                  "os_raw_output", "os_read_problems", "control_mode_unreadable", "legacy_credentials",
+                  "legacy_credentials_note"):
         ev.setdefault(stale, None)  # evidence merges across runs: clear what this discovery didn't see
     learned = [k for k in ("os_suffix", "trusted_suffix", "dhcp_suffix", "domain_name", "amt_version_discovered") if k in ev]
     outcome = "ok" if learned else ("unreachable" if ev.get("ssh_cause") == "unreachable" else "nothing learned")

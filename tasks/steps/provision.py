@@ -33,6 +33,18 @@ NEXT_STEP = {
 }
 
 
+def next_step_for(cause: Cause, evidence: dict | None) -> str:
+    """The next step for a cause, sharpened by what discovery met: an `unknown` failure of a host whose
+    AMT answered WS-Man with a fault is not a provisioning-server question, nor a powered-off host (a
+    fault is an answer; wsa:DestinationUnreachable = AMT does not serve that resource)."""
+    ev = evidence or {}
+    if cause == Cause.UNKNOWN and ev.get("wsman_error") in ("fault", "protocol"):
+        said = f" ({ev['wsman_detail']})" if ev.get("wsman_detail") else ""
+        return (f"AMT is on and answered WS-Management with a {ev['wsman_error']}{said}, so its suffix could not be "
+                f"read: check which AMT classes this firmware serves (or read the suffix in the MEBx), then rerun")
+    return NEXT_STEP[cause]
+
+
 class TransientHosts(Exception):
     """Some hosts met a transient server problem; raising lets Prefect retry the batch with backoff."""
 
@@ -62,12 +74,22 @@ def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
         effective, source = host.amt_suffix, "inventory (legacy console export)"
     scope = ctx.inv.scope_of(host)
     os_suffix = ev.get("os_suffix", host.os_suffix)
-    problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause") if ev.get(k)}
+    problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "wsman_detail") if ev.get(k)}
     return HostFacts(
         amt_version=str(host_version(host, ev)), effective_suffix=effective, effective_source=source,
         os_suffix=os_suffix, os_source="discovery" if "os_suffix" in ev else "inventory",
         scope_name=scope.name if scope else None, scope_option15=scope.domain_name if scope else None,
         evidence=problems)
+
+
+def as_discovered(host: Host, evidence: dict | None) -> Host:
+    """The host as a provisioner must see it: where the inventory doesn't say legacy_managed, discovery's
+    answer stands in (an adopting provisioner, e.g. rpc with AMT_PASSWORD, reads `legacy_managed`)."""
+    from tasks.rules.classify import legacy_credentials_apply
+
+    if host.legacy_managed is None and legacy_credentials_apply(None, evidence):
+        return host.model_copy(update={"legacy_managed": True})
+    return host
 
 
 def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
@@ -98,7 +120,7 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     routed = _route_by_path(ctx, host, rec, stage)
     if routed is not None:
         return routed
-    outcome = ctx.provisioner.provision(host)
+    outcome = ctx.provisioner.provision(as_discovered(host, rec.evidence))
     now = ctx.now()
     if outcome.transient:
         store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,
@@ -120,7 +142,7 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     status = Status.UNSUPPORTED if c.cause == Cause.UNSUPPORTED_VERSION else Status.FAILED
     store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
                      evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
-                     next_step=NEXT_STEP[c.cause], flow_run_id=ctx.flow_run_id)
+                     next_step=next_step_for(c.cause, c.evidence), flow_run_id=ctx.flow_run_id)
     ctx.answered(pass_no).add(name)
     return HostOutcome(name, Result(status.value), c.cause)
 

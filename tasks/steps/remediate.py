@@ -57,11 +57,11 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     """Write the suffix into AMT directly: WS-Man DomainName (legacy-provisioned) or the host interface (pre)."""
     target = ctx.cert_suffix
     if not _pre_provisioning(host, rec):
-        if ctx.wsman(host) is None:
+        client = ctx.wsman(host, rec.evidence)
+        if client is None:
             return MethodResult(False, "no legacy AMT credentials for WS-Management", applicable=False)
         from tasks.adapters.wsman import WsmanError
 
-        client = ctx.wsman(host)
         try:
             client.put_domain_name(target)
             back = (client.get_general_settings().get("DomainName") or "").lower()
@@ -104,7 +104,9 @@ def amt_write(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
 
 def _reopen_window(ctx: WaveContext, host: Host) -> MethodResult | None:
     """A provisioning attempt reopens AMT's interface; if it even succeeds, the host is done."""
-    out = ctx.provisioner.provision(host)
+    from tasks.steps.provision import as_discovered
+
+    out = ctx.provisioner.provision(as_discovered(host, ctx.store.get(ctx.wave.name, host.name).evidence))
     now = ctx.now()
     if out.transient or not out.reached_device:
         return MethodResult(False, f"could not reopen the window: {out.message}",
@@ -132,7 +134,7 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
         return (amt_host_tool.parse_get_dns_suffix(res.stdout).dhcp, "host interface") if res.ok else (None, "host interface error")
     if _pre_provisioning(host, rec):
         return None, "no channel to AMT (no host_tools.hi_get configured)"
-    client = ctx.wsman(host)
+    client = ctx.wsman(host, rec.evidence)
     if client is None:
         return None, "no channel to AMT"
     from tasks.adapters.wsman import WsmanError

@@ -98,8 +98,11 @@ def _inventory_arg(inv: Inventory) -> str:
         return str(path)
 
 
-def rerun_command(inv: Inventory, wave: str) -> str:
-    return f"amt-migrate rerun {_inventory_arg(inv)} --wave {wave} --status failed --status remediation_failed"
+def rerun_command(inv: Inventory, wave: str, statuses: list[str] | None = None) -> str:
+    """The rerun that takes the unfinished hosts: their statuses as they are (a remediated host waiting for
+    pass 2 is not `failed`: a hint naming only failed ones would select nothing)."""
+    chosen = statuses or [Status.FAILED, Status.REMEDIATION_FAILED]
+    return f"amt-migrate rerun {_inventory_arg(inv)} --wave {wave} " + " ".join(f"--status {st}" for st in chosen)
 
 
 def summary_markdown(inv: Inventory, s: WaveSummary, *, halted: str | None = None, files: dict[str, Path] | None = None) -> str:
@@ -116,9 +119,10 @@ def summary_markdown(inv: Inventory, s: WaveSummary, *, halted: str | None = Non
     if s.needs_mebx:
         shown = ", ".join(s.needs_mebx[:30]) + (" …" if len(s.needs_mebx) > 30 else "")
         lines += ["", f"**Technician (MEBx) work list:** {shown}"]
-    unfinished = s.total - s.done - len(s.needs_mebx)
-    if unfinished > 0:
-        lines += ["", "Rerun the hosts that are not finished:", "", f"    {rerun_command(inv, s.wave)}"]
+    unfinished = sorted(st for st, n in s.by_status.items()
+                        if n and st not in (Status.PROVISIONED, Status.UNSUPPORTED, Status.NEEDS_MEBX))
+    if unfinished:
+        lines += ["", "Rerun the hosts that are not finished:", "", f"    {rerun_command(inv, s.wave, unfinished)}"]
     if files:
         lines += ["", "Files: " + ", ".join(f"{k}: `{v}`" for k, v in files.items())]
     if s.needs_mebx:
