@@ -202,9 +202,10 @@ def next_commands(inv: Inventory, s: WaveSummary) -> list[tuple[str, str]]:
         out.append(("after the technician has entered the suffix in MEBx, record each visit",
                     f"amt-migrate mebx done {shown} --wave {s.wave} HOST..."))
         out.append(("then provision the recorded hosts", f"{base} --status needs_mebx --from pass2"))
-    if s.by_status.get(Status.REMEDIATED) or s.by_status.get(Status.REMEDIATING):
-        out.append(("remediated hosts waiting for pass 2",
-                    f"{base} --status remediated --status remediating --from remediate"))
+    if s.by_status.get(Status.REMEDIATING):
+        out.append(("hosts whose remediation was interrupted", f"{base} --status remediating --from remediate"))
+    if s.by_status.get(Status.REMEDIATED):  # the same command a gated wave's go/no-go message gives
+        out.append(("remediated hosts waiting for pass 2", f"{base} --status remediated --from pass2"))
     if s.by_status.get(Status.PENDING):
         out.append(("hosts not started yet", f"amt-migrate run {shown} --wave {s.wave}"))
     return out
