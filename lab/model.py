@@ -45,7 +45,7 @@ PROVISIONED_OK = "provisioned"
 
 STATES = ("pre", "legacy", "provisioned")
 OS_TYPES = ("windows", "linux")
-FLAG_FAULTS = ("down", "blackhole", "ssh_auth", "hung", "renew_ignored")
+FLAG_FAULTS = ("down", "blackhole", "ssh_auth", "hung", "renew_ignored", "me_unreadable")
 VALUE_FAULTS = ("slow", "latency", "server_5xx")
 LATENCY_OPS = ("ssh", "wsman", "provision", "renew", "admin")
 
@@ -110,6 +110,9 @@ class Faults:
     ssh_auth: bool = False
     hung: bool = False
     renew_ignored: bool = False
+    # the ME answers rpc-go's HECI query with a control-mode value outside 0/1/2: `rpc amtinfo` prints
+    # `unknown state` (2.x) / `unknown control mode` (3.x) (pkg/utils/helper.go InterpretControlMode)
+    me_unreadable: bool = False
     slow: float = 0.0
     latency: tuple[float, float] | None = None
     server_5xx: float = 0.0

@@ -401,6 +401,9 @@ class DeviceShell:
         v3 = self._major() >= 3
         mode = (("not activated" if pre else "admin control mode") if v3
                 else ("pre-provisioning state" if pre else "activated in admin control mode"))
+        unreadable = dev.faults.me_unreadable
+        if unreadable:  # InterpretControlMode's default branch (research/rpc.md 1.2)
+            mode = "unknown control mode" if v3 else "unknown state"
         wired = {"isEnable": True, "linkStatus": "up", "dhcpEnabled": True, "dhcpMode": "passive",
                  "ipAddress": dev.address, "osIpAddress": dev.address, "macAddress": _mac(dev)}
         wireless = {"isEnable": False, "linkStatus": "down", "dhcpEnabled": True, "dhcpMode": "passive",
@@ -410,7 +413,8 @@ class DeviceShell:
         info = {"amt": ".".join(parts[:3]), "buildNumber": parts[3] if len(parts) > 3 else "3000", "sku": "16392",
                 "features": "AMT Pro Corporate", "uuid": dev.uuid, "controlMode": mode}
         if v3:
-            info["provisioningState"] = "pre-provisioning" if pre else "post-provisioning"
+            info["provisioningState"] = ("unknown provisioning state" if unreadable
+                                         else "pre-provisioning" if pre else "post-provisioning")
         info["operationalState"] = "enabled"
         # dnsSuffix is AMT's PKI (trusted) suffix read over the MEI; 3.x drops the key when empty
         if dev.trusted_suffix or not v3:

@@ -44,11 +44,13 @@ def _no_attempt_after_success(admin: dict) -> bool:
 
 # -- per-host logic, no Prefect --------------------------------------------------------------------
 
-def test_closed_window_host_is_reopened_renewed_and_provisioned_in_pass2(tmp_path, monkeypatch):
-    """Pre-provisioning, no legacy credentials, wrong option 15 in AMT, window closed by remediation time."""
+@pytest.mark.parametrize("server", ["lab", "rpc"])
+def test_closed_window_host_is_reopened_renewed_and_provisioned_in_pass2(tmp_path, monkeypatch, server):
+    """Pre-provisioning, no legacy credentials, wrong option 15 in AMT, window closed by remediation time;
+    through the lab's API and through rpc-go + RPS/MPS (the reopening attempt is an rpc activate too)."""
     devs = [device("WS-1", "127.10.1.1", dhcp="fabrikam.com")]
     site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew", "mebx"]}],
-                      monkeypatch, window="3s")
+                      monkeypatch, window="3s", server=server)
     try:
         ctx = _ctx(site)
         assert discover_host(ctx, "WS-1").result == "discovered"
@@ -438,3 +440,28 @@ def test_discovery_starts_the_hosts_with_the_most_to_read_first():
     ctx = SimpleNamespace(hosts_by_name={n: SimpleNamespace(legacy_managed=v) for n, v in legacy.items()})
     # legacy hosts (SSH and WS-Management) first, inventory order kept within each group
     assert discovery_order(ctx, ["WS-1", "WS-2", "WS-3", "WS-4"]) == ["WS-2", "WS-4", "WS-1", "WS-3"]
+
+
+@pytest.mark.parametrize("major", [2, 3])
+def test_an_unreadable_me_is_unknown_never_activated_or_pre_provisioning(tmp_path, monkeypatch, major):
+    """The lab's ME answers with a control mode outside 0/1/2, so rpc amtinfo prints rpc-go's `unknown state`
+    (2.x) / `unknown control mode` (3.x): discovery records it as unreadable, with no provisioning state,
+    and the WS-Man path of an activated host is not taken on that reading."""
+    import httpx
+
+    devs = [device("ME-DARK", "127.10.7.1", dhcp="fabrikam.com", faults=["me_unreadable"]),
+            device("ME-OK", "127.10.7.2", trusted="contoso.com")]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"]}], monkeypatch)
+    try:
+        httpx.post(f"{site.lab.http_url}/admin/rpc", json={"version": major})
+        ctx = _ctx(site)
+        for n in ("ME-DARK", "ME-OK"):
+            discover_host(ctx, n)
+        dark = ctx.store.get("w", "ME-DARK").evidence
+        assert dark["control_mode"] == ("unknown state" if major == 2 else "unknown control mode")
+        assert dark["control_mode_unreadable"] is True and "provisioning_state" not in dark
+        assert "wsman_error" not in dark or dark["wsman_error"] is None  # no legacy credentials were tried
+        ok = ctx.store.get("w", "ME-OK").evidence
+        assert ok["provisioning_state"] == 0 and not ok.get("control_mode_unreadable")
+    finally:
+        site.lab.stop()
