@@ -353,7 +353,12 @@ def test_rpc_adapter_provisions_over_ssh_and_verifies_every_activation(tmp_path,
         # AMT's rule compares the last two labels; RPS compares the reported suffix verbatim with its
         # domains, so rpc reports the RPS domain with -d and AMT's own check decides
         assert provision_host(ctx, "R-SUB", 1).result == "provisioned"
-        assert ctx.store.get("w", "R-OK").evidence["verified"] == "amtinfo + MPS"
+        ok = ctx.store.get("w", "R-OK").evidence
+        assert ok["verified"] == "amtinfo + MPS" and ok["uuid"] == site.admin("R-OK")["uuid"]
+        assert ok["control_mode_after"] == ("activated in admin control mode" if major == 2 else "admin control mode")
+        from tasks.store.closeout import build_closeout  # the close-out shows the mode read after activation
+        row = next(m for m in build_closeout(ctx.inv, ctx.store, "w").migrated if m.host == "R-OK")
+        assert row.control_mode == ok["control_mode_after"] and row.uuid == ok["uuid"]
         assert provision_host(ctx, "R-BAD", 1).label == "failed:suffix_mismatch", str(ctx.store.get("w", "R-BAD").evidence)
         assert provision_host(ctx, "R-BLANK", 1).label == "failed:suffix_blank"
         assert provision_host(ctx, "R-DOWN", 1).label == "failed:unreachable"

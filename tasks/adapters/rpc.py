@@ -135,6 +135,10 @@ class RpcProvisioner:
         ev = {"rpc": report.evidence, "rpc_exit": report.exit_status,
               "amtinfo": (f"{info.control_mode or 'no control mode'}; uuid {uuid or '?'}" if info is not None
                           else info_problem)}
+        if info is not None and info.control_mode:  # read back after rpc ran: what the close-out reports
+            ev["control_mode_after"] = info.control_mode
+            if uuid:
+                ev["uuid"] = uuid
         if report.problems or report.hint in ("tool_error", "unverified"):
             ev["rpc_output"] = report.raw
         if report.reported_suffix:
