@@ -10,7 +10,7 @@
 - ``ansible_default_kex`` (OpenSSH server only): the same with OpenSSH's default key exchange, what a
   user running Ansible gets (OpenSSH 9.2 picks sntrup761x25519, ~90 ms more client CPU per host)
 
-The command is `tasks.adapters.commands.renew_command("windows")` (``ipconfig /renew``): every device of the
+The command is `tasks.adapters.os_network.renew_command("windows", <adapter without index>)` (``ipconfig /renew``): every device of the
 bench fleet is a healthy Windows client. Servers: the lab's own paramiko listener and the real OpenSSH
 sshd of `lab.openssh.OpenSshFront` (its ForceCommand bridges to the lab's /admin/exec). The lab runs in
 its own process, so this process's CPU is the client's only; Ansible's client CPU is its process tree's
@@ -45,9 +45,12 @@ KEX = "curve25519-sha256,curve25519-sha256@libssh.org"  # (the lab offers only t
 
 
 def renew_cmd() -> str:
+    """The Windows renew without an adapter index (`ipconfig /renew`): the same short command for every
+    tool and every device, as in earlier runs (the wave renews one adapter by index through PowerShell)."""
+    from tasks.adapters.netfacts import NetAdapter
     from tasks.adapters.os_network import renew_command
 
-    return renew_command("windows")
+    return renew_command("windows", NetAdapter(name="", mac=""))
 
 
 # -------------------------------------------------------------------------------------------- clients
