@@ -470,3 +470,35 @@ def test_an_unreadable_me_is_unknown_never_activated_or_pre_provisioning(tmp_pat
         assert ok["provisioning_state"] == 0 and not ok.get("control_mode_unreadable")
     finally:
         site.lab.stop()
+
+
+def test_a_whole_wave_through_rpc_go_3x_ends_every_host_where_it_should(tmp_path, monkeypatch, prefect_harness):
+    """The whole flow (discovery, pass 1, remediation, pass 2) with the lab's rpc-go in 3.x mode (exit 10 and
+    `rps returned error` on a refusal), against RPS/MPS: the verdicts match what the lab knows."""
+    import httpx
+
+    from flows.migrate import migrate_wave
+
+    cases = [("X-MATCH", "127.10.8.1", dict(trusted="hr.contoso.com"), "provisioned"),
+             ("X-MISMATCH", "127.10.8.2", dict(dhcp="fabrikam.com"), "provisioned"),  # renewed, then pass 2
+             ("X-BLANK", "127.10.8.3", dict(dhcp=""), "provisioned"),
+             ("X-OLD", "127.10.8.4", dict(version="3.1.0", trusted="contoso.com"), "unsupported"),
+             ("X-NO-RENEW", "127.10.8.5", dict(dhcp="fabrikam.com", faults=["renew_ignored"]), "needs_mebx")]
+    site = start_site(tmp_path, [device(n, a, **kw) for n, a, kw, _ in cases],
+                      [{"name": "w", "hosts": ["*"], "remediation": ["dhcp_renew", "mebx"]}], monkeypatch,
+                      window="20s", server="rpc")
+    try:
+        httpx.post(f"{site.lab.http_url}/admin/rpc", json={"version": 3})
+        final = migrate_wave(str(site.inventory), "w", inventory_name="site", return_state=True)
+        assert final.is_completed(), final.message
+        store = StateStore(load_inventory(site.inventory).state_url)
+        assert {r.host: r.status for r in store.hosts("w")} == {n: st for n, _, _, st in cases}
+        truth = site.admin_all()
+        assert {n for n, d in truth.items() if d["state"] == "provisioned"} == {"X-MATCH", "X-MISMATCH", "X-BLANK"}
+        assert truth["X-OLD"]["attempts"] == []
+        assert all(_no_attempt_after_success(d) for d in truth.values())
+        for name in ("X-MATCH", "X-MISMATCH", "X-BLANK"):
+            assert store.get("w", name).evidence["verified"] == "amtinfo + MPS", name
+        assert store.get("w", "X-MISMATCH").provisioned_in_pass == 2
+    finally:
+        site.lab.stop()
