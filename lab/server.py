@@ -24,7 +24,7 @@ class LabServer:
 
     def __init__(self, fleet_or_path, ssh_port: int = 0, amt_port: int = 0, http_port: int = 0,
                  known_hosts: str | Path | None = None, clock: Clock | None = None, time_scale: float = 1.0,
-                 tick_interval: float = 0.2):
+                 tick_interval: float = 0.2, amt_tls_port: int = 0):
         if isinstance(fleet_or_path, Fleet):
             if clock is not None and clock is not fleet_or_path.clock:
                 raise ValueError("a Fleet object brings its own clock; pass clock= when loading it instead")
@@ -32,6 +32,12 @@ class LabServer:
         else:
             self.fleet = load_fleet(fleet_or_path, clock=clock or RealClock(time_scale))
         self._ports = (ssh_port, amt_port, http_port)
+        # WS-Man over TLS, as AMT serves it on 16993 once a legacy console provisioned it with a certificate
+        # from its enterprise CA (lab/tls.py): every device answers on both listeners, as AMT does
+        self._tls_port = amt_tls_port
+        self.wsman_tls = None
+        self.amt_tls_port: int | None = None
+        self.ca_path: Path | None = None
         self._known_hosts_arg = known_hosts
         self.tick_interval = tick_interval
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -59,17 +65,23 @@ class LabServer:
             self.ssh = SSHService(self.fleet, ssh_port, keys).start()
             self.wsman = WsmanService(self.fleet, amt_port).start()
             self.api = ApiService(self.fleet, http_port).start()
+            from lab.tls import LabCA
+
+            if self._tmp is None and not self.fleet.base_dir:
+                self._tmp = tempfile.TemporaryDirectory(prefix="amt-lab-")
+            ca = LabCA(workdir=(self.fleet.base_dir or Path(self._tmp.name)) / "lab-ca")
+            self.wsman_tls = WsmanService(self.fleet, self._tls_port, tls=ca).start()
         except Exception:
             self.stop()
             raise
         self.ssh_port, self.amt_port, self.http_port = self.ssh.port, self.wsman.port, self.api.port
+        self.amt_tls_port, self.ca_path = self.wsman_tls.port, ca.ca_pem
         self.http_url = self.api.url
         if self._known_hosts_arg:
             kh = Path(self._known_hosts_arg)
         elif self.fleet.base_dir:
             kh = self.fleet.base_dir / "known_hosts"
         else:
-            self._tmp = tempfile.TemporaryDirectory(prefix="amt-lab-")
             kh = Path(self._tmp.name) / "known_hosts"
         self.known_hosts_path = write_known_hosts(self.fleet, kh, self.ssh_port)
         self._ticker = threading.Thread(target=self._tick_loop, name="lab-ticker", daemon=True)
@@ -82,7 +94,7 @@ class LabServer:
 
     def stop(self) -> None:
         self._stop.set()
-        for svc in (self.api, self.wsman, self.ssh):
+        for svc in (self.api, self.wsman_tls, self.wsman, self.ssh):
             if svc is not None:
                 svc.stop()
         if self._ticker is not None:
@@ -99,7 +111,8 @@ class LabServer:
 
     def ready_line(self) -> str:
         return (f"ready ssh={self.ssh_port} amt={self.amt_port} http={self.http_url} "
-                f"devices={len(self.fleet.devices)} known_hosts={self.known_hosts_path}")
+                f"devices={len(self.fleet.devices)} known_hosts={self.known_hosts_path} "
+                f"amt_tls={self.amt_tls_port} ca={self.ca_path}")
 
     # -------------------------------------------------------------- helpers
     def ssh_client(self, device: str, *, user: str = "migrator", timeout: float = 10.0,

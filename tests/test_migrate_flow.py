@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tasks.steps.discover import discover_host
@@ -500,5 +501,39 @@ def test_a_whole_wave_through_rpc_go_3x_ends_every_host_where_it_should(tmp_path
         for name in ("X-MATCH", "X-MISMATCH", "X-BLANK"):
             assert store.get("w", name).evidence["verified"] == "amtinfo + MPS", name
         assert store.get("w", "X-MISMATCH").provisioned_in_pass == 2
+    finally:
+        site.lab.stop()
+
+
+def test_hosts_the_legacy_console_provisioned_are_reached_over_tls_and_a_foreign_ca_is_refused(tmp_path, monkeypatch):
+    """ConfigMgr/SCS hosts answer WS-Man over TLS on 16993 with a certificate from the organisation's CA: the
+    lab serves its own CA's certificates there; the inventory names that CA, discovery reads AMT over TLS and
+    the DomainName write fixes the suffix. An inventory naming another CA gets a TLS refusal, no password sent."""
+    from lab.tls import LabCA
+
+    devs = [device("T-LEG", "127.10.9.1", state="legacy", domain="fabrikam.com", legacy=True)]
+    site = start_site(tmp_path, devs, [{"name": "w", "hosts": ["*"], "remediation": ["amt_write", "mebx"]}],
+                      monkeypatch)
+    try:
+        data = yaml.safe_load(site.inventory.read_text())
+        data["defaults"].update({"amt_tls": True, "amt_port": site.lab.amt_tls_port})
+        data["credentials"]["legacy_amt"]["ca_bundle"] = str(site.lab.ca_path)
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        ctx = _ctx(site)
+        discover_host(ctx, "T-LEG")
+        ev = ctx.store.get("w", "T-LEG").evidence
+        assert ev["domain_name"] == "fabrikam.com" and not ev.get("wsman_error"), ev
+        assert provision_host(ctx, "T-LEG", 1).label == "failed:suffix_mismatch"
+        assert remediate_host(ctx, "T-LEG").label == "remediated:amt_write"
+        assert site.admin("T-LEG")["domain_name"] == "contoso.com"
+        ctx.close()
+
+        other = LabCA("some other enterprise CA", workdir=tmp_path / "other-ca")
+        data["credentials"]["legacy_amt"]["ca_bundle"] = str(other.ca_pem)
+        site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        ctx = _ctx(site)
+        discover_host(ctx, "T-LEG")
+        ev = ctx.store.get("w", "T-LEG").evidence
+        assert ev["wsman_error"] == "tls" and ev["wsman_cause"] == "auth_failed", ev
     finally:
         site.lab.stop()
