@@ -551,6 +551,12 @@ class DeviceShell:
             # AMT refused the certificate: RPS's state machine says no more than this (activation.ts)
             return rps_error("Failed to activate in admin control mode.")
         status = "already enabled in admin mode." if was != "pre" else "Activated to admin control mode."
+        return self._rpc_success(status, profile, url, emit, log, major, as_json)
+
+    @staticmethod
+    def _rpc_success(status: str, profile: str, url: str, emit, log: list[str], major: int, as_json: bool) -> Result:
+        """What rpc-go prints once RPS activated (or took over) the device: 3.x's status lines (and its
+        JSON summary on stdout with --json), 2.x's result table; exit 0 either way."""
         if major >= 3:
             for line in (f"Status: {status}", "Network: Wired Network Configured", "CIRA: ", "TLS: "):
                 emit("info", line)
@@ -586,19 +592,7 @@ class DeviceShell:
             return rps_error(rec["message"])
         emit("info", "Device already activated")
         status = "already enabled in admin mode."
-        if major >= 3:
-            for line in (f"Status: {status}", "Network: Wired Network Configured", "CIRA: ", "TLS: "):
-                emit("info", line)
-            if as_json:
-                out = json.dumps({"status": "success", "message": "Device activated successfully via RPS",
-                                  "rps_server": url, "profile": profile, "friendly_name": "",
-                                  "device_info": {"profile": profile}}) + "\n"
-                return Result(out, "".join(log), RPC_OK)
-            emit("info", "Status: Device activated successfully via RPS")
-            return Result("", "".join(log), RPC_OK)
-        emit("info", "Provisioning and Configuration Result : ")
-        emit("info", f"  Activation:      {status} [ACM]")
-        return Result("", "".join(log), RPC_OK)
+        return self._rpc_success(status, profile, url, emit, log, major, as_json)
 
     # ------------------------------------------------------------- host interface
     def cmd_amt_hi(self, args: list[str]) -> Result:
