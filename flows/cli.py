@@ -527,8 +527,8 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         report = final.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - the state message below says what happened
         report = None
-    # Prefect's state is Completed (the run did all it could), but a gated wave is not done: never "Completed"
-    waiting = final.is_completed() and isinstance(report, dict) and bool(report.get("waiting"))
+    # a gated wave is not done: never "Completed", whatever else its hosts are
+    waiting = isinstance(report, dict) and bool(report.get("waiting"))
     shown = "Waiting" if waiting else final.name
     if isinstance(report, dict) and "summary" in report:
         store = _open_store(None, state or inv.state_url)
@@ -542,10 +542,13 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         out.print(f"{shown}: {final.message or ''}", highlight=False, markup=False)
     if waiting:
         return EXIT_WAITING
-    return 0 if final.is_completed() else 1
+    if final.is_completed():
+        return 0
+    return EXIT_HOSTS_LEFT if (final.name or "").startswith("Completed with") else 1
 
 
 EXIT_WAITING = 3  # the wave is waiting for a decision (a gate): not done, not failed
+EXIT_HOSTS_LEFT = 4  # the wave ran to its end, but hosts are left failed or for a technician (the summary says who)
 
 
 @app.command()
@@ -556,8 +559,9 @@ def run(
 ):
     """Run a wave: discovery, pass 1, remediation, pass 2, report. A finished wave is left alone.
 
-    Exit 0 done, 1 failed/halted, 2 bad input or missing infrastructure (nothing touched), 3 waiting for a
-    go/no-go decision (the output says the command that continues it)."""
+    Exit 0 done, 1 halted or failed, 2 bad input or missing infrastructure (nothing touched), 3 waiting for a
+    go/no-go decision (the output says the command that continues it), 4 ran to its end with hosts left
+    failed or for a technician (the summary names them and the next commands)."""
     raise typer.Exit(run_wave(inventory, wave, state=state))
 
 

@@ -89,7 +89,11 @@ def demo(
     console.print(f"\nstate:     {out / 'state' / 'demo.db'}\nreports:   {reports / 'report.html'}, "
                   f"{reports / 'hosts.csv'}\nwork list: {reports / 'mebx-worklist.csv'}\n"
                   f"inventory: {inventory}\nelapsed:   {time.monotonic() - started:.0f}s", highlight=False)
-    raise typer.Exit(code)
+    # the demo fleet fails some hosts on purpose (SSH down, wrong credentials, old firmware): a wave that
+    # ran to its end with those left over is the demo working (exit 4 of `run`), not the demo failing
+    from flows.cli import EXIT_HOSTS_LEFT
+
+    raise typer.Exit(0 if code == EXIT_HOSTS_LEFT else code)
 
 
 def mount(app: typer.Typer) -> bool:

@@ -344,6 +344,13 @@ def close_view(ctx: WaveContext) -> None:
 
 # -- the wave's final state, in words ---------------------------------------------------------------
 
+def needs_someone(summary: dict) -> bool:
+    """Hosts left failed or waiting for a technician: the run did all it could, but people must act, so its
+    final state is not green (Prefect colours by type; the name still says "Completed with ...")."""
+    by = summary["by_status"]
+    return bool(by.get("failed", 0) + by.get("remediation_failed", 0) + by.get("needs_mebx", 0))
+
+
 def state_words(summary: dict, *, halted: str | None, note: str | None) -> tuple[str, str]:
     """(state name, message): "Completed" only when every host is done; otherwise the name says what is
     left ("Completed with 8 hosts for a technician", "Completed with 17 failed, 8 for a technician")."""

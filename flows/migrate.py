@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.between import ask_go_no_go, schedule_pass2
-from flows.live import close_view, open_view, state_words, view_for, wave_finished, windows_closing
+from flows.live import close_view, needs_someone, open_view, state_words, view_for, wave_finished, windows_closing
 from flows.shards import run_shards
 from flows.stages import run_stage
 from tasks.inventory.model import load_inventory
@@ -254,12 +254,14 @@ def close_wave(run: WaveRun) -> None:
 
 
 def final_state(run: WaveRun, report: dict) -> State:
-    """Completed only when every host is done; otherwise the state's name says what is left, so the
-    runs list is not all green over failed hosts. A halted wave is Failed, with the counts."""
+    """Completed only when every host is done (or only waits for pass 2); a wave that leaves hosts failed
+    or for a technician ends Failed-typed (red in the UI and counted by the dashboard) under a name that
+    says so ("Completed with 5 failed, 2 for a technician"); a halted wave is Failed, named "Halted"."""
     name, message = state_words(report["summary"], halted=run.halted, note=run.note)
     if not run.shard:
         wave_finished(run.ctx.inv.name, run.wave, name, message, report["summary"], run.halted)
-    return (Failed if run.halted else Completed)(name=name, message=message, data=report)
+    red = run.halted or needs_someone(report["summary"])
+    return (Failed if red else Completed)(name=name, message=message, data=report)
 
 
 def _missing_concurrency_limit(name: str | None) -> str | None:

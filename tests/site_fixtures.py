@@ -118,3 +118,9 @@ def start_site(tmp: Path, devices: list[dict], waves: list[dict], monkeypatch=No
         for k, v in env.items():
             monkeypatch.setenv(k, v)
     return Site(lab, inv_path, tmp)
+
+
+def ran_to_its_end(state) -> bool:
+    """A wave run that did all it could: Completed, or Failed-typed and named "Completed with ..." because it
+    left hosts failed or for a technician (flows/migrate.py final_state). Halted and crashed runs are not."""
+    return state.is_completed() or (state.is_failed() and (state.name or "").startswith("Completed with"))

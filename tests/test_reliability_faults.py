@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from tasks.inventory.model import load_inventory
 from tasks.store.state import StateStore
-from tests.site_fixtures import PASSWORD, device, start_site
+from tests.site_fixtures import PASSWORD, device, ran_to_its_end, start_site
 
 WRONG_PASSWORD = "Device-Other-Pw-4c3b"  # what the WS-Man 401 device really has: the inventory's is refused
 
@@ -113,7 +113,7 @@ def _got(store, wave):
 
 def test_each_fault_ends_with_its_cause_and_the_wave_carries_on(fault_runs):
     site, states, store, _ = fault_runs
-    assert states["faults"].is_completed(), states["faults"].message
+    assert ran_to_its_end(states["faults"]), states["faults"].message
     got = _got(store, "faults")
     want = {n: exp for n, _, _, exp in FAULTS if exp is not None}
     assert {n: got[n] for n in want} == want
@@ -143,7 +143,7 @@ def test_each_fault_ends_with_its_cause_and_the_wave_carries_on(fault_runs):
 
 def test_an_amt_401_falls_through_to_the_technician_and_a_wave_at_its_limit_completes(fault_runs):
     site, states, store, _ = fault_runs
-    assert states["limit"].is_completed(), states["limit"].message
+    assert ran_to_its_end(states["limit"]), states["limit"].message
     assert _got(store, "limit") == {n: exp for n, _, _, exp in LIMIT}
     rec = store.get("limit", "L-401")
     assert rec.evidence["wsman_cause"] == "auth_failed"  # discovery was refused with 401 already

@@ -16,7 +16,7 @@ from tasks.inventory.model import load_inventory
 from tasks.store.state import StateStore
 from tests.pg_fixture import pg_cluster, pg_url  # noqa: F401 - fixtures
 from tests.prefect_scale_fixture import ROOT, prefect_scale_server, stop_group  # noqa: F401 - fixture
-from tests.site_fixtures import PASSWORD, device, start_site
+from tests.site_fixtures import PASSWORD, device, ran_to_its_end, start_site
 
 runner = CliRunner()
 
@@ -63,7 +63,7 @@ def test_sharded_wave_on_two_workers_handles_every_host_exactly_once(tmp_path, m
             workers = [_worker(server, "shards", f"worker-{i}", secrets) for i in range(2)]
             final = migrate_wave(str(site.inventory), "big", inventory_name="site", return_state=True)
         logs = [log.read_text(errors="replace") for _, log in workers]
-        assert final.is_completed(), f"{final.message}\n{server.logs()}\n" + "\n".join(x[-3000:] for x in logs)
+        assert ran_to_its_end(final), f"{final.message}\n{server.logs()}\n" + "\n".join(x[-3000:] for x in logs)
 
         store = StateStore(load_inventory(site.inventory).state_url)
         status = {r.host: r.status for r in store.hosts("big")}
