@@ -598,15 +598,19 @@ class Fleet:
             return dev.primary_suffix
         return self.certificate_suffix
 
+    def _reach(self, dev: Device) -> None:
+        """The server's way to the device for one request: a 5xx of its own, or a device that doesn't answer."""
+        if dev.faults.server_5xx and _rng(dev, self.seed, "5xx").random() < dev.faults.server_5xx:
+            raise ServerBusy("provisioning server temporarily unavailable (503)")
+        if dev.faults.unreachable:
+            raise DeviceUnreachable(f"device {dev.name} did not answer ({dev.address})")
+
     def provision(self, key: str, *, profile: str = "default", source: str = "server") -> dict:
         """One provisioning request to the new server. Raises DeviceUnreachable / ServerBusy."""
         with self._lock:
             now = self._now()
             dev = self.device(key)
-            if dev.faults.server_5xx and _rng(dev, self.seed, "5xx").random() < dev.faults.server_5xx:
-                raise ServerBusy("provisioning server temporarily unavailable (503)")
-            if dev.faults.unreachable:
-                raise DeviceUnreachable(f"device {dev.name} did not answer ({dev.address})")
+            self._reach(dev)
             return self._attempt(dev, now, source=source, profile=profile)
 
     def _attempt(self, dev: Device, now: float, *, source: str, profile: str) -> dict:
@@ -648,10 +652,7 @@ class Fleet:
         with self._lock:
             now = self._now()
             dev = self.device(key)
-            if dev.faults.server_5xx and _rng(dev, self.seed, "5xx").random() < dev.faults.server_5xx:
-                raise ServerBusy("provisioning server temporarily unavailable (503)")
-            if dev.faults.unreachable:
-                raise DeviceUnreachable(f"device {dev.name} did not answer ({dev.address})")
+            self._reach(dev)
             after_success = dev.state == "provisioned"
             rec = {"attempt": len(dev.attempts) + 1, "at": _iso(now), "source": "rpc", "profile": profile,
                    "after_success": after_success, "checked_suffix": None, "true_reason": None,

@@ -15,7 +15,6 @@ every scope of an inventory that names a source; `Inventory.with_live_scopes` pu
 
 from __future__ import annotations
 
-import base64
 import copy
 import ipaddress
 import re
@@ -23,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from tasks.adapters.windows import powershell_command  # one builder for every PowerShell line (re-exported)
 from tasks.rules.durations import format_duration
 from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
@@ -385,17 +385,6 @@ class WindowsScopeRef:
 
     def __str__(self) -> str:
         return f"scope {self.scope_id}"
-
-
-def powershell_command(script: str) -> str:
-    """``powershell -NoProfile -NonInteractive -EncodedCommand <base64 UTF-16LE>``.
-
-    Win32-OpenSSH hands the command to cmd.exe, which has no reliable quoting (``|`` ``%`` ``"`` all
-    bite), so the script travels base64-encoded: only ``[A-Za-z0-9+/=]`` reaches cmd.exe. Every value in
-    ``script`` was validated (IPv4 ScopeId, DNS name, TimeSpan) before it was put in.
-    """
-    encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
-    return f"powershell -NoProfile -NonInteractive -EncodedCommand {encoded}"
 
 
 class WindowsDhcpAdapter:

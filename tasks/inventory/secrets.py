@@ -56,26 +56,23 @@ def ssh_private_key(inv: Inventory) -> Secret | None:
         raise SecretUnavailable(f"SSH key named by ${ssh.key_env} can't be read ({exc.strerror})") from None
 
 
-def legacy_amt_password(inv: Inventory) -> Secret | None:
-    legacy = inv.credentials.legacy_amt
-    if legacy is None:
+def _password(ref, what: str) -> Secret | None:
+    """A password by reference: a Prefect Secret block (``password_secret``) or an environment variable
+    (``password_env``); ``ref`` None = the inventory names no such credential."""
+    if ref is None:
         return None
-    if legacy.password_secret:
-        return Secret(f"Prefect Secret block {legacy.password_secret!r}", _from_block(legacy.password_secret))
-    value = os.environ.get(legacy.password_env or "")
+    if ref.password_secret:
+        return Secret(f"Prefect Secret block {ref.password_secret!r}", _from_block(ref.password_secret))
+    value = os.environ.get(ref.password_env or "")
     if not value:
-        raise SecretUnavailable(f"environment variable {legacy.password_env} (legacy AMT admin password) is not set")
-    return Secret(f"${legacy.password_env}", value)
+        raise SecretUnavailable(f"environment variable {ref.password_env} ({what}) is not set")
+    return Secret(f"${ref.password_env}", value)
+
+
+def legacy_amt_password(inv: Inventory) -> Secret | None:
+    return _password(inv.credentials.legacy_amt, "legacy AMT admin password")
 
 
 def provisioning_api_password(inv: Inventory) -> Secret | None:
     """The new server's API password (MPS web admin), from provisioning.api's reference."""
-    api = inv.provisioning.api
-    if api is None:
-        return None
-    if api.password_secret:
-        return Secret(f"Prefect Secret block {api.password_secret!r}", _from_block(api.password_secret))
-    value = os.environ.get(api.password_env or "")
-    if not value:
-        raise SecretUnavailable(f"environment variable {api.password_env} (provisioning API password) is not set")
-    return Secret(f"${api.password_env}", value)
+    return _password(inv.provisioning.api, "provisioning API password")
