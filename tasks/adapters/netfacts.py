@@ -84,8 +84,12 @@ class InterfaceChoice:
 
     @property
     def suffix(self) -> str | None:
-        """The OS suffix on the chosen adapter; None when nothing was chosen (never a guess)."""
-        return self.adapter.suffix if self.adapter is not None else None
+        """The OS suffix on the chosen adapter; None when nothing was chosen (never a guess), and None when
+        the adapter is media disconnected: Windows still shows the suffix of its last lease there, which
+        says nothing about what the network hands out now."""
+        if self.adapter is None or not self.adapter.connected:
+            return None
+        return self.adapter.suffix
 
     def evidence(self) -> dict:
         ev: dict = {"os_facts_source": self.facts.source, "os_interface_why": self.why}
@@ -115,7 +119,11 @@ def pick_interface(facts: NetFacts, amt_mac: str = "", address: str = "") -> Int
     if mac:
         same = [a for a in facts.adapters if a.mac == mac]
         if same:
-            return InterfaceChoice(same[0], f"MAC {mac} equals AMT's wired MAC", facts)
+            down = "" if same[0].connected else (
+                " (media disconnected: no link, so no lease; the suffix it shows is stale"
+                + (f"; the host answers on {', '.join(a.name for a in facts.adapters if address and address in a.ipv4)}"
+                   if address and any(address in a.ipv4 for a in facts.adapters) else "") + ")")
+            return InterfaceChoice(same[0], f"MAC {mac} equals AMT's wired MAC{down}", facts)
     if address:
         holding = [a for a in facts.adapters if address in a.ipv4]
         if holding:

@@ -6,7 +6,7 @@ suffix, renew it through what manages it. Readers live in `tasks.adapters.window
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from tasks.adapters import linux, windows
@@ -34,6 +34,9 @@ class RenewOutcome:
     cause: Cause | None  # None when ok
     detail: str
     command: str = ""
+    #: what the renew's judge saw: renew_reached (True / False / None = could not tell), renewed_instead,
+    #: renew_output (capped) when it failed
+    evidence: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,32 +103,39 @@ def renew_command(flavor: OsFlavor | str, adapter: NetAdapter, tools: HostTools 
     """The renew of exactly ``adapter``: by InterfaceIndex on Windows (``ipconfig /renew`` for every
     adapter only when the source gave no index), through its managing stack on Linux."""
     if OsFlavor(flavor) is OsFlavor.WINDOWS:
-        return windows.renew_command(adapter.index) if adapter.index is not None else "ipconfig /renew"
+        return windows.renew_command(adapter.index) if adapter.index is not None else windows.IPCONFIG_RENEW
     return linux.renew_command(adapter.manager, adapter.name, tools)
 
 
+def _ipconfig_renew(sh: _Session, adapter: NetAdapter, why: str) -> RenewOutcome:
+    """``ipconfig /renew`` renews every adapter; what it printed and ``ipconfig /all`` read right after it
+    say whether it reached ``adapter`` (its exit status is not the verdict: see windows.judge_renew)."""
+    res = sh.run(windows.IPCONFIG_RENEW)
+    back = sh.run(windows.ipconfig_all_command())
+    after = (windows.ipconfig_facts(back.stdout) if back.exit_status == 0 else
+             NetFacts.unreadable("ipconfig /all", f"exited {back.exit_status}: {windows.first_error_line(back.stderr)}",
+                                 back.stdout + back.stderr))
+    verdict = windows.judge_renew(res.stdout + ("\n" + res.stderr if res.stderr.strip() else ""), after, adapter)
+    evidence: dict = {"renew_reached": verdict.reached, "renewed_instead": list(verdict.renewed_instead)}
+    if not verdict.ok:
+        evidence["renew_output"] = (res.stdout + res.stderr)[:1000]
+    detail = f"{adapter.name}: ipconfig /renew (all adapters: {why}; exit {res.exit_status}): {verdict.detail}"
+    return RenewOutcome(verdict.ok, None if verdict.ok else Cause.UNKNOWN, detail, windows.IPCONFIG_RENEW, evidence)
+
+
 def renew(sh: _Session, flavor: OsFlavor | str, adapter: NetAdapter, tools: HostTools = DEFAULT_TOOLS) -> RenewOutcome:
-    command = renew_command(flavor, adapter, tools)
-    res = sh.run(command)
     if OsFlavor(flavor) is OsFlavor.WINDOWS:
         if adapter.index is None:
-            ok = res.exit_status == 0
-            return RenewOutcome(ok, None if ok else Cause.UNKNOWN,
-                                f"ipconfig /renew (all adapters: {adapter.name} has no InterfaceIndex) exited "
-                                f"{res.exit_status}" + ("" if ok else f": {windows.first_error_line(res.stderr)}"),
-                                command)
+            return _ipconfig_renew(sh, adapter, "the adapter has no InterfaceIndex")
+        command = renew_command(flavor, adapter, tools)
+        res = sh.run(command)
         out = windows.check_renew(res.exit_status, res.stdout, res.stderr)
         if not out.ok and out.code is None and res.exit_status != 0:
-            # PowerShell itself unusable (missing, blocked): ipconfig renews every adapter, ours included;
-            # the read-back on the chosen adapter is what judges it
-            res = sh.run("ipconfig /renew")
-            ok = res.exit_status == 0
-            return RenewOutcome(ok, None if ok else Cause.UNKNOWN,
-                                f"{adapter.name}: PowerShell renew unusable ({out.detail[:150]}); ipconfig /renew "
-                                f"(all adapters) exited {res.exit_status}"
-                                + ("" if ok else f": {windows.first_error_line(res.stdout + res.stderr)}"),
-                                "ipconfig /renew")
+            # PowerShell itself unusable (missing, blocked): ipconfig renews every adapter, ours included
+            return _ipconfig_renew(sh, adapter, f"PowerShell renew unusable: {out.detail[:150]}")
         return RenewOutcome(out.ok, None if out.ok else Cause.UNKNOWN, f"{adapter.name}: {out.detail}", command)
+    command = renew_command(flavor, adapter, tools)
+    res = sh.run(command)
     out = linux.check_renew(adapter.manager, res.exit_status, res.stdout, res.stderr)
     cause = None if out.ok else (Cause.AUTH_FAILED if out.auth else Cause.UNKNOWN)
     return RenewOutcome(out.ok, cause, f"{adapter.name}: {out.detail}", command)

@@ -1,8 +1,9 @@
 """Windows clients: PowerShell (structured, locale-free) first, ``ipconfig /all`` read by its structure as
-the fallback, CLIXML error streams, and the DHCP renew of one adapter. No I/O here.
+the fallback (`tasks.adapters.ipconfig`), CLIXML error streams, and the DHCP renew of one adapter. No I/O
+here.
 
-Every decision uses ASCII structure or value shapes, never localized label text: the same readers work on
-English, German, French and Spanish output (fixtures and sources: /work/research/clients.md §1-3).
+Every decision uses ASCII structure or value shapes, never localized label text (fixtures and their
+sources: tests/fixtures/clients/SOURCES.md).
 """
 
 from __future__ import annotations
@@ -11,39 +12,16 @@ import base64
 import json
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
-import ipaddress
+from dataclasses import dataclass
 
 from tasks.adapters.commands import lenient_suffix
+from tasks.adapters.console import clean_text, decode_console
+from tasks.adapters.ipconfig import IpConfig, IpConfigAdapter, ipconfig_all_command, ipconfig_facts, parse_ipconfig
+from tasks.adapters.ipconfig_renew import RenewVerdict, judge_renew
 from tasks.adapters.netfacts import RAW_CAP, NetAdapter, NetFacts, is_ipv4, normalize_mac
 from tasks.rules.suffix import InvalidValue
 
-# --------------------------------------------------------------------------------------------------
-# Bytes and text
-# --------------------------------------------------------------------------------------------------
-
-
-def decode_console(data: bytes) -> str:
-    """Console output as text: BOM stripped, UTF-8 if it is valid UTF-8, else the OEM code page.
-
-    Piped ``ipconfig`` writes the console's OEM code page (cp850 on Western-European installs, cp437
-    on en-US; cpython PR #5608, ftao/python-ifcfg#17); PowerShell CLIXML on German hosts came as cp437
-    (ansible#84569). cp850 and cp437 agree on the letters these outputs use (ä 0x84, ü 0x81, é 0x82).
-    """
-    raw = bytes(data)
-    if raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
-        return raw.decode("utf-16", errors="replace")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("cp850", errors="replace")
-
-
-def _clean(text: str) -> str:
-    """One text form for every reader: no BOM, LF only, NBSP (French dot leaders) as a space."""
-    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+_clean = clean_text  # console bytes to text: tasks.adapters.console
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,186 +163,6 @@ def parse_powershell_facts(stdout: str) -> NetFacts:
 
 
 # --------------------------------------------------------------------------------------------------
-# ipconfig /all, by structure
-# --------------------------------------------------------------------------------------------------
-
-#: the dot leader before the key/value colon: dots and spaces, then ':' then a space or the end
-_LEADER = re.compile(r"(?:\s*\.)+\s*:(?=\s|$)")
-#: a leader-less key (``Verbindungsspezifisches DNS-Suffix: fritz.box``): the first ':' + space/end
-_BARE = re.compile(r":(?=\s|$)")
-_MAC6 = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}$")
-_MAC_ANY = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5,7}$")
-_STATUS = re.compile(r"\s*\([^)]*\)\s*$")  # (Preferred) (Bevorzugt) (préféré) (Preferido) (首选)
-_ZONE = re.compile(r"^fe80:[0-9a-fA-F:]*%(\d+)$")
-_YES = {"yes", "ja", "oui", "sí", "si", "sim", "是", "はい", "tak", "sì"}
-_NO = {"no", "nein", "non", "não", "否", "いいえ", "nie"}
-_CONTINUATION_EXTRA = 8  # a continuation is indented far past the key lines (39 spaces in practice)
-
-
-@dataclass
-class _Block:
-    header: str
-    rows: list[tuple[str, list[str]]] = field(default_factory=list)  # (label, values) in order
-
-
-@dataclass(frozen=True)
-class IpConfigAdapter:
-    header: str  # the adapter header without its ':' (type word + connection name, localized)
-    suffix: str
-    description: str
-    mac: str  # normalized; "" for tunnels/VPNs
-    ipv4: tuple[str, ...]
-    autoconfig_ipv4: bool
-    index: int | None  # from the link-local IPv6 zone (%NN is the InterfaceIndex)
-    dhcp_enabled: bool | None
-    connected: bool
-
-
-@dataclass(frozen=True)
-class IpConfig:
-    host_name: str
-    primary_suffix: str
-    search_list: tuple[str, ...]
-    adapters: tuple[IpConfigAdapter, ...]
-    messages: tuple[str, ...] = ()  # column-0 lines that are not headers (renew errors)
-    problems: tuple[str, ...] = ()
-
-
-def _split_key(body: str) -> tuple[str, str] | None:
-    m = _LEADER.search(body)
-    if m is None:
-        m = _BARE.search(body)
-        if m is None:
-            return None
-    return body[:m.start()].strip(), body[m.end():].strip()
-
-
-def _blocks(text: str) -> tuple[list[_Block], list[str]]:
-    blocks = [_Block("")]
-    messages: list[str] = []
-    key_indent: int | None = None
-    for line in _clean(text).split("\n"):
-        line = line.rstrip()
-        if not line.strip():
-            continue
-        if not line[0].isspace():
-            if line.endswith(":"):
-                blocks.append(_Block(line[:-1].rstrip()))
-                key_indent = None
-            elif len(blocks) == 1 and not blocks[0].header and not blocks[0].rows:
-                blocks[0].header = line.strip()  # the title line ("Windows-IP-Konfiguration", ...)
-            else:
-                messages.append(line.strip())  # e.g. a renew error between the title and the adapters
-            continue
-        indent = len(line) - len(line.lstrip())
-        body = line.strip()
-        rows = blocks[-1].rows
-        deep = key_indent is not None and indent >= key_indent + _CONTINUATION_EXTRA
-        kv = None if (deep and not _LEADER.search(body)) else _split_key(body)
-        if kv is None:
-            if rows:
-                rows[-1][1].append(body)  # continuation: another value of the previous key
-            continue
-        if key_indent is None:
-            key_indent = indent
-        label, value = kv
-        rows.append((label, [value] if value else []))
-    return blocks, messages
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-def _ip_value(value: str) -> str:
-    return _STATUS.sub("", value).strip()
-
-
-def _adapter(block: _Block, problems: list[str]) -> IpConfigAdapter:
-    rows = block.rows
-    values = [vals for _, vals in rows]
-    ip_rows = [i for i, vals in enumerate(values) if vals and _is_ip(_ip_value(vals[0]))]
-    connected = bool(ip_rows)
-    # connection-specific suffix: the first key, after the media-state line when the adapter is down
-    s_idx = 0 if connected or len(rows) < 2 else 1
-    first = lambda i: (values[i][0] if values[i] else "") if 0 <= i < len(values) else ""  # noqa: E731
-    mac_idx = next((i for i, v in enumerate(values) if v and _MAC_ANY.match(v[0])), None)
-    mac = first(mac_idx) if mac_idx is not None else ""
-    ipv4_label = next((rows[i][0] for i in ip_rows if is_ipv4(_ip_value(values[i][0]))), None)
-    ipv4 = tuple(_ip_value(values[i][0]) for i, (label, _) in enumerate(rows)
-                 if label == ipv4_label and values[i] and is_ipv4(_ip_value(values[i][0])))
-    index = None
-    for i in ip_rows:
-        m = _ZONE.match(_ip_value(values[i][0]))
-        if m:
-            index = int(m[1])
-            break
-    dhcp = None
-    if mac_idx is not None and mac_idx + 1 < len(rows):  # the row after the MAC is "DHCP enabled"
-        word = first(mac_idx + 1).strip().lower()
-        dhcp = True if word in _YES else False if word in _NO else None
-    suffix_text = first(s_idx)
-    return IpConfigAdapter(
-        header=block.header,
-        suffix=lenient_suffix(suffix_text, f"{block.header}: connection-specific DNS suffix", problems),
-        description=first(s_idx + 1),
-        mac=normalize_mac(mac) if _MAC6.match(mac) else "",
-        ipv4=ipv4,
-        autoconfig_ipv4=bool(ipv4) and all(a.startswith("169.254.") for a in ipv4),
-        index=index,
-        dhcp_enabled=dhcp,
-        connected=connected,
-    )
-
-
-def parse_ipconfig(text: str) -> IpConfig:
-    """``ipconfig /all`` (or plain ``ipconfig`` / ``/renew``) in any display language, by structure:
-    column-0 headers ending in ':' (or ' :'), indented ``label . . . : value`` rows, deeper-indented
-    continuation rows, values recognized by shape (clients.md §1.3)."""
-    blocks, messages = _blocks(text)
-    problems: list[str] = []
-    top = blocks[0]
-    adapters = tuple(_adapter(b, problems) for b in blocks[1:])
-    # global block, fixed order: host name, primary DNS suffix, node type, routing, WINS proxy, search list
-    g = [vals for _, vals in top.rows]
-    host = g[0][0] if g and g[0] else ""
-    primary = g[1][0] if len(g) > 1 and g[1] else ""
-    search: list[str] = []
-    if len(g) >= 6:
-        search = [lenient_suffix(s, "DNS suffix search list", problems) for s in g[5]]
-    return IpConfig(host, lenient_suffix(primary, "primary DNS suffix", problems), tuple(s for s in search if s),
-                    adapters, tuple(messages), tuple(problems))
-
-
-def ipconfig_facts(text: str) -> NetFacts:
-    """NetFacts from ``ipconfig /all``; unreadable (raw kept) when no adapter block could be read."""
-    source = "ipconfig /all"
-    if not text or not text.strip():
-        return NetFacts.unreadable(source, "ipconfig printed nothing", text)
-    if "\ufffd" in text and not any(ch.isalpha() for ch in text.replace("\ufffd", "")[:50]):
-        return NetFacts.unreadable(source, "ipconfig output is not text", text)
-    cfg = parse_ipconfig(text)
-    if not cfg.adapters:
-        return NetFacts.unreadable(source, "no adapter block (header line at column 0 ending in ':') found", text)
-    adapters = tuple(NetAdapter(name=a.header, mac=a.mac, ipv4=a.ipv4, suffix=a.suffix, dhcp_enabled=a.dhcp_enabled,
-                                index=a.index, description=a.description, connected=a.connected)
-                     for a in cfg.adapters)
-    if not any(a.mac or a.ipv4 for a in adapters):
-        return NetFacts.unreadable(source, "adapter blocks hold neither a MAC nor an IPv4 address "
-                                           "(truncated or not ipconfig /all output)", text)
-    return NetFacts(source=source, adapters=adapters, search_list=cfg.search_list,
-                    primary_suffix=cfg.primary_suffix, problems=cfg.problems)
-
-
-def ipconfig_all_command() -> str:
-    return "ipconfig /all"
-
-
-# --------------------------------------------------------------------------------------------------
 # Renew one adapter
 # --------------------------------------------------------------------------------------------------
 
@@ -417,6 +215,9 @@ def check_renew(exit_status: int, stdout: str, stderr: str) -> WindowsRenew:
     return WindowsRenew(False, f"renew exited {exit_status}: {(err or text[:200] or 'no output')[:300]}")
 
 
+IPCONFIG_RENEW = "ipconfig /renew"
+
 __all__ = ["decode_console", "clixml_text", "first_error_line", "powershell_command", "facts_command",
-           "parse_powershell_facts", "parse_ipconfig", "ipconfig_facts", "renew_command", "check_renew",
+           "parse_powershell_facts", "parse_ipconfig", "ipconfig_facts", "ipconfig_all_command", "renew_command",
+           "check_renew", "judge_renew", "RenewVerdict", "IpConfig", "IpConfigAdapter", "IPCONFIG_RENEW",
            "RAW_CAP"]

@@ -1,0 +1,124 @@
+"""Whether ``ipconfig /renew`` reached the adapter AMT shares, judged from what it printed and from
+``ipconfig /all`` read right after it, never from its exit status. No I/O here.
+
+``ipconfig /renew`` renews every adapter and prints, in the display language: the title, one column-0
+line per adapter it could not renew ("An error occurred while renewing interface Ethernet : unable to
+contact your DHCP server. Request has timed out.", "No operation can be performed on Ethernet while it
+has its media disconnected."), then a short block per adapter (captures in tests/fixtures/clients/
+SOURCES.md). Each of those lines names the adapter by its connection name, which is how its ``ipconfig
+/all`` header ends ("Ethernet adapter Ethernet 2", "Адаптер Ethernet Ethernet 2", "이더넷 어댑터 이더넷 2"):
+the judge finds the adapter named in a line, whatever words surround the name. A renew leaves a failed
+adapter on its old lease (Windows keeps it until it expires), so an error line about the adapter is a
+failure even when the adapter still shows an address.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tasks.adapters.ipconfig import IpConfigAdapter, html_encoded, parse_ipconfig
+from tasks.adapters.netfacts import NetAdapter, NetFacts, normalize_mac
+
+
+@dataclass(frozen=True)
+class RenewVerdict:
+    ok: bool
+    detail: str
+    reached: bool | None  # True: the adapter holds a DHCP address after the renew; None: could not tell
+    renewed_instead: tuple[str, ...] = ()  # other adapters that did get an address
+
+
+def _named(message: str, header: str) -> int:
+    """How long a part of ``header`` the message names: the longest run of the header's words that ends
+    (modern: "<type> <name>") or starts (XP: "<name> - <type>") the header and appears in the message as
+    whole words. 0: not named; a lone number does not count."""
+    words = header.split()
+    best = 0
+    for k in range(1, len(words) + 1):
+        for part in (" ".join(words[-k:]), " ".join(words[:k])):
+            if part.isdigit() or len(part) <= best:
+                continue
+            if re.search(rf"(?<!\w){re.escape(part)}(?!\w)", message, re.IGNORECASE):
+                best = len(part)
+    return best
+
+
+def _errors_about(messages: list[str], header: str, headers: set[str]) -> list[str]:
+    """The lines that name ``header`` better than any other adapter's header."""
+    out = []
+    for message in messages:
+        mine = _named(message, header)
+        if mine and all(_named(message, other) <= mine for other in headers if other != header):
+            out.append(message)
+    return out
+
+
+def _find(facts: NetFacts, adapter: NetAdapter) -> NetAdapter | None:
+    if not facts.readable:
+        return None
+    mac = normalize_mac(adapter.mac)
+    by_mac = [a for a in facts.adapters if mac and a.mac == mac]
+    if by_mac:
+        return by_mac[0]
+    by_ip = [a for a in facts.adapters if set(a.ipv4) & set(adapter.ipv4)]
+    if by_ip:
+        return by_ip[0]
+    return next((a for a in facts.adapters if a.name == adapter.name), None)
+
+
+def _state(name: str, connected: bool, ipv4: tuple[str, ...], suffix: str, dhcp: bool | None) -> str | None:
+    """Why an adapter shown like this did not get a lease from the renew (None: it holds one)."""
+    if not connected:
+        stale = f"; the suffix it still shows ({suffix}) is from an earlier lease" if suffix else ""
+        return f"{name} is media disconnected (no link): the renew cannot reach it{stale}"
+    if not ipv4:
+        return f"{name} has no IPv4 address after the renew"
+    if all(a.startswith("169.254.") for a in ipv4):
+        return f"{name} holds only {ipv4[0]} (autoconfiguration: no DHCP server answered)"
+    if dhcp is False:
+        return f"DHCP is not enabled on {name} (static address): a renew cannot hand it option 15"
+    return None
+
+
+def judge_renew(output: str, after: NetFacts, adapter: NetAdapter) -> RenewVerdict:
+    """``output``: what ``ipconfig /renew`` printed (stdout and stderr); ``after``: ``ipconfig /all`` read
+    right after it; ``adapter``: the adapter AMT shares as read before (MAC, addresses, name)."""
+    target = _find(after, adapter)
+    name = target.name if target is not None else adapter.name
+    readable = bool(output and output.strip()) and not html_encoded(output)
+    cfg = parse_ipconfig(output) if readable else None
+    blocks: list[IpConfigAdapter] = []
+    messages: list[str] = []
+    if cfg is not None:
+        last = max([a.section for a in cfg.adapters] + list(cfg.message_sections) + [0])
+        blocks = [a for a in cfg.adapters if a.section == last]  # release + renew: the renew's part
+        messages = [m for m, s in zip(cfg.messages, cfg.message_sections) if s == last]
+    headers = {b.header for b in blocks} | {a.name for a in after.adapters} | {name}
+    mine = [b for b in blocks if b.header == name] or [b for b in blocks if set(b.ipv4) & set(adapter.ipv4)]
+    others = tuple(f"{b.header} ({b.ipv4[0]})" for b in blocks if b not in mine and b.ipv4 and b.connected
+                   and not b.autoconfig_ipv4)
+    also = f"; renewed instead: {', '.join(others)}" if others else ""
+    errors = _errors_about(messages, name, headers)
+    if errors:
+        return RenewVerdict(False, f"ipconfig /renew did not renew {name}: {errors[0][:300]}{also}", False, others)
+    if target is not None:
+        why = _state(name, target.connected, target.ipv4, target.suffix, target.dhcp_enabled)
+        if why:
+            return RenewVerdict(False, f"{why}{also}", False, others)
+        return RenewVerdict(True, f"{name} holds {target.ipv4[0]} after the renew (ipconfig /all read back)", True,
+                            others)
+    if after.readable:
+        return RenewVerdict(False, f"ipconfig /all after the renew lists no adapter with MAC {adapter.mac or '?'} "
+                                   f"or address {', '.join(adapter.ipv4) or '?'}{also}", False, others)
+    if mine:
+        block = mine[-1]
+        why = _state(name, block.connected, block.ipv4, block.suffix, None)
+        if why:
+            return RenewVerdict(False, f"{why} (ipconfig /renew's own output){also}", False, others)
+        return RenewVerdict(True, f"{name} shows {block.ipv4[0]} in ipconfig /renew's output (ipconfig /all "
+                                  f"unreadable after it: {'; '.join(after.problems)[:150]})", True, others)
+    why = "not readable" if not readable else f"shows no block for {name}"
+    return RenewVerdict(True, f"ipconfig /renew ran; its output is {why} and ipconfig /all could not be read "
+                              "after it: whether it reached the adapter is unverified (AMT's read-back decides)",
+                        None, others)
