@@ -27,9 +27,9 @@ def text(name: str) -> str:
     ("ipconfig_all_de_win11_nwt.txt", "d0:39:57:78:a7:c3", "192.168.178.23", "fritz.box", 5),
     ("ipconfig_all_de_win11_nwt.cp850_crlf.txt", "d0:39:57:78:a7:c3", "192.168.178.23", "fritz.box", 5),
     ("ipconfig_all_de_hyperv_r406.txt", "74:56:3c:c6:25:99", "10.50.104.30", "training.erfurt.iad.de", 7),
-    ("ipconfig_all_fr_pclab.txt", "00:0f:29:a2:b2:fa", "192.168.1.12", "lan", 2),
-    ("ipconfig_all_fr_nbsp_crlf.txt", "3c:e1:a1:3c:ae:77", "10.35.242.152", "", 4),
-    ("ipconfig_all_es_warp.txt", "b8:82:f2:58:60:0c", "192.168.1.170", "home", 10),
+    ("ipconfig_all_fr_colon_leaders_constructed.txt", "00:0c:29:5e:41:0a", "192.168.1.34", "maison", 2),
+    ("ipconfig_all_fr_nbsp_crlf_constructed.txt", "3c:e1:a1:5b:20:14", "10.35.200.17", "", 4),
+    ("ipconfig_all_es_warp_constructed.cp850_crlf.txt", "b8:1c:22:58:60:0c", "192.168.1.171", "casa", 10),
     ("ipconfig_all_en_winxp_jc.txt", "00:0c:29:25:b6:4d", "192.168.22.135", "", None),
 ])
 def test_ipconfig_any_language_picks_by_mac_and_by_address(name, mac, address, suffix, index):
@@ -55,8 +55,8 @@ def test_virtual_adapters_listed_first_are_not_chosen():
 def test_global_block_and_multi_line_search_lists():
     cfg = windows.parse_ipconfig(text("ipconfig_all_en_win10_jc.txt"))
     assert cfg.search_list == ("tailff123.ts.net", "internal.companyname.com")
-    fr = windows.parse_ipconfig(text("ipconfig_all_fr_nbsp_crlf.txt"))
-    assert fr.primary_suffix == "dg.carrefour.com" and len(fr.search_list) == 3
+    fr = windows.parse_ipconfig(text("ipconfig_all_fr_nbsp_crlf_constructed.txt"))
+    assert fr.primary_suffix == "siege.example.fr" and len(fr.search_list) == 3
     de = windows.parse_ipconfig(text("ipconfig_all_de_hyperv_r406.txt"))
     assert de.host_name == "R406" and de.adapters[0].dhcp_enabled is False and de.adapters[1].dhcp_enabled is True
 
@@ -118,8 +118,8 @@ def test_powershell_commands_are_encoded_and_renew_by_index():
 # -- CLIXML ----------------------------------------------------------------------------------------
 
 def test_clixml_decoded_to_the_error_text():
-    msg = windows.first_error_line(text("clixml_error_not_recognized.txt"))
-    assert msg.startswith("cargo : The term 'cargo' is not recognized") and "Check the spelling" in msg
+    msg = windows.first_error_line(text("clixml_error_not_recognized_constructed.txt"))
+    assert msg.startswith("rpc : The term 'rpc' is not recognized") and msg.endswith("and try again.")
     long = windows.clixml_text(text("clixml_error_constructed_crlf.txt"))
     assert "Preparing modules" not in long and "FullyQualifiedErrorId" in long
     assert windows.first_error_line(text("clixml_error_constructed_crlf.txt")).endswith("of the property and retry.")

@@ -26,21 +26,23 @@ class RenewVerdict:
     ok: bool
     detail: str
     reached: bool | None  # True: the adapter holds a DHCP address after the renew; None: could not tell
-    renewed_instead: tuple[str, ...] = ()  # other adapters that did get an address
+    renewed_instead: tuple[str, ...] = ()  # the other adapters that hold an address after the renew
 
 
 def _named(message: str, header: str) -> int:
-    """How long a part of ``header`` the message names: the longest run of the header's words that ends
-    (modern: "<type> <name>") or starts (XP: "<name> - <type>") the header and appears in the message as
-    whole words. 0: not named; a lone number does not count."""
+    """How long a part of ``header`` the message names: the longest run of the header's last words
+    ("<type words> <connection name>") that appears in the message as whole words, or, in the XP form
+    "<connection name> - <type words>", the part before " - ". 0: not named; a lone number does not count."""
     words = header.split()
+    parts = [" ".join(words[-k:]) for k in range(1, len(words) + 1)]
+    if " - " in header:
+        parts.append(header.split(" - ", 1)[0].strip())
     best = 0
-    for k in range(1, len(words) + 1):
-        for part in (" ".join(words[-k:]), " ".join(words[:k])):
-            if part.isdigit() or len(part) <= best:
-                continue
-            if re.search(rf"(?<!\w){re.escape(part)}(?!\w)", message, re.IGNORECASE):
-                best = len(part)
+    for part in parts:
+        if part.isdigit() or len(part) <= best:
+            continue
+        if re.search(rf"(?<!\w){re.escape(part)}(?!\w)", message, re.IGNORECASE):
+            best = len(part)
     return best
 
 
@@ -98,7 +100,7 @@ def judge_renew(output: str, after: NetFacts, adapter: NetAdapter) -> RenewVerdi
     mine = [b for b in blocks if b.header == name] or [b for b in blocks if set(b.ipv4) & set(adapter.ipv4)]
     others = tuple(f"{b.header} ({b.ipv4[0]})" for b in blocks if b not in mine and b.ipv4 and b.connected
                    and not b.autoconfig_ipv4)
-    also = f"; renewed instead: {', '.join(others)}" if others else ""
+    also = f"; adapters holding an address after it: {', '.join(others)}" if others else ""
     errors = _errors_about(messages, name, headers)
     if errors:
         return RenewVerdict(False, f"ipconfig /renew did not renew {name}: {errors[0][:300]}{also}", False, others)
@@ -118,7 +120,7 @@ def judge_renew(output: str, after: NetFacts, adapter: NetAdapter) -> RenewVerdi
             return RenewVerdict(False, f"{why} (ipconfig /renew's own output){also}", False, others)
         return RenewVerdict(True, f"{name} shows {block.ipv4[0]} in ipconfig /renew's output (ipconfig /all "
                                   f"unreadable after it: {'; '.join(after.problems)[:150]})", True, others)
-    why = "not readable" if not readable else f"shows no block for {name}"
-    return RenewVerdict(True, f"ipconfig /renew ran; its output is {why} and ipconfig /all could not be read "
+    why = "is not readable" if not readable else f"shows no block for {name}"
+    return RenewVerdict(True, f"ipconfig /renew ran; its output {why} and ipconfig /all could not be read "
                               "after it: whether it reached the adapter is unverified (AMT's read-back decides)",
                         None, others)
