@@ -1,10 +1,11 @@
 """What a lab device's client OS prints about its network, in the shapes real systems print.
 
-Own code (no imports from tasks/). Shapes follow real captures: ipconfig /all in English (kellyjonbrazil/jc
-windows-10 fixture) and German (ChristopherMuellner/NWT command.cmd, ydh-embedded IP-Adress-R406),
-WinPS 5.1 ConvertTo-Json spacing, CLIXML error streams (pywinrm/Ansible decoders), `ip -j addr`,
-`resolvectl domain` (resolvectl.c status_print_strv_ifindex), `nmcli -t` (nmcli(1) terse mode),
-`networkctl list`, `dhcpcd -U` (cloud-init TestDhcpcd). See /work/research/clients.md.
+Own code (no imports from tasks/). Shapes follow real captures: ipconfig /all and /renew in English
+(kellyjonbrazil/jc windows fixtures), German (ChristopherMuellner/NWT command.cmd, ydh-embedded
+IP-Adress-R406), French, Spanish, Russian and Korean (tests/fixtures/clients/SOURCES.md lists the captures),
+in the console code page a pipe carries; WinPS 5.1 ConvertTo-Json spacing, CLIXML error streams
+(pywinrm/Ansible decoders), `ip -j addr`, `resolvectl domain` (resolvectl.c status_print_strv_ifindex),
+`nmcli -t` (nmcli(1) terse mode), `networkctl list`, `dhcpcd -U` (cloud-init's dhcpcd lease example).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 # Labels per display language, in ipconfig's fixed order. de: the NWT/R406 captures; fr: the PCLab
-# capture (headers end in " :"); es: the "PRÁCTICA 7" capture.
+# capture (headers end in " :"); es: the "PRÁCTICA 7" capture; ru and ko: the captures listed in
+# tests/fixtures/clients/SOURCES.md (Russian and Korean rows). Words marked "unconfirmed" were not seen
+# in a capture; the product's reader does not depend on any label.
 LABELS = {
     "en": dict(title="Windows IP Configuration", host="Host Name", primary="Primary Dns Suffix", node="Node Type",
                node_v="Hybrid", routing="IP Routing Enabled", wins="WINS Proxy Enabled", no="No", yes="Yes",
@@ -22,21 +26,28 @@ LABELS = {
                desc="Description", mac="Physical Address", dhcp="DHCP Enabled", auto="Autoconfiguration Enabled",
                ll="Link-local IPv6 Address", v4="IPv4 Address", pref="(Preferred)", mask="Subnet Mask",
                gw="Default Gateway", dhcps="DHCP Server", dns="DNS Servers", netbios="NetBIOS over Tcpip",
-               enabled="Enabled"),
+               enabled="Enabled", media="Media State", media_v="Media disconnected", wifi="Wireless LAN adapter {}:",
+               unknown="Unknown adapter {}:", lease1="Lease Obtained", lease2="Lease Expires",
+               down="No operation can be performed on {} while it has its media disconnected."),
     "de": dict(title="Windows-IP-Konfiguration", host="Hostname", primary="Primäres DNS-Suffix", node="Knotentyp",
                node_v="Hybrid", routing="IP-Routing aktiviert", wins="WINS-Proxy aktiviert", no="Nein", yes="Ja",
                search="DNS-Suffixsuchliste", eth="Ethernet-Adapter {}:", suffix="Verbindungsspezifisches DNS-Suffix",
                desc="Beschreibung", mac="Physische Adresse", dhcp="DHCP aktiviert", auto="Autokonfiguration aktiviert",
                ll="Verbindungslokale IPv6-Adresse", v4="IPv4-Adresse", pref="(Bevorzugt)", mask="Subnetzmaske",
                gw="Standardgateway", dhcps="DHCP-Server", dns="DNS-Server", netbios="NetBIOS über TCP/IP",
-               enabled="Aktiviert"),
+               enabled="Aktiviert", media="Medienstatus", media_v="Medium getrennt", wifi="Drahtlos-LAN-Adapter {}:",
+               unknown="Unbekannter Adapter {}:",  # unconfirmed
+               down="Für {} kann kein Vorgang durchgeführt werden, da das Medium getrennt ist."),  # unconfirmed
     "fr": dict(title="Configuration IP de Windows", host="Nom de l’hôte", primary="Suffixe DNS principal",
                node="Type de noeud", node_v="Hybride", routing="Routage IP activé", wins="Proxy WINS activé",
                no="Non", yes="Oui", search="Liste de recherche du suffixe DNS", eth="Carte Ethernet {} :",
                suffix="Suffixe DNS propre à la connexion", desc="Description", mac="Adresse physique",
                dhcp="DHCP activé", auto="Configuration automatique activée", ll="Adresse IPv6 de liaison locale",
                v4="Adresse IPv4", pref="(préféré)", mask="Masque de sous-réseau", gw="Passerelle par défaut",
-               dhcps="Serveur DHCP", dns="Serveurs DNS", netbios="NetBIOS sur Tcpip", enabled="Activé"),
+               dhcps="Serveur DHCP", dns="Serveurs DNS", netbios="NetBIOS sur Tcpip", enabled="Activé",
+               media="Statut du média", media_v="Média déconnecté", wifi="Carte réseau sans fil {} :",
+               unknown="Carte inconnue {} :",  # unconfirmed
+               down="Aucune opération ne peut être effectuée sur {} lorsque son média est déconnecté."),  # unconfirmed
     "es": dict(title="Configuración IP de Windows", host="Nombre de host", primary="Sufijo DNS principal",
                node="Tipo de nodo", node_v="híbrido", routing="Enrutamiento IP habilitado",
                wins="Proxy WINS habilitado", no="no", yes="sí", search="Lista de búsqueda de sufijos DNS",
@@ -44,39 +55,95 @@ LABELS = {
                desc="Descripción", mac="Dirección física", dhcp="DHCP habilitado",
                auto="Configuración automática habilitada", ll="Vínculo: dirección IPv6 local",
                v4="Dirección IPv4", pref="(Preferido)", mask="Máscara de subred", gw="Puerta de enlace predeterminada",
-               dhcps="Servidor DHCP", dns="Servidores DNS", netbios="NetBIOS sobre TCP/IP", enabled="habilitado"),
+               dhcps="Servidor DHCP", dns="Servidores DNS", netbios="NetBIOS sobre TCP/IP", enabled="habilitado",
+               media="Estado de los medios", media_v="medios desconectados", wifi="Adaptador de LAN inalámbrica {}:",
+               unknown="Adaptador desconocido {}:",
+               down="No se puede realizar ninguna operación en {} mientras los medios estén desconectados."),  # unconfirmed
+    "ru": dict(title="Настройка протокола IP для Windows", host="Имя компьютера", primary="Основной DNS-суффикс",
+               node="Тип узла", node_v="Гибридный", routing="IP-маршрутизация включена", wins="WINS-прокси включен",
+               no="Нет", yes="Да", search="Порядок просмотра суффиксов DNS", eth="Адаптер Ethernet {}:",
+               suffix="DNS-суффикс подключения", desc="Описание", mac="Физический адрес", dhcp="DHCP включен",
+               auto="Автонастройка включена", ll="Локальный IPv6-адрес канала", v4="IPv4-адрес", pref="(Основной)",
+               mask="Маска подсети", gw="Основной шлюз", dhcps="DHCP-сервер", dns="DNS-серверы",
+               netbios="NetBios через TCP/IP", enabled="Включен", media="Состояние среды",
+               media_v="Среда передачи недоступна.", wifi="Адаптер беспроводной локальной сети {}:",
+               unknown="Неизвестный адаптер {}:", lease1="Аренда получена", lease2="Срок аренды истекает",
+               down="Для {} нельзя выполнить никакие операции, пока среда передачи отключена."),  # unconfirmed
+    "ko": dict(title="Windows IP 구성", host="호스트 이름", primary="주 DNS 접미사", node="노드 유형", node_v="혼성",
+               routing="IP 라우팅 사용", wins="WINS 프록시 사용", no="아니요", yes="예",
+               search="DNS 접미사 검색 목록",  # unconfirmed
+               eth="이더넷 어댑터 {}:", suffix="연결별 DNS 접미사", desc="설명", mac="물리적 주소", dhcp="DHCP 사용",
+               auto="자동 구성 사용", ll="링크-로컬 IPv6 주소", v4="IPv4 주소", pref="(기본 설정)", mask="서브넷 마스크",
+               gw="기본 게이트웨이", dhcps="DHCP 서버", dns="DNS 서버", netbios="Tcpip를 통한 NetBIOS", enabled="사용",
+               media="미디어 상태", media_v="미디어 연결 끊김", wifi="무선 LAN 어댑터 {}:",
+               unknown="알 수 없는 어댑터 {}:",  # unconfirmed
+               lease1="임대 시작 날짜", lease2="임대 만료 날짜",
+               down="미디어 연결이 끊어져 있는 동안 {}에서 작업을 수행할 수 없습니다."),  # unconfirmed
 }
 LABEL_WIDTH = 36  # "   Label . . . . : value": the colon sits in column 36 (0-based) in the captures above
 
-#: English rows exactly as Windows 10/11 print them (jc windows-10 fixture): the leaders are fixed strings
-#: of the message table, not computed, so they are copied
-_EN_ROWS = {
-    "Host Name": "   Host Name . . . . . . . . . . . . :", "Primary Dns Suffix": "   Primary Dns Suffix  . . . . . . . :",
-    "Node Type": "   Node Type . . . . . . . . . . . . :", "IP Routing Enabled": "   IP Routing Enabled. . . . . . . . :",
-    "WINS Proxy Enabled": "   WINS Proxy Enabled. . . . . . . . :",
-    "DNS Suffix Search List": "   DNS Suffix Search List. . . . . . :",
-    "Connection-specific DNS Suffix": "   Connection-specific DNS Suffix  . :",
-    "Description": "   Description . . . . . . . . . . . :", "Physical Address": "   Physical Address. . . . . . . . . :",
-    "DHCP Enabled": "   DHCP Enabled. . . . . . . . . . . :",
-    "Autoconfiguration Enabled": "   Autoconfiguration Enabled . . . . :",
-    "Link-local IPv6 Address": "   Link-local IPv6 Address . . . . . :",
-    "IPv4 Address": "   IPv4 Address. . . . . . . . . . . :", "Subnet Mask": "   Subnet Mask . . . . . . . . . . . :",
-    "Lease Obtained": "   Lease Obtained. . . . . . . . . . :", "Lease Expires": "   Lease Expires . . . . . . . . . . :",
-    "Default Gateway": "   Default Gateway . . . . . . . . . :", "DHCP Server": "   DHCP Server . . . . . . . . . . . :",
-    "DNS Servers": "   DNS Servers . . . . . . . . . . . :", "NetBIOS over Tcpip": "   NetBIOS over Tcpip. . . . . . . . :",
+#: rows exactly as Windows prints them: the leaders are fixed strings of each language's message table,
+#: not computed, so they are copied. en: jc windows-10 fixture; ru, ko: the captures in SOURCES.md
+_ROWS = {
+    "en": ("   Host Name . . . . . . . . . . . . :|   Primary Dns Suffix  . . . . . . . :|   Node Type . . . . . . . . ."
+           " . . . . :|   IP Routing Enabled. . . . . . . . :|   WINS Proxy Enabled. . . . . . . . :|   DNS Suffix Search"
+           " List. . . . . . :|   Connection-specific DNS Suffix  . :|   Description . . . . . . . . . . . :|   Physical"
+           " Address. . . . . . . . . :|   DHCP Enabled. . . . . . . . . . . :|   Autoconfiguration Enabled . . . . :|"
+           "   Link-local IPv6 Address . . . . . :|   IPv4 Address. . . . . . . . . . . :|   Subnet Mask . . . . . . ."
+           " . . . . :|   Lease Obtained. . . . . . . . . . :|   Lease Expires . . . . . . . . . . :|   Default Gateway"
+           " . . . . . . . . . :|   DHCP Server . . . . . . . . . . . :|   DNS Servers . . . . . . . . . . . :|   NetBIOS"
+           " over Tcpip. . . . . . . . :|   Media State . . . . . . . . . . . :"),
+    "ru": ("   Имя компьютера  . . . . . . . . . :|   Основной DNS-суффикс  . . . . . . :|   Тип узла. . . . . . . . . . ."
+           " . . :|   IP-маршрутизация включена . . . . :|   WINS-прокси включен . . . . . . . :|   Порядок просмотра"
+           " суффиксов DNS . :|   DNS-суффикс подключения . . . . . :|   Описание. . . . . . . . . . . . . :|   Физический"
+           " адрес. . . . . . . . . :|   DHCP включен. . . . . . . . . . . :|   Автонастройка включена. . . . . . :|   Лок"
+           "альный IPv6-адрес канала . . . :|   IPv4-адрес. . . . . . . . . . . . :|   Маска подсети . . . . . . . . . . :|"
+           "   Аренда получена. . . . . . . . . . :|   Срок аренды истекает. . . . . . . . . . :|   Основной шлюз. . . ."
+           " . . . . . :|   DHCP-сервер. . . . . . . . . . . :|   DNS-серверы. . . . . . . . . . . :|   NetBios через TCP"
+           "/IP. . . . . . . . :|   Состояние среды. . . . . . . . :"),
+    "ko": ("   호스트 이름 . . . . . . . . :|   주 DNS 접미사 . . . . . . . :|   노드 유형 . . . . . . . . . :|   IP 라우팅 사용."
+           " . . . . . . :|   WINS 프록시 사용. . . . . . :|   DNS 접미사 검색 목록. . . . :|   연결별 DNS 접미사. . . . :|   설명."
+           " . . . . . . . . . . . :|   물리적 주소 . . . . . . . . :|   DHCP 사용 . . . . . . . . . :|   자동 구성 사용. . . . ."
+           " . . :|   링크-로컬 IPv6 주소 . . . . :|   IPv4 주소 . . . . . . . . . :|   서브넷 마스크 . . . . . . . :|   임대 시작"
+           " 날짜. . . . . . . :|   임대 만료 날짜. . . . . . . :|   기본 게이트웨이 . . . . . . :|   DHCP 서버 . . . . . . . . . :|"
+           "   DNS 서버. . . . . . . . . . :|   Tcpip를 통한 NetBIOS. . . . :|   미디어 상태 . . . . . . . . :"),
 }
+_ROW_KEYS = ("host", "primary", "node", "routing", "wins", "search", "suffix", "desc", "mac", "dhcp", "auto", "ll",
+             "v4", "mask", "lease1", "lease2", "gw", "dhcps", "dns", "netbios", "media")
+_EXACT = {loc: dict(zip(_ROW_KEYS, rows.split("|"))) for loc, rows in _ROWS.items()}
 
 
-def _row(label: str, value: str) -> str:
-    """``   Label . . . . : value``; a label that fills the column gets no leader (German captures)."""
-    if label in _EN_ROWS:
-        return f"{_EN_ROWS[label]} {value}"
-    head = f"   {label}"
+def _row(locale: str, key: str, value: str) -> str:
+    """``   Label . . . . : value``; a computed leader for the languages without copied rows (a label that
+    fills the column gets no leader, as in the German captures)."""
+    exact = _EXACT.get(locale, {}).get(key)
+    if exact:
+        return f"{exact} {value}".rstrip() if value else exact
+    head = f"   {LABELS[locale][key]}"
     if len(head) >= LABEL_WIDTH:
         return f"{head}: {value}".rstrip() if value else f"{head}:"
     dots = "".join(" " if (i % 2 == 0) else "." for i in range(len(head), LABEL_WIDTH))
     line = f"{head}{dots}: {value}"
     return line.rstrip() if not value else line
+
+
+_RU_MONTHS = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября",
+              "ноября", "декабря")
+_KO_DAYS = ("월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일")
+
+
+def lease_time(locale: str, ts: float) -> str | None:
+    """A lease time as ipconfig prints it in the language (en: the jc captures; ru: "23 января 2023 г.
+    9:29:12"; ko: "2016년 10월 3일 월요일 오전 7:52:26"); None where the lab has no format."""
+    d = datetime.fromtimestamp(ts, tz=timezone.utc)
+    hour12 = d.hour % 12 or 12
+    if locale == "en":
+        return f"{d.strftime('%A, %B')} {d.day}, {d.year} {hour12}:{d:%M:%S} {'AM' if d.hour < 12 else 'PM'}"
+    if locale == "ru":
+        return f"{d.day} {_RU_MONTHS[d.month - 1]} {d.year} г. {d.hour}:{d:%M:%S}"
+    if locale == "ko":
+        return f"{d.year}년 {d.month}월 {d.day}일 {_KO_DAYS[d.weekday()]} {'오전' if d.hour < 12 else '오후'} {hour12}:{d:%M:%S}"
+    return None
 
 
 def _hex(name: str, salt: str, n: int) -> bytes:
@@ -87,19 +154,34 @@ def _hex(name: str, salt: str, n: int) -> bytes:
 class Adapter:
     alias: str
     description: str
-    mac: str  # aa:bb:cc:dd:ee:ff
-    ipv4: str
+    mac: str  # aa:bb:cc:dd:ee:ff; "" for tunnels (ipconfig prints an empty physical address)
+    ipv4: str  # "" when it has none
     mask: str
     suffix: str
     dhcp: bool
     index: int
     real: bool  # the NIC AMT shares
+    kind: str = "eth"  # eth / wifi / unknown: the header's type words
+    connected: bool = True
 
 
-def windows_adapters(dev, real_mac: str, mask: str) -> list[Adapter]:
-    """Virtual switches first (with DHCP, as VMware VMnet adapters are in jc's windows-11 capture, and
-    Hyper-V's Default Switch hands out mshome.net), then the wired NIC AMT shares."""
-    out = []
+def _tunnels(dev) -> list[Adapter]:
+    """Wintun (disconnected) and Tailscale (up, a /32 CGNAT address) as the captures show them: no physical
+    address, DHCP disabled (jc windows-10 fixture; the Russian Wintun capture)."""
+    out = [Adapter("OpenVPN Wintun", "Wintun Userspace Tunnel", "", "", "", "", False, 30, False, "unknown", False)]
+    b = _hex(dev.name, "tailscale", 3)
+    out.append(Adapter("Tailscale", "Tailscale Tunnel", "", f"100.{64 + b[0] % 64}.{b[1]}.{b[2] or 1}",
+                       "255.255.255.255", f"tail{_hex(dev.name, 'tailnet', 3).hex()}.ts.net", False, 31, False,
+                       "unknown"))
+    return out[:dev.tunnels]
+
+
+def windows_adapters(dev, real_mac: str, mask: str, wifi_suffix: str = "") -> list[Adapter]:
+    """Tunnels and virtual switches first (with DHCP, as VMware VMnet adapters are in jc's windows-11 capture,
+    and Hyper-V's Default Switch hands out mshome.net), then the wired NIC AMT shares; with its link down
+    (``wired_link: false``) that NIC is media disconnected and still shows the suffix of its last lease,
+    and a Wi-Fi adapter holds the host's address."""
+    out = _tunnels(dev)
     for i in range(dev.virtual_adapters):
         b = _hex(dev.name, f"v{i}", 3)
         vmware = i % 2 == 1
@@ -110,35 +192,81 @@ def windows_adapters(dev, real_mac: str, mask: str) -> list[Adapter]:
                            mac=":".join(f"{o:02x}" for o in ((0x00, 0x50, 0x56) if vmware else (0x00, 0x15, 0x5D)) + tuple(b)),
                            ipv4=f"172.{20 + i}.{b[0] % 200 + 1}.1", mask="255.255.240.0",
                            suffix="" if vmware else "mshome.net", dhcp=True, index=20 + i, real=False))
+    up = dev.wired_link
     out.append(Adapter(alias="Ethernet", description="Intel(R) Ethernet Connection (7) I219-LM", mac=real_mac,
-                       ipv4=dev.address, mask=mask, suffix=dev.os_suffix, dhcp=True, index=12, real=True))
+                       ipv4=dev.address if up else "", mask=mask if up else "", suffix=dev.os_suffix, dhcp=True,
+                       index=12, real=True, connected=up))
+    if not up:
+        b = _hex(dev.name, "wifi", 3)
+        out.append(Adapter(alias="Wi-Fi", description="Intel(R) Wi-Fi 6E AX211 160MHz",
+                           mac=":".join(f"{o:02x}" for o in (0x60, 0x45, 0x2E) + tuple(b)), ipv4=dev.address, mask=mask,
+                           suffix=wifi_suffix, dhcp=True, index=6, real=False, kind="wifi"))
     return out
 
 
-def ipconfig_all(dev, adapters: list[Adapter], gw: str, dhcp_server: str, lease_lines: list[tuple[str, str]]) -> str:
-    """``ipconfig /all`` in the device's display language, CRLF."""
-    L = LABELS[dev.locale]
+def _link_local(dev, a: Adapter) -> str:
+    return f"fe80::{_hex(dev.name, a.alias, 2).hex()}:{a.index}ab:1%{a.index}"
+
+
+def ipconfig_all(dev, adapters: list[Adapter], gw: str, dhcp_server: str, lease: tuple[float, float] | None) -> str:
+    """``ipconfig /all`` in the device's display language, CRLF (text; the shell encodes it in the
+    device's console code page)."""
+    loc = dev.locale
+    L = LABELS[loc]
     search = [s for s in dict.fromkeys([dev.primary_suffix, dev.os_suffix]) if s]
-    lines = ["", L["title"], "", _row(L["host"], dev.name), _row(L["primary"], dev.primary_suffix),
-             _row(L["node"], L["node_v"]), _row(L["routing"], L["no"]), _row(L["wins"], L["no"])]
+    lines = ["", L["title"], "", _row(loc, "host", dev.name), _row(loc, "primary", dev.primary_suffix),
+             _row(loc, "node", L["node_v"]), _row(loc, "routing", L["no"]), _row(loc, "wins", L["no"])]
     if search:
-        lines.append(_row(L["search"], search[0]))
+        lines.append(_row(loc, "search", search[0]))
         lines += [" " * 39 + s for s in search[1:]]
+    times = [lease_time(loc, t) for t in lease] if lease else []
     for a in adapters:
-        ll = f"fe80::{_hex(dev.name, a.alias, 2).hex()}:{a.index}ab:1%{a.index}"
-        lines += ["", L["eth"].format(a.alias), "",
-                  _row(L["suffix"], a.suffix), _row(L["desc"], a.description),
-                  _row(L["mac"], a.mac.replace(":", "-").upper()), _row(L["dhcp"], L["yes"] if a.dhcp else L["no"]),
-                  _row(L["auto"], L["yes"]), _row(L["ll"], ll + L["pref"]), _row(L["v4"], a.ipv4 + L["pref"]),
-                  _row(L["mask"], a.mask)]
-        if a.real:
-            lines += [_row(label, value) for label, value in lease_lines]
-            lines += [_row(L["gw"], gw), _row(L["dhcps"], dhcp_server), _row(L["dns"], dhcp_server)]
+        lines += ["", L[a.kind].format(a.alias), ""]
+        head = [_row(loc, "suffix", a.suffix), _row(loc, "desc", a.description),
+                _row(loc, "mac", a.mac.replace(":", "-").upper()), _row(loc, "dhcp", L["yes"] if a.dhcp else L["no"]),
+                _row(loc, "auto", L["yes"])]
+        if not a.connected:
+            lines += [_row(loc, "media", L["media_v"])] + head
+            continue
+        lines += head + [_row(loc, "ll", _link_local(dev, a) + L["pref"]), _row(loc, "v4", a.ipv4 + L["pref"]),
+                         _row(loc, "mask", a.mask)]
+        if (a.real or a.kind == "wifi") and a.dhcp:
+            if all(times) and "lease1" in L:
+                lines += [_row(loc, "lease1", times[0]), _row(loc, "lease2", times[1])]
+            lines += [_row(loc, "gw", gw), _row(loc, "dhcps", dhcp_server), _row(loc, "dns", dhcp_server)]
         else:
-            lines += [_row(L["gw"], "")]
-        lines.append(_row(L["netbios"], L["enabled"]))
+            lines += [_row(loc, "gw", "")]
+        lines.append(_row(loc, "netbios", L["enabled"]))
     lines.append("")
     return "\r\n".join(lines)
+
+
+def ipconfig_renew(dev, adapters: list[Adapter], gw: str) -> str:
+    """What ``ipconfig /renew`` prints after renewing every adapter: one line per DHCP adapter it could not
+    reach (media disconnected), then the short block of each adapter (captures: SOURCES.md, renew rows)."""
+    loc = dev.locale
+    L = LABELS[loc]
+    lines = ["", L["title"], ""]
+    down = [L["down"].format(a.alias) for a in adapters if a.dhcp and not a.connected]
+    if down:
+        lines += down + [""]
+    for a in adapters:
+        lines += ["", L[a.kind].format(a.alias), ""]
+        if not a.connected:
+            lines += [_row(loc, "media", L["media_v"]), _row(loc, "suffix", a.suffix)]
+            continue
+        lines += [_row(loc, "suffix", a.suffix), _row(loc, "ll", _link_local(dev, a)), _row(loc, "v4", a.ipv4),
+                  _row(loc, "mask", a.mask), _row(loc, "gw", gw if (a.real or a.kind == "wifi") else "")]
+    lines.append("")
+    return "\r\n".join(lines)
+
+
+def console_bytes(text: str, code_page: int) -> bytes:
+    """Text as a console program writes it to a pipe in ``code_page`` (65001: UTF-8); characters the code page
+    lacks become their best-fit ASCII ('’' -> "'") or '?', as WideCharToMultiByte does."""
+    if code_page == 65001:
+        return text.encode("utf-8")
+    return text.replace("\u2019", "'").encode(f"cp{code_page}", errors="replace")
 
 
 def _ps51_json(value, indent: int = 0) -> str:
@@ -149,9 +277,9 @@ def _ps51_json(value, indent: int = 0) -> str:
 def cim_facts_json(adapters: list[Adapter], search: list[str]) -> str:
     """What the client-facts script prints (`-Compress`, UTF-8): WMI MACs upper-case with colons, arrays
     null when unset (Win32_NetworkAdapterConfiguration docs; fusioninventory#439)."""
-    rows = [{"Description": a.description, "MACAddress": a.mac.upper(), "DHCPEnabled": a.dhcp,
-             "IPAddress": [a.ipv4, f"fe80::{a.index}:1"], "DNSDomain": a.suffix or None,
-             "InterfaceIndex": a.index, "IPEnabled": True} for a in adapters]
+    rows = [{"Description": a.description, "MACAddress": a.mac.upper() or None, "DHCPEnabled": a.dhcp,
+             "IPAddress": [a.ipv4, f"fe80::{a.index}:1"] if a.connected and a.ipv4 else None,
+             "DNSDomain": a.suffix or None, "InterfaceIndex": a.index, "IPEnabled": True} for a in adapters]
     return json.dumps({"search": search, "adapters": rows}, separators=(",", ":")) + "\r\n"
 
 

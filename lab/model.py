@@ -66,7 +66,11 @@ class ServerBusy(LabError):
     """The provisioning server answers 5xx for this request (``server_5xx`` fault)."""
 
 
-LOCALES = ("en", "de", "fr", "es")
+LOCALES = ("en", "de", "fr", "es", "ru", "ko")
+#: the console (OEM) code page a display language's Windows writes to a pipe (Microsoft "Code Page
+#: Identifiers"; Win32-OpenSSH runs `cmd.exe /c`, PowerShell/Win32-OpenSSH#1768); 65001 is UTF-8
+OEM_CODE_PAGE = {"en": 437, "de": 850, "fr": 850, "es": 850, "ru": 866, "ko": 949}
+CODE_PAGES = (437, 850, 866, 949, 65001)
 NET_STACKS = ("dhclient", "networkmanager", "networkd", "dhcpcd")
 
 
@@ -207,8 +211,11 @@ class Device:
     _rngs: dict = field(default_factory=dict, repr=False)
     dhcp_server: bool = False  # a Windows DHCP server: its SSH answers the DhcpServer cmdlets (lab/shell.py)
     # the client OS as real machines are (lab/shell.py prints each the way the real tools do):
-    locale: str = "en"  # Windows display language of ipconfig: en, de, fr, es
+    locale: str = "en"  # Windows display language of ipconfig: en, de, fr, es, ru, ko
+    code_page: int = 437  # Windows: the console code page ipconfig's output is written in (65001: UTF-8)
     virtual_adapters: int = 0  # Hyper-V/VMware virtual adapters with DHCP, listed before the real NIC
+    tunnels: int = 0  # Windows: VPN tunnels without a physical address (Wintun, Tailscale) listed first
+    wired_link: bool = True  # False: the NIC AMT shares has no link; the OS answers on Wi-Fi
     net_stack: str = "dhclient"  # Linux: dhclient, networkmanager, networkd, dhcpcd
     powershell: bool = True  # Windows: PowerShell answers the CIM query (False: only ipconfig works)
 
@@ -366,12 +373,21 @@ class Fleet:
                 lease_obtained=now - frac * lease / 2,
                 dhcp_server=bool(d.get("dhcp_server", False)),
                 locale=_choice(d, "locale", "en", LOCALES),
+                code_page=int(d.get("code_page", OEM_CODE_PAGE[_choice(d, "locale", "en", LOCALES)])),
                 virtual_adapters=int(d.get("virtual_adapters", 0)),
+                tunnels=int(d.get("tunnels", 0)),
+                wired_link=bool(d.get("wired_link", True)),
                 net_stack=_choice(d, "net_stack", "dhclient", NET_STACKS),
                 powershell=bool(d.get("powershell", True)),
             )
             if not 0 <= dev.virtual_adapters <= 4:
                 raise ValueError("virtual_adapters must be 0..4")
+            if not 0 <= dev.tunnels <= 2:
+                raise ValueError("tunnels must be 0..2")
+            if dev.code_page not in CODE_PAGES:
+                raise ValueError(f"code_page must be one of {', '.join(map(str, CODE_PAGES))}")
+            if not dev.wired_link and os_type != "windows":
+                raise ValueError("wired_link: false is modelled for Windows clients only")
         except (KeyError, ValueError, InvalidName, TypeError) as exc:
             label = d.get("name", "?") if isinstance(d, dict) else "?"
             raise ValueError(f"device {label}: {exc}") from exc
@@ -507,9 +523,10 @@ class Fleet:
         scope = self.scopes[dev.scope]
         option15 = scope.domain_name
         before = dev.dhcp_suffix
-        dev.os_suffix = option15
         took, reason = False, ""
-        if not self.interface_open(dev, now):
+        if not dev.wired_link:  # no DHCP on the wire AMT shares: only Wi-Fi renews, AMT sees nothing
+            reason = "AMT's wired link is down: the OS renewed on Wi-Fi, AMT saw no DHCP"
+        elif not self.interface_open(dev, now):
             reason = "AMT interface closed: AMT did not see the renew"
         elif dev.faults.renew_ignored:
             reason = "AMT ignored option 15 (renew_ignored fault)"
@@ -518,6 +535,8 @@ class Fleet:
         else:
             dev.dhcp_suffix = option15
             took = True
+        if dev.wired_link:
+            dev.os_suffix = option15
         dev.lease_obtained = now
         self._schedule(dev, "renew", now + scope.lease / 2)
         rec = {"at": _iso(now), "source": source, "option15": option15, "amt_took": took,
@@ -706,6 +725,7 @@ class Fleet:
                 "provision_attempts": dev.provision_attempts, "attempts": list(dev.attempts),
                 "renews": list(dev.renews), "true_last_failure": dev.true_last_failure,
                 "faults": dev.faults.as_list(),
+                "locale": dev.locale, "code_page": dev.code_page, "wired_link": dev.wired_link,
                 "suffix_check": v.as_wire(),
                 "now": _iso(now),
             }

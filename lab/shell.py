@@ -33,22 +33,23 @@ RPC_ACTIVATION_FAILED = 102
 
 
 class Result:
-    __slots__ = ("stdout", "stderr", "status")
+    __slots__ = ("stdout", "stderr", "status", "code_page")
 
-    def __init__(self, stdout: str = "", stderr: str = "", status: int = 0):
+    def __init__(self, stdout: str = "", stderr: str = "", status: int = 0, code_page: int = 65001):
         self.stdout, self.stderr, self.status = stdout, stderr, status
+        self.code_page = code_page  # how the bytes go on the wire: a Windows console program's code page
+
+    def stdout_bytes(self) -> bytes:
+        return clientos.console_bytes(self.stdout, self.code_page)
+
+    def stderr_bytes(self) -> bytes:
+        return clientos.console_bytes(self.stderr, self.code_page)
 
 
 def _mac(dev: Device, sep: str = ":") -> str:
     h = hashlib.sha256(dev.name.encode()).digest()
     octets = [0x00, 0x1B, 0x21, h[0], h[1], h[2]]  # 00:1B:21 is an Intel OUI
     return sep.join(f"{o:02x}" for o in octets)
-
-
-def _win_time(ts: float) -> str:
-    d = datetime.fromtimestamp(ts, tz=timezone.utc)
-    hour = d.hour % 12 or 12
-    return f"{d.strftime('%A, %B')} {d.day}, {d.year} {hour}:{d:%M:%S} {'AM' if d.hour < 12 else 'PM'}"
 
 
 def _logrus(ts: float, level: str, msg: str) -> str:
@@ -179,19 +180,22 @@ class DeviceShell:
 
     # ------------------------------------------------------------- windows
     def cmd_ipconfig(self, args: list[str]) -> Result:
+        """ipconfig writes its output in the console code page (the device's ``code_page``)."""
         sw = [a.lower() for a in args]
+        cp = self.dev.code_page
         if sw == ["/all"]:
-            return Result(self._ipconfig_all())
+            return Result(self._ipconfig_all(), code_page=cp)
         if sw == []:
-            return Result(self._ipconfig_brief())
+            return Result(self._ipconfig_brief(), code_page=cp)
         if sw[:1] == ["/renew"] and len(sw) <= 2:
             self.sleep(self.fleet.latency_for(self.dev, "renew"))
-            self.fleet.dhcp_renew(self.dev.name, source="ipconfig /renew")
-            return Result(self._ipconfig_brief())
+            self.fleet.dhcp_renew(self.dev.name, source="ipconfig /renew")  # no link: only Wi-Fi renews (model)
+            _, gw, _ = self._net()
+            return Result(clientos.ipconfig_renew(self.dev, self._adapters(), gw), code_page=cp)
         return Result("\r\nError: unrecognized or incomplete command line.\r\n\r\nUSAGE:\r\n"
                       "    ipconfig [/allcompartments] [/? | /all |\r\n"
                       "                                 /renew [adapter] | /release [adapter] |\r\n"
-                      "                                 /flushdns | /displaydns | /registerdns]\r\n", "", 1)
+                      "                                 /flushdns | /displaydns | /registerdns]\r\n", "", 1, cp)
 
     def _net(self):
         scope = self.fleet.scopes[self.dev.scope]
@@ -210,17 +214,14 @@ class DeviceShell:
         return "\r\n".join(lines)
 
     def _adapters(self) -> list:
-        scope, _, _ = self._net()
-        return clientos.windows_adapters(self.dev, _mac(self.dev), str(scope.subnet.netmask))
+        scope, _, _ = self._net()  # Wi-Fi (wired link down) is on the same DHCP scope in the lab
+        return clientos.windows_adapters(self.dev, _mac(self.dev), str(scope.subnet.netmask), scope.domain_name)
 
     def _ipconfig_all(self) -> str:
         dev = self.dev
         scope, gw, dhcp = self._net()
-        leases = []
-        if dev.lease_obtained is not None and dev.locale == "en":
-            leases = [("Lease Obtained", _win_time(dev.lease_obtained)),
-                      ("Lease Expires", _win_time(dev.lease_obtained + scope.lease))]
-        return clientos.ipconfig_all(dev, self._adapters(), gw, dhcp, leases)
+        lease = None if dev.lease_obtained is None else (dev.lease_obtained, dev.lease_obtained + scope.lease)
+        return clientos.ipconfig_all(dev, self._adapters(), gw, dhcp, lease)
 
     def _client_ps(self, script: str) -> Result | None:
         """The client-side scripts real admins run: the CIM facts query and RenewDHCPLease by index."""
@@ -232,6 +233,12 @@ class DeviceShell:
             target = next((a for a in adapters if m and a.index == int(m[1])), None)
             if target is None:
                 return Result("", "", 0)  # the query matched no instance: Invoke-CimMethod prints nothing
+            if not target.dhcp:
+                return Result('{"ReturnValue":100}\r\n')  # "DHCP not enabled on adapter" (RenewDHCPLease docs)
+            if not target.connected:
+                # no link, no lease: reported as 82 "Unable to renew DHCP lease" (the documented code closest to
+                # it; no capture of RenewDHCPLease on a media-disconnected adapter was found)
+                return Result('{"ReturnValue":82}\r\n')
             if target.real:
                 self.sleep(self.fleet.latency_for(self.dev, "renew"))
                 self.fleet.dhcp_renew(self.dev.name, source="RenewDHCPLease")

@@ -257,9 +257,9 @@ class SSHService:
             res = shell.run(command)
             replied.wait(10)
             if res.stdout:
-                channel.sendall(res.stdout.encode())
+                channel.sendall(res.stdout_bytes())  # in the console code page a Windows program writes
             if res.stderr:
-                channel.sendall_stderr(res.stderr.encode())
+                channel.sendall_stderr(res.stderr_bytes())
             channel.send_exit_status(res.status)
         except Exception as exc:  # the client went away mid-command
             log.debug("ssh exec on %s failed: %s", dev.name, exc)

@@ -178,6 +178,7 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     margin = min(timedelta(seconds=30), window / 10)
     closes = rec.window_closes_at
     last = "no renew tried"
+    failed_renew: dict = {}  # what judged the last renew that did not reach the adapter (kept as evidence)
     for attempt in range(1, ctx.renew_attempts + 1):
         if closes is None or closes - margin <= ctx.now():
             reopened = _reopen_window(ctx, host)
@@ -195,9 +196,12 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                 renewed = os_network.renew(sh, flavor, choice.adapter, ctx.inv.tools)
                 if not renewed.ok:
                     last = f"renew failed: {renewed.detail}"
+                    failed_renew = {"renew_failed": renewed.detail[:500], "renew_command": renewed.command,
+                                    **renewed.evidence}
                     if renewed.cause is Cause.AUTH_FAILED:
                         return MethodResult(False, last, Cause.AUTH_FAILED, evidence=choice.evidence())
                     continue
+                failed_renew = {}
                 after = os_network.read_interface(sh, flavor, amt_mac=choice.adapter.mac, address=host.address)
                 os_suffix = after.suffix
                 amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec, sh)
@@ -221,7 +225,7 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
         if attempt < ctx.renew_attempts:
             time.sleep(ctx.renew_verify_delay)
     cause = Cause.WINDOW_CLOSED if closes is not None and closes <= ctx.now() else Cause.SUFFIX_MISMATCH
-    return MethodResult(False, f"{last} (after {ctx.renew_attempts} renews)", cause)
+    return MethodResult(False, f"{last} (after {ctx.renew_attempts} renews)", cause, evidence=failed_renew)
 
 
 METHODS = {"amt_write": amt_write, "dhcp_renew": dhcp_renew}
