@@ -75,6 +75,7 @@ LABELS = {
                eth="이더넷 어댑터 {}:", suffix="연결별 DNS 접미사", desc="설명", mac="물리적 주소", dhcp="DHCP 사용",
                auto="자동 구성 사용", ll="링크-로컬 IPv6 주소", v4="IPv4 주소", pref="(기본 설정)", mask="서브넷 마스크",
                gw="기본 게이트웨이", dhcps="DHCP 서버", dns="DNS 서버", netbios="Tcpip를 통한 NetBIOS", enabled="사용",
+               eth_name="이더넷",  # the wired connection's default name on Korean Windows ("이더넷 어댑터 이더넷:")
                media="미디어 상태", media_v="미디어 연결 끊김", wifi="무선 LAN 어댑터 {}:",
                unknown="알 수 없는 어댑터 {}:",  # unconfirmed
                lease1="임대 시작 날짜", lease2="임대 만료 날짜",
@@ -193,7 +194,7 @@ def windows_adapters(dev, real_mac: str, mask: str, wifi_suffix: str = "") -> li
                            ipv4=f"172.{20 + i}.{b[0] % 200 + 1}.1", mask="255.255.240.0",
                            suffix="" if vmware else "mshome.net", dhcp=True, index=20 + i, real=False))
     up = dev.wired_link
-    out.append(Adapter(alias="Ethernet", description="Intel(R) Ethernet Connection (7) I219-LM", mac=real_mac,
+    out.append(Adapter(alias=LABELS[dev.locale].get("eth_name", "Ethernet"), description="Intel(R) Ethernet Connection (7) I219-LM", mac=real_mac,
                        ipv4=dev.address if up else "", mask=mask if up else "", suffix=dev.os_suffix, dhcp=True,
                        index=12, real=True, connected=up))
     if not up:

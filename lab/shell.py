@@ -94,6 +94,7 @@ class DeviceShell:
             segments.append((segment, pending_op))
         elif pending_op == "&&":
             return Result("", "bash: -c: line 1: syntax error: unexpected end of file\n", 2)
+        code_page = 65001
         for argv, op in segments:
             if op == "&&" and status != 0:
                 continue
@@ -101,7 +102,8 @@ class DeviceShell:
             out.append(r.stdout)
             err.append(r.stderr)
             status = r.status
-        return Result("".join(out), "".join(err), status)
+            code_page = r.code_page if r.code_page != 65001 else code_page  # one console code page per session
+        return Result("".join(out), "".join(err), status, code_page)
 
     def run_argv(self, argv: list[str]) -> Result:
         root = self.user == "root"
