@@ -72,6 +72,14 @@ def test_tunnels_without_a_physical_address_read_by_position():
     assert (dco.mac, dco.dhcp_enabled, dco.connected) == ("", True, False)
     ppp = windows.ipconfig_facts(text("ipconfig_all_ja_ppp_constructed.cp932_crlf.txt")).adapters[0]
     assert (ppp.description, ppp.dhcp_enabled, ppp.ipv4) == ("VNetData", False, ("172.16.201.2",))
+    # no physical-address row at all: DHCP enabled sits where the MAC row would be
+    no_row = text("ipconfig_all_en_win10_jc.txt").replace(
+        "   Physical Address. . . . . . . . . :\n   DHCP Enabled. . . . . . . . . . . : No",
+        "   DHCP Enabled. . . . . . . . . . . : No")
+    assert "Tailscale Tunnel\n   DHCP Enabled" in no_row
+    ts = windows.ipconfig_facts(no_row).adapters[0]
+    assert (ts.description, ts.suffix, ts.dhcp_enabled, ts.ipv4) == (
+        "Tailscale Tunnel", "tailff123.ts.net", False, ("100.115.71.66",))
 
 
 @pytest.mark.parametrize("name, code_page", [

@@ -593,8 +593,8 @@ def _transport_error(client: paramiko.SSHClient, exc: BaseException, address: st
 
 
 def _decode(data: bytes | bytearray) -> str:
-    """UTF-8 when valid, else the Windows console's OEM code page (cp850: piped ipconfig on German,
-    French, Spanish hosts); a leading BOM dropped. See tasks.adapters.windows.decode_console."""
+    """UTF-8 when valid, else the Windows console's OEM code page recognised from the bytes (cp850, cp852,
+    cp866, cp932, cp936, cp949); a leading BOM dropped. See tasks.adapters.console.decode_console."""
     from tasks.adapters.windows import decode_console
 
     return decode_console(bytes(data))
