@@ -77,7 +77,7 @@ def test_read_plan_apply_and_the_next_renew_hands_it_out(adapter, lab_dhcp):
     assert got.source == f"Windows DHCP on {DHCP} (scope 127.11.0.0)"
 
     dry = adapter.plan_change(ref, domain_name="contoso.com", lease=timedelta(hours=1))
-    assert not dry.applied and ("option 15 (domain-name)", "contoso.local", "contoso.com") in dry.diff
+    assert not dry.applied and ("option 15 (domain-name) at scope 127.11.0.0", "contoso.local", "contoso.com") in dry.diff
     assert "Set-DhcpServerv4OptionValue -ScopeId 127.11.0.0 -OptionId 15 -Value contoso.com" in dry.details
     assert "Set-DhcpServerv4Scope -ScopeId 127.11.0.0 -LeaseDuration 0.01:00:00" in dry.details
     assert lab_dhcp.fleet.scopes["lab-old"].domain_name == "contoso.local"  # a dry run writes nothing
