@@ -81,10 +81,15 @@ def host_option15(inv: Inventory, host: Host, evidence: dict | None = None) -> o
     return o15.for_scope_host(inv.scope_of(host), host.address, evidence)
 
 
+def option15_value_matches(value: str, cert_suffix: str | Sequence[str]) -> bool:
+    """Would this option 15, once AMT learns it, pass the check (3.2.1+ rule)? A blank never does."""
+    return bool(value) and check_any_suffix(str(MIN_SUPPORTED), value, cert_suffix).match
+
+
 def option15_matches(option: o15.HostOption15, cert_suffix: str | Sequence[str]) -> bool | None:
     """Would AMT (3.2.1+ rule) accept what this host gets? True / False / None (it depends: a class it may
     match, a pool when its address is unknown, hand out something else)."""
-    return o15.verdict(option, lambda v: check_any_suffix(str(MIN_SUPPORTED), v, cert_suffix).match)
+    return o15.verdict(option, lambda v: option15_value_matches(v, cert_suffix))
 
 
 def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | None,
@@ -300,7 +305,7 @@ def scope_report(inv: Inventory, scope: DhcpScope, cert, evidence: dict[str, dic
     places = live.placements() if live is not None else [(scope.domain_name, o15.INVENTORY, "the inventory")]
 
     def ok(value: str) -> bool:
-        return bool(value) and check_any_suffix(str(MIN_SUPPORTED), value, cert).match
+        return option15_value_matches(value, cert)
 
     entry["placements"] = [{"option15": v, "level": lv, "where": w, "matches_certificate": ok(v)} for v, lv, w in places]
     entry["matches_certificate"] = all(ok(v) for v, _, _ in places)
