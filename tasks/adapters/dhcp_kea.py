@@ -288,7 +288,9 @@ class KeaAdapter:
                     notes.append(f"{where}: option-data += domain-name {domain_name}")
                 elif old != domain_name:
                     notes.append(f"{where}: option-data domain-name {opt.get('data')} -> {domain_name}")
-                    opt["data"], opt["csv-format"] = domain_name, True
+                    opt["data"] = domain_name
+                    if opt.get("csv-format") is False:  # the old value was hex; the new one is text
+                        opt["csv-format"] = True
         if lease is not None:
             subnet, _ = self.find_subnet(new, ref)
             notes += self._set_lease(subnet, lease_value(lease))
