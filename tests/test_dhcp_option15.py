@@ -238,3 +238,22 @@ def test_a_wave_remediates_a_pool_host_by_renewing(tmp_path, monkeypatch):
             assert provision_host(ctx, "POOLED", 2).result == "provisioned"
     finally:
         site.lab.stop()
+
+
+def test_classification_infers_from_the_hosts_pool_and_never_from_an_unread_scope(layered, tmp_path):
+    """Pass 1's inference for a host whose AMT suffix is unknown uses what its server hands it (read live,
+    cached); an unreadable server gives no clue (before: the unread scope's empty default read as 'blank')."""
+    from types import SimpleNamespace
+
+    from tasks.adapters import dhcp
+    from tasks.steps.provision import facts_for
+
+    dhcp._CACHE.clear()
+    inv = _inventory(tmp_path, layered.url)
+    ctx = SimpleNamespace(inv=inv, ssh=None)
+    assert facts_for(ctx, inv.host("GUESS"), {}).scope_option15 == "contoso.com"  # its pool, not the subnet
+    assert facts_for(ctx, inv.host("STALE"), {}).scope_option15 == "contoso.local"
+    dhcp._CACHE.clear()
+    down = _inventory(tmp_path, "http://127.0.0.1:9/")
+    assert facts_for(SimpleNamespace(inv=down, ssh=None), down.host("GUESS"), {}).scope_option15 is None
+    dhcp._CACHE.clear()

@@ -28,7 +28,7 @@ from tasks.rules.suffix import InvalidValue
 __all__ = ["DhcpError", "KEA_DEFAULT_VALID_LIFETIME", "KeaAdapter", "KeaSubnetRef", "ScopeChange", "ScopeOptions",
            "WindowsDhcpAdapter", "WindowsScopeRef", "adapter_for", "format_timespan", "live_scope",
            "parse_format_list", "parse_timespan", "powershell_command", "read_scope", "resolve_scopes",
-           "ssh_runner_for", "with_live_dhcp"]
+           "live_scope_or_note", "ssh_runner_for", "with_live_dhcp"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,3 +120,14 @@ def live_scope(inv, scope, *, ssh_runner=None, ttl: float = _CACHE_TTL):
         hit = (now, read_scope(inv, scope, ssh_runner=ssh_runner))
         _CACHE[key] = hit
     return scope.with_live(hit[1])
+
+
+def live_scope_or_note(inv, scope, *, ssh_runner=None):
+    """(the scope with live values, None) — or, when its server can't be read, (the scope as it was, why):
+    a step that can go on without the value (a verified renew, an inferred classification) says why it did."""
+    if scope is None or scope.known:
+        return scope, None
+    try:
+        return live_scope(inv, scope, ssh_runner=ssh_runner), None
+    except Exception as exc:  # noqa: BLE001 - an unreadable DHCP server must not stop the step
+        return scope, f"{scope.source_label} unreadable ({exc})"

@@ -151,15 +151,11 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
 def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     if ctx.ssh is None:
         return MethodResult(False, "no SSH credentials for a renew", applicable=False)
-    scope = ctx.inv.scope_of(host)
-    scope_note = None
-    if scope is not None and not scope.known:  # option 15 lives on Kea / Windows DHCP: read it now (cached)
-        from tasks.adapters.dhcp import live_scope
+    from tasks.adapters.dhcp import live_scope_or_note
 
-        try:
-            scope = live_scope(ctx.inv, scope, ssh_runner=ctx.ssh)
-        except Exception as exc:  # noqa: BLE001 - an unreadable DHCP server must not stop a verified renew
-            scope_note = f"{scope.source_label} unreadable ({exc}); renewing and verifying anyway"
+    # option 15 that lives on Kea / Windows DHCP is read now (cached per server)
+    scope, unread = live_scope_or_note(ctx.inv, ctx.inv.scope_of(host), ssh_runner=ctx.ssh)
+    scope_note = f"{unread}; renewing and verifying anyway" if unread else None
     ev = rec.evidence or {}
     option = for_scope_host(scope, host.address, ev)
     if option is not None and option15_matches(option, ctx.cert_suffix) is False:
