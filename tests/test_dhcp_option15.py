@@ -257,3 +257,18 @@ def test_classification_infers_from_the_hosts_pool_and_never_from_an_unread_scop
     down = _inventory(tmp_path, "http://127.0.0.1:9/")
     assert facts_for(SimpleNamespace(inv=down, ssh=None), down.host("GUESS"), {}).scope_option15 is None
     dhcp._CACHE.clear()
+
+
+def test_a_host_whose_value_depends_on_its_class_is_said_and_still_renewed(layered, tmp_path):
+    f = tmp_path / "inv.yaml"
+    f.write_text(
+        "name: t\nprovisioning: {certificate_suffix: contoso.com}\ncredentials:\n  ssh: {user: m, key_env: K}\n"
+        f"dhcp_scopes:\n  - {{name: plain, subnet: 10.11.0.0/16, kea: {{url: '{layered.url}', subnet_id: 11}}}}\n"
+        "hosts:\n  - {name: MAYBE, address: 10.11.0.20, amt_version: '11.8', amt_suffix: fabrikam.com}\n")
+    plan = build_plan(with_live_dhcp(load_inventory(f)))
+    (host,) = plan.hosts
+    # global.example does not match contoso.com, class 'vpro' (class.contoso.com) would: it depends
+    assert "dhcp_renew" in host.remediation and "class 'vpro'" in host.option15_from
+    said = [w for w in plan.warnings if w.startswith("scope plain:")]
+    assert len(said) == 1 and "depends on the client" in said[0] and "MAYBE" in said[0]
+    assert not any("dhcp_scope_wrong" in w for w in said)

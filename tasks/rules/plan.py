@@ -310,11 +310,15 @@ def scope_report(inv: Inventory, scope: DhcpScope, cert, evidence: dict[str, dic
     entry["placements"] = [{"option15": v, "level": lv, "where": w, "matches_certificate": ok(v)} for v, lv, w in places]
     entry["matches_certificate"] = all(ok(v) for v, _, _ in places)
     wrong: dict[tuple[str, str], list[str]] = {}
+    unsure: dict[str, list[str]] = {}
     hosts = [h for h in inv.hosts if inv.scope_of(h) is scope]
     for h in hosts:
         option = o15.for_scope_host(scope, h.address, evidence.get(h.name))
-        if option is not None and option15_matches(option, cert) is False:
+        verdict = option15_matches(option, cert) if option is not None else True
+        if verdict is False:
             wrong.setdefault((option.domain_name, option.where), []).append(h.name)
+        elif verdict is None:
+            unsure.setdefault(option.describe(), []).append(h.name)
     if not hosts:
         wrong = {(v, w): [] for v, _, w in places if not ok(v)}
     said = []
@@ -323,6 +327,10 @@ def scope_report(inv: Inventory, scope: DhcpScope, cert, evidence: dict[str, dic
         who = f" for {len(names)} host(s): {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}" if names else ""
         said.append(f"scope {scope.name}: option 15 {value or '(none)'!r} {scope_origin(scope)}{at} does not match "
                     f"{_cert_words(cert)}{who}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)")
+    for what, names in unsure.items():
+        said.append(f"scope {scope.name}: {len(names)} host(s) ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}) "
+                    f"get option 15 {what}: whether it matches {_cert_words(cert)} depends on the client; "
+                    f"dhcp_renew is tried and verified")
     if scope.lease > inv.window.interface_open:
         said.append(f"scope {scope.name}: lease {format_duration(scope.lease)} is longer than the AMT window "
                     f"{format_duration(inv.window.interface_open)}: clients renew on their own only at half the "
