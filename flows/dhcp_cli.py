@@ -151,20 +151,24 @@ def set_scope(
         close = getattr(adapter, "close", None)
         if close:
             close()
+    _print_change(inv, scope, change, apply, as_json)
+
+
+def _print_change(inv: Inventory, scope: str, change, apply: bool, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps({"scope": scope, "source": change.source, "applied": change.applied,
                                      "diff": [{"what": w, "before": b, "after": a} for w, b, a in change.diff],
                                      "before": change.before.as_dict(), "after": change.after.as_dict(),
                                      "details": change.details, "still_overriding": change.shadowed},
                                     indent=2) + "\n")
-    else:
-        out.print(change.render(), highlight=False, markup=False)
-        if change.changed and not apply:
-            out.print("dry run: nothing written; add --apply to write it and read it back", highlight=False)
-        elif change.applied:
-            cert = inv.certificate_suffix
-            ok = all(option15_value_matches(v, cert) for v, _, _ in change.after.placements())
-            out.print(f"read back: option 15 {change.after.domain_name or '(none)'}, lease "
-                      f"{format_duration(change.after.lease)}; matches certificate {cert}: {'yes' if ok else 'NO'}"
-                      + (f" ({len(change.shadowed)} place(s) still hand out another value: the ! lines)"
-                         if change.shadowed else ""), highlight=False)
+        return
+    out.print(change.render(), highlight=False, markup=False)
+    if change.changed and not apply:
+        out.print("dry run: nothing written; add --apply to write it and read it back", highlight=False)
+    elif change.applied:
+        cert = inv.certificate_suffix
+        ok = all(option15_value_matches(v, cert) for v, _, _ in change.after.placements())
+        out.print(f"read back: option 15 {change.after.domain_name or '(none)'}, lease "
+                  f"{format_duration(change.after.lease)}; matches certificate {cert}: {'yes' if ok else 'NO'}"
+                  + (f" ({len(change.shadowed)} place(s) still hand out another value: the ! lines)"
+                     if change.shadowed else ""), highlight=False)

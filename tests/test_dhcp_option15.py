@@ -272,3 +272,32 @@ def test_a_host_whose_value_depends_on_its_class_is_said_and_still_renewed(layer
     said = [w for w in plan.warnings if w.startswith("scope plain:")]
     assert len(said) == 1 and "depends on the client" in said[0] and "MAYBE" in said[0]
     assert not any("dhcp_scope_wrong" in w for w in said)
+
+
+def test_cli_show_per_host_and_set_says_what_still_overrides(layered, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.dhcp_cli import app
+
+    run = CliRunner().invoke
+    path = str(_inventory(tmp_path, layered.url).path)
+    r = run(app, ["show", path, "--json"])
+    assert r.exit_code == 0, r.output
+    (site,) = json.loads(r.stdout)["scopes"]
+    got = {h["host"]: (h["option15"], h["level"], h["matches_certificate"]) for h in site["hosts"]}
+    assert got == {"POOLED": ("contoso.com", "pool", True), "STALE": ("contoso.local", "subnet", False),
+                   "GUESS": ("contoso.com", "pool", True)}
+    r = run(app, ["show", path])
+    assert "STALE (10.10.2.7) gets option 15 'contoso.local' from subnet 10: does NOT match" in r.stdout
+    assert "POOLED" not in r.stdout
+    r = run(app, ["set", path, "--scope", "site", "--domain-name", "contoso.com"])
+    assert r.exit_code == 0 and "! reservation 10.10.1.50 still hands out 'reserved.contoso.com'" in r.stdout
+    r = run(app, ["set", path, "--scope", "site", "--domain-name", "contoso.com", "--reservations"])
+    assert r.exit_code == 0 and "+ option 15 (domain-name) at reservation 10.10.1.50: contoso.com" in r.stdout
+    assert "!" not in r.stdout
+    r = run(app, ["set", path, "--scope", "site", "--domain-name", "contoso.com", "--level", "shared-network"])
+    assert r.exit_code == 2 and "in no shared network" in r.stderr
+    r = run(app, ["set", path, "--scope", "site", "--domain-name", "contoso.com", "--level", "class"])
+    assert r.exit_code == 2 and "level 'class'" in r.stderr
