@@ -13,7 +13,7 @@ from tasks.adapters.dhcp_scope import option15_text
 from tasks.inventory.model import load_inventory
 from tasks.rules import dhcp_option15 as o15
 from tasks.rules.plan import build_plan
-from tests.kea_fixture import CLASS_MAC, RESERVED_MAC, KeaServer, kea_binaries, layered_dhcp4
+from tests.kea_fixture import CLASS_MAC, GLOBAL_MAC, RESERVED_MAC, KeaServer, kea_binaries, layered_dhcp4
 
 
 @pytest.fixture
@@ -102,6 +102,12 @@ def test_client_class_level_sits_between_shared_network_and_global(layered):
     named = s.for_host("10.11.0.70", [CLASS_MAC])  # its reservation puts it in class 'amt-fleet'
     assert (named.domain_name, named.level) == ("fleet.contoso.com", "client-class")
     assert "amt-fleet" in named.where and ("global.example", "the global option-data") in named.shadowed
+    # subnet 11 looks at global reservations too (reservations-global); subnet 10 does not
+    glob = s.for_host("10.11.0.30", [GLOBAL_MAC])
+    assert (glob.domain_name, glob.level, glob.where) == ("global-res.contoso.com", "reservation",
+                                                          f"reservation {GLOBAL_MAC} (global)")
+    with KeaAdapter(layered.url, timeout=5) as k:
+        assert k.read(KeaSubnetRef(subnet_id=10)).for_host("10.10.2.9", [GLOBAL_MAC]).level == "subnet"
 
 
 def test_shared_network_and_global_levels(layered):

@@ -65,9 +65,11 @@ def _flag(name: str, default: bool, *nodes) -> bool:
     return default
 
 
-def _reservation(r: dict, where: str) -> o15.Reservation:
+def _reservation(r: dict, where: str, subnet: ipaddress.IPv4Network | None = None) -> o15.Reservation:
     ids = tuple(i for i in (o15.client_ids(r.get(k)) for k in ("hw-address", "client-id", "duid")) if i)
     ip = r.get("ip-address")
+    if ip and subnet is not None and ipaddress.ip_address(ip) not in subnet:
+        ip = None
     name = ip or r.get("hw-address") or r.get("client-id") or r.get("hostname") or "?"
     return o15.Reservation(ip, ids, _value(r), f"reservation {name}{where}", tuple(r.get("client-classes") or ()))
 
@@ -196,7 +198,9 @@ class KeaAdapter:
         if _flag("reservations-in-subnet", True, subnet, net, dhcp4):
             reservations += [_reservation(r, "") for r in subnet.get("reservations") or []]
         if _flag("reservations-global", False, subnet, net, dhcp4):
-            reservations += [_reservation(r, " (global)") for r in dhcp4.get("reservations") or []]
+            # a global reservation's address outside this subnet is not this subnet's: it matches by identifier
+            mine = ipaddress.ip_network(subnet.get("subnet", "0.0.0.0/32"), strict=False)
+            reservations += [_reservation(r, " (global)", mine) for r in dhcp4.get("reservations") or []]
         return o15.Option15Layout(tuple(chain), tuple(pools), tuple(reservations), _classes(dhcp4, subnet, net))
 
     @staticmethod
@@ -245,7 +249,9 @@ class KeaAdapter:
             own = [p for p in pools if domain_option(p.get("option-data")) is not None]
             targets = [(p, f"pool {p.get('pool')}") for p in own]
             lay = KeaAdapter.layout(config, ref)
-            outside = any(r.domain_name is None and not o15.in_pools(r.ip, lay.pools) for r in lay.reservations)
+            mine = ipaddress.ip_network(subnet.get("subnet", "0.0.0.0/32"), strict=False)
+            outside = any(r.domain_name is None and r.ip and ipaddress.ip_address(r.ip) in mine
+                          and not o15.in_pools(r.ip, lay.pools) for r in lay.reservations)
             if not own or len(own) < len(pools) or outside or domain_option(subnet.get("option-data")) is not None:
                 targets.insert(0, (subnet, f"subnet {subnet.get('id')}"))
         elif level == "subnet":

@@ -227,7 +227,7 @@ def placements(layout: Option15Layout) -> list[tuple[str, str, str]]:
     out = []
     value, level, where = scope_value(layout)
     reachable = not layout.pools or any(p.domain_name is None for p in layout.pools) or \
-        any(r.domain_name is None and not in_pools(r.ip, layout.pools) for r in layout.reservations)
+        any(r.domain_name is None and r.ip is not None and not in_pools(r.ip, layout.pools) for r in layout.reservations)
     if reachable:
         out.append((value, level, where))
     out += [(p.domain_name, POOL, p.label) for p in layout.pools if p.domain_name is not None]
