@@ -47,7 +47,7 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _scope_row(inv: Inventory, scope, cert, timeout: float) -> dict:
+def _scope_row(inv: Inventory, scope, cert, timeout: float, hosts: list) -> dict:
     """One scope as its server hands it out: the scope's own value, every place that sets option 15, and
     what each inventory host in it gets (its pool, its reservation...)."""
     row = {"scope": scope.name, "subnet": str(scope.subnet), "source": scope.source_label,
@@ -65,9 +65,7 @@ def _scope_row(inv: Inventory, scope, cert, timeout: float) -> dict:
     row["placements"] = [{"option15": v, "level": lv, "where": w, "matches_certificate": matches(v)}
                          for v, lv, w in values.placements()]
     row["matches_certificate"] = all(p["matches_certificate"] for p in row["placements"])
-    for h in inv.hosts:
-        if inv.scope_of(h) is not scope:
-            continue
+    for h in hosts:
         got = o15.for_scope_host(live, h.address)
         row["hosts"].append({"host": h.name, "address": h.address, **got.as_dict(),
                              "matches_certificate": option15_matches(got, cert)})
@@ -81,7 +79,12 @@ def show(inventory: Path, as_json: bool = typer.Option(False, "--json"),
     lease, whether it matches the provisioning certificate, and what each inventory host in it gets."""
     inv = _load(inventory)
     cert = inv.certificate_suffix
-    rows = [_scope_row(inv, scope, cert, timeout) for scope in inv.dhcp_scopes]
+    members: dict[str, list] = {}
+    for h in inv.hosts:
+        found = inv.scope_of(h)
+        if found is not None:
+            members.setdefault(found.name, []).append(h)
+    rows = [_scope_row(inv, scope, cert, timeout, members.get(scope.name, [])) for scope in inv.dhcp_scopes]
     failed = sum(1 for r in rows if r["error"])
     if as_json:
         sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": cert, "scopes": rows}, indent=2) + "\n")
