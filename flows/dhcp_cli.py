@@ -19,7 +19,8 @@ from rich.table import Table
 from tasks.adapters.dhcp import DhcpError, adapter_for, read_scope
 from tasks.rules.durations import format_duration, parse_duration
 from tasks.inventory.model import Inventory, load_inventory
-from tasks.rules.plan import scope_matches_certificate
+from tasks.rules import dhcp_option15 as o15
+from tasks.rules.plan import option15_matches, option15_value_matches
 from tasks.rules.suffix import InvalidValue
 from tasks.inventory.yaml_source import InputError
 
@@ -46,39 +47,63 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _scope_row(inv: Inventory, scope, cert, timeout: float, hosts: list) -> dict:
+    """One scope as its server hands it out: the scope's own value, every place that sets option 15, and
+    what each inventory host in it gets (its pool, its reservation...)."""
+    row = {"scope": scope.name, "subnet": str(scope.subnet), "source": scope.source_label,
+           "option15": None, "lease": None, "level": None, "matches_certificate": None, "error": None,
+           "placements": [], "hosts": []}
+    try:
+        values = read_scope(inv, scope, timeout=timeout)
+    except (DhcpError, InvalidValue, Exception) as exc:  # noqa: BLE001 - show every scope, then fail
+        row["error"] = str(exc)
+        return row
+    live = scope.with_live(values) if scope.has_source else scope
+    matches = lambda v: option15_value_matches(v, cert)  # noqa: E731
+    row.update(option15=values.domain_name, lease=format_duration(values.lease), level=values.domain_name_level,
+               source=values.source)
+    row["placements"] = [{"option15": v, "level": lv, "where": w, "matches_certificate": matches(v)}
+                         for v, lv, w in values.placements()]
+    row["matches_certificate"] = all(p["matches_certificate"] for p in row["placements"])
+    for h in hosts:
+        got = o15.for_scope_host(live, h.address)
+        row["hosts"].append({"host": h.name, "address": h.address, **got.as_dict(),
+                             "matches_certificate": option15_matches(got, cert)})
+    return row
+
+
 @app.command()
 def show(inventory: Path, as_json: bool = typer.Option(False, "--json"),
          timeout: float = typer.Option(10.0, "--timeout", help="seconds per DHCP server request")):
-    """Each scope: source, option 15, lease, and whether option 15 matches the provisioning certificate."""
+    """Each scope: source, option 15 (every place that sets it: subnet, pools, reservations, classes...),
+    lease, whether it matches the provisioning certificate, and what each inventory host in it gets."""
     inv = _load(inventory)
     cert = inv.certificate_suffix
-    rows, failed = [], 0
-    for scope in inv.dhcp_scopes:
-        row = {"scope": scope.name, "subnet": str(scope.subnet), "source": scope.source_label,
-               "option15": None, "lease": None, "level": None, "matches_certificate": None, "error": None}
-        try:
-            values = read_scope(inv, scope, timeout=timeout)
-        except (DhcpError, InvalidValue, Exception) as exc:  # noqa: BLE001 - show every scope, then fail
-            row["error"] = str(exc)
-            failed += 1
-        else:
-            live = scope.with_live(values) if scope.has_source else scope
-            row.update(option15=values.domain_name, lease=format_duration(values.lease),
-                       level=values.domain_name_level, source=values.source,
-                       matches_certificate=scope_matches_certificate(live, cert))
-        rows.append(row)
+    members: dict[str, list] = {}
+    for h in inv.hosts:
+        found = inv.scope_of(h)
+        if found is not None:
+            members.setdefault(found.name, []).append(h)
+    rows = [_scope_row(inv, scope, cert, timeout, members.get(scope.name, [])) for scope in inv.dhcp_scopes]
+    failed = sum(1 for r in rows if r["error"])
     if as_json:
         sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": cert, "scopes": rows}, indent=2) + "\n")
-    else:
-        t = Table(title=f"DHCP scopes of {inv.name} — certificate suffix {cert}")
-        for c in ("scope", "subnet", "source", "option 15", "lease", "matches certificate"):
-            t.add_column(c, overflow="fold")
-        for r in rows:
-            match = "-" if r["matches_certificate"] is None else ("yes" if r["matches_certificate"] else "NO")
-            opt15 = r["error"] and f"unreadable: {r['error']}" or (r["option15"] or "(none)") + \
-                (f" ({r['level']})" if r["level"] not in (None, "inventory") else "")
-            t.add_row(r["scope"], r["subnet"], r["source"], opt15, r["lease"] or "-", match)
-        out.print(t)
+        raise typer.Exit(EXIT_SERVER if failed else 0)
+    t = Table(title=f"DHCP scopes of {inv.name} — certificate suffix {cert}")
+    for c in ("scope", "subnet", "source", "option 15", "lease", "matches certificate"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        match = "-" if r["matches_certificate"] is None else ("yes" if r["matches_certificate"] else "NO")
+        places = [f"{p['option15'] or '(none)'} ({p['where']})" for p in r["placements"]]
+        opt15 = f"unreadable: {r['error']}" if r["error"] else "\n".join(places) or "(none)"
+        t.add_row(r["scope"], r["subnet"], r["source"], opt15, r["lease"] or "-", match)
+    out.print(t)
+    for r in rows:
+        for h in r["hosts"]:
+            if h["matches_certificate"] is not True:
+                verdict = "does NOT match" if h["matches_certificate"] is False else "may not match"
+                out.print(f"{h['host']} ({h['address']}) gets option 15 {h['option15'] or '(none)'!r} from "
+                          f"{h['where']}: {verdict} {cert}", highlight=False, markup=False)
     raise typer.Exit(EXIT_SERVER if failed else 0)
 
 
@@ -88,6 +113,11 @@ def set_scope(
     scope: str = typer.Option(..., "--scope", help="scope name in the inventory"),
     domain_name: Optional[str] = typer.Option(None, "--domain-name", help="new option 15"),
     lease: Optional[str] = typer.Option(None, "--lease", help="new lease, e.g. 1h"),
+    level: Optional[str] = typer.Option(None, "--level", help="where to write option 15 (Kea: subnet, pool, "
+                                        "shared-network, global; Windows: scope, server); default: the level the "
+                                        "scope already uses (its pools, else the subnet/scope)"),
+    reservations: bool = typer.Option(False, "--reservations", help="also rewrite host reservations that set "
+                                      "their own option 15 (else they are listed as still overriding)"),
     apply: bool = typer.Option(False, "--apply", help="write it (default: dry run, print the diff)"),
     as_json: bool = typer.Option(False, "--json"),
     timeout: float = typer.Option(10.0, "--timeout"),
@@ -111,29 +141,37 @@ def set_scope(
     adapter, ref = found
     try:
         if apply:
-            change = adapter.apply_change(ref, domain_name=domain_name, lease=lease_td)
+            change = adapter.apply_change(ref, domain_name=domain_name, lease=lease_td, level=level,
+                                          reservations=reservations)
         else:
-            change = adapter.plan_change(ref, domain_name=domain_name, lease=lease_td)
+            change = adapter.plan_change(ref, domain_name=domain_name, lease=lease_td, level=level,
+                                         reservations=reservations)
     except InvalidValue as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
-    except DhcpError as exc:
-        _fail(str(exc), EXIT_SERVER)
+    except DhcpError as exc:  # a level the scope does not have is a wrong question (2); the server's refusal 1
+        _fail(str(exc), EXIT_BAD_INPUT if exc.kind == "config" else EXIT_SERVER)
     finally:
         close = getattr(adapter, "close", None)
         if close:
             close()
+    _print_change(inv, scope, change, apply, as_json)
+
+
+def _print_change(inv: Inventory, scope: str, change, apply: bool, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps({"scope": scope, "source": change.source, "applied": change.applied,
                                      "diff": [{"what": w, "before": b, "after": a} for w, b, a in change.diff],
                                      "before": change.before.as_dict(), "after": change.after.as_dict(),
-                                     "details": change.details}, indent=2) + "\n")
-    else:
-        out.print(change.render(), highlight=False, markup=False)
-        if change.changed and not apply:
-            out.print("dry run: nothing written; add --apply to write it and read it back", highlight=False)
-        elif change.applied:
-            cert = inv.certificate_suffix
-            ok = scope_matches_certificate(target.with_live(change.after), cert)
-            out.print(f"read back: option 15 {change.after.domain_name or '(none)'}, lease "
-                      f"{format_duration(change.after.lease)}; matches certificate {cert}: {'yes' if ok else 'NO'}",
-                      highlight=False)
+                                     "details": change.details, "still_overriding": change.shadowed},
+                                    indent=2) + "\n")
+        return
+    out.print(change.render(), highlight=False, markup=False)
+    if change.changed and not apply:
+        out.print("dry run: nothing written; add --apply to write it and read it back", highlight=False)
+    elif change.applied:
+        cert = inv.certificate_suffix
+        ok = all(option15_value_matches(v, cert) for v, _, _ in change.after.placements())
+        out.print(f"read back: option 15 {change.after.domain_name or '(none)'}, lease "
+                  f"{format_duration(change.after.lease)}; matches certificate {cert}: {'yes' if ok else 'NO'}"
+                  + (f" ({len(change.shadowed)} place(s) still hand out another value: the ! lines)"
+                     if change.shadowed else ""), highlight=False)

@@ -262,14 +262,6 @@ def ipconfig_renew(dev, adapters: list[Adapter], gw: str) -> str:
     return "\r\n".join(lines)
 
 
-def console_bytes(text: str, code_page: int) -> bytes:
-    """Text as a console program writes it to a pipe in ``code_page`` (65001: UTF-8); characters the code page
-    lacks become their best-fit ASCII ('’' -> "'") or '?', as WideCharToMultiByte does."""
-    if code_page == 65001:
-        return text.encode("utf-8")
-    return text.replace("\u2019", "'").encode(f"cp{code_page}", errors="replace")
-
-
 def _ps51_json(value, indent: int = 0) -> str:
     """Windows PowerShell 5.1's ConvertTo-Json layout (two spaces after ':', deep indentation); valid JSON."""
     return json.dumps(value, indent=4).replace('": ', '":  ')

@@ -218,6 +218,7 @@ class Device:
     wired_link: bool = True  # False: the NIC AMT shares has no link; the OS answers on Wi-Fi
     net_stack: str = "dhclient"  # Linux: dhclient, networkmanager, networkd, dhcpcd
     powershell: bool = True  # Windows: PowerShell answers the CIM query (False: only ipconfig works)
+    reservation: str | None = None  # a DHCP reservation holds its address: its own option 15 ("" = none of its own)
 
     @property
     def effective_suffix(self) -> str:
@@ -246,8 +247,12 @@ class Fleet:
                  renew_failure_rate: float = 0.0, scopes: list[Scope], devices: list[dict] | None = None,
                  seed: Any = 0, clock: Clock | None = None, latency: dict | None = None,
                  ssh: dict | None = None, base_dir: Path | None = None, source_path: Path | None = None,
-                 extra: dict | None = None):
+                 extra: dict | None = None, server_options: dict | None = None):
         self.clock = clock or RealClock()
+        # the DHCP server's server-level option 15 (Windows: Get-DhcpServerv4OptionValue without -ScopeId); a
+        # scope without its own inherits it, a reservation's own value overrides both (MS-DHCPM
+        # DHCP_OPTION_SCOPE_TYPE: DhcpGlobalOptions < DhcpSubnetOptions < DhcpReservedOptions)
+        self.server_domain_name = dns_name(str((server_options or {}).get("domain_name", "")))
         self.certificate_suffix = dns_name(certificate_suffix, blank_ok=False)
         self.window = _seconds(window)
         self.retry_interval = _seconds(retry_interval)
@@ -296,7 +301,7 @@ class Fleet:
         if not isinstance(data, dict):
             raise ValueError("a fleet file is a mapping")
         known = {"certificate_suffix", "window", "retry_interval", "renew_failure_rate", "ssh", "scopes",
-                 "devices", "seed", "latency"}
+                 "devices", "seed", "latency", "server_options"}
         scopes = []
         for s in data.get("scopes") or []:
             scopes.append(Scope(
@@ -310,7 +315,7 @@ class Fleet:
             renew_failure_rate=data.get("renew_failure_rate", 0.0), scopes=scopes,
             devices=data.get("devices") or [], seed=data.get("seed", 0), clock=clock,
             latency=data.get("latency"), ssh=data.get("ssh"), base_dir=base_dir, source_path=source_path,
-            extra={k: v for k, v in data.items() if k not in known},
+            extra={k: v for k, v in data.items() if k not in known}, server_options=data.get("server_options"),
         )
 
     @classmethod
@@ -354,7 +359,11 @@ class Fleet:
                     raise ValueError(f"no DHCP scope holds {addr}; add one or name it with scope:")
             legacy = d.get("legacy")
             creds = Credentials(str(legacy["user"]), str(legacy["password"])) if legacy else None
-            os_suffix = dns_name(d.get("os_suffix", scope.domain_name))
+            reservation = d.get("reservation")  # a DHCP reservation for its address: {domain_name: X} ("" = none of its own)
+            if reservation is not None and not isinstance(reservation, dict):
+                raise ValueError("reservation is a mapping like {domain_name: contoso.com} ({} = no option 15 of its own)")
+            reserved = dns_name(str(reservation.get("domain_name", ""))) if reservation is not None else None
+            os_suffix = dns_name(d.get("os_suffix", reserved or scope.domain_name or self.server_domain_name))
             primary = dns_name(d.get("primary_suffix", os_suffix))
             now = self.clock.now()
             open_until = now + self.window if d.get("interface_open") else None
@@ -379,6 +388,7 @@ class Fleet:
                 wired_link=bool(d.get("wired_link", True)),
                 net_stack=_choice(d, "net_stack", "dhclient", NET_STACKS),
                 powershell=bool(d.get("powershell", True)),
+                reservation=reserved,
             )
             if not 0 <= dev.virtual_adapters <= 4:
                 raise ValueError("virtual_adapters must be 0..4")
@@ -521,7 +531,7 @@ class Fleet:
 
     def _renew(self, dev: Device, now: float, *, source: str) -> dict:
         scope = self.scopes[dev.scope]
-        option15 = scope.domain_name
+        option15 = self.option15_for(dev)
         before = dev.dhcp_suffix
         took, reason = False, ""
         if not dev.wired_link:  # no DHCP on the wire AMT shares: only Wi-Fi renews, AMT sees nothing
@@ -544,6 +554,26 @@ class Fleet:
         dev.renews.append(rec)
         del dev.renews[:-20]
         return rec
+
+    def option15_for(self, dev: Device) -> str:
+        """The option 15 the server hands this device: its reservation's own, else its scope's, else the
+        server level's (Windows DHCP inheritance; "" = none anywhere)."""
+        return next((v for v in (dev.reservation, self.scopes[dev.scope].domain_name, self.server_domain_name) if v), "")
+
+    def set_server_option(self, domain_name: str) -> str:
+        """Set-DhcpServerv4OptionValue without -ScopeId: the server level, inherited by every scope without its own."""
+        with self._lock:
+            self.server_domain_name = dns_name(domain_name)
+            return self.server_domain_name
+
+    def set_reservation_option(self, address: str, domain_name: str) -> Device:
+        """Set-DhcpServerv4OptionValue -ReservedIP: the reservation's own option 15."""
+        with self._lock:
+            dev = next((d for d in self.devices.values() if d.address == address and d.reservation is not None), None)
+            if dev is None:
+                raise LabError(f"{address} is not a reserved client")
+            dev.reservation = dns_name(domain_name)
+            return dev
 
     def set_scope(self, name: str, *, domain_name: str | None = None, lease: float | None = None) -> Scope:
         """Change what a scope hands out (the Windows DHCP cmdlets' Set-); later renews use the new values."""
@@ -719,6 +749,7 @@ class Fleet:
                 "effective_suffix": dev.effective_suffix, "host_name": dev.host_name,
                 "domain_name": dev.domain_name, "os_suffix": dev.os_suffix,
                 "primary_suffix": dev.primary_suffix, "scope": dev.scope,
+                "reservation": dev.reservation, "option15": self.option15_for(dev),
                 "interface_open": self.interface_open(dev, now),
                 "interface_open_until": _iso(dev.interface_open_until),
                 "lease_obtained": _iso(dev.lease_obtained),

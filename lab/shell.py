@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import re
 import shlex
@@ -19,6 +18,8 @@ from typing import Callable
 from lab import clientos
 from lab.amt_rules import InvalidName, dns_name
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
+from lab.result import Result
+from lab.windows_dhcp import WindowsDhcpCmdlets
 
 # rpc-go exit codes (subset the lab produces; rpc-go pkg/utils/constants.go)
 RPC_OK = 0
@@ -32,20 +33,6 @@ RPC_AMT_CONNECTION_FAILED = 71
 RPC_ACTIVATION_FAILED = 102
 
 
-class Result:
-    __slots__ = ("stdout", "stderr", "status", "code_page")
-
-    def __init__(self, stdout: str = "", stderr: str = "", status: int = 0, code_page: int = 65001):
-        self.stdout, self.stderr, self.status = stdout, stderr, status
-        self.code_page = code_page  # how the bytes go on the wire: a Windows console program's code page
-
-    def stdout_bytes(self) -> bytes:
-        return clientos.console_bytes(self.stdout, self.code_page)
-
-    def stderr_bytes(self) -> bytes:
-        return clientos.console_bytes(self.stderr, self.code_page)
-
-
 def _mac(dev: Device, sep: str = ":") -> str:
     h = hashlib.sha256(dev.name.encode()).digest()
     octets = [0x00, 0x1B, 0x21, h[0], h[1], h[2]]  # 00:1B:21 is an Intel OUI
@@ -57,8 +44,12 @@ def _logrus(ts: float, level: str, msg: str) -> str:
     return f'time="{t}" level={level} msg="{msg}"\n'
 
 
-class DeviceShell:
-    """One SSH session's view of one device's client OS."""
+class DeviceShell(WindowsDhcpCmdlets):
+    """One SSH session's view of one device's client OS (a ``dhcp_server`` device: also lab/windows_dhcp.py)."""
+
+    @staticmethod
+    def _mac_of(dev: Device, sep: str = ":") -> str:
+        return _mac(dev, sep)
 
     def __init__(self, fleet: Fleet, dev: Device, user: str, sleep: Callable[[float], None] | None = None,
                  env: dict[str, str] | None = None):
@@ -629,10 +620,8 @@ class DeviceShell:
         return Result("", usage, 2)
 
 
-    # ------------------------------------------------------------- Windows DHCP server (PowerShell)
-    # A device with `dhcp_server: true` is a Windows Server with the DHCP role; its scopes are the fleet's
-    # scopes (ScopeId = the subnet's network address), so a Set- changes what later renews hand out.
-    # Only what the migration uses: one pipeline `Cmdlet -Param value ... [| Format-List]`.
+    # ------------------------------------------------------------- PowerShell
+    # the client-side scripts (_client_ps), else the Windows DHCP Server cmdlets (lab/windows_dhcp.py)
 
     def cmd_powershell(self, args: list[str]) -> Result:
         script = None
@@ -660,156 +649,3 @@ class DeviceShell:
         client = self._client_ps(script)
         return client if client is not None else self._ps_run(script.strip())
 
-    def _ps_error(self, cmdlet: str, line: str, message: str, category: str, error_id: str) -> Result:
-        shown = line if len(line) <= 60 else line[:57] + " ..."
-        lines = [f"{cmdlet} : {message}", "At line:1 char:1", f"+ {shown}", f"+ {'~' * min(len(line), 60)}",
-                 f"    + CategoryInfo          : {category}", f"    + FullyQualifiedErrorId : {error_id}", " "]
-        # a redirected stderr gets the error stream as CLIXML (pywinrm, Ansible _parse_clixml, ansible#84569)
-        return Result("", clientos.clixml(lines), 1)
-
-    def _ps_run(self, script: str) -> Result:
-        try:
-            lex = shlex.shlex(script, posix=True, punctuation_chars="|;")
-            lex.whitespace_split = True
-            tokens = list(lex)
-        except ValueError as exc:
-            return Result("", f"ParserError: {exc}\r\n", 1)
-        if ";" in tokens or any(t.startswith("$") or t in ("(", ")") for t in tokens):
-            return Result("", "this lab's PowerShell runs one pipeline of cmdlets (no ; or variables)\r\n", 1)
-        stages, cur = [], []
-        for t in tokens + ["|"]:
-            if t == "|":
-                if not cur:
-                    return Result("", "An empty pipe element is not allowed.\r\n", 1)
-                stages.append(cur)
-                cur = []
-            else:
-                cur.append(t)
-        (name, *rest), formatter = stages[0], [s[0].lower() for s in stages[1:]]
-        if any(f not in ("format-list", "fl") for f in formatter):
-            return Result("", "this lab's PowerShell formats only with Format-List\r\n", 1)
-        cmdlets = {"get-dhcpserverv4scope": self._ps_get_scope, "get-dhcpserverv4optionvalue": self._ps_get_option,
-                   "set-dhcpserverv4optionvalue": self._ps_set_option, "set-dhcpserverv4scope": self._ps_set_scope}
-        fn = cmdlets.get(name.lower()) if self.dev.dhcp_server else None
-        if fn is None:
-            return self._ps_error(name, script, f"The term '{name}' is not recognized as the name of a cmdlet, function, "
-                                  "script file, or operable program.", f"ObjectNotFound: ({name}:String) [], "
-                                  "CommandNotFoundException", "CommandNotFoundException")
-        params: dict[str, str] = {}
-        i = 0
-        while i < len(rest):
-            if not rest[i].startswith("-") or i + 1 >= len(rest):
-                return self._ps_error(name, script, f"A positional parameter cannot be found that accepts argument "
-                                      f"'{rest[i]}'.", f"InvalidArgument: (:) [{name}], ParameterBindingException",
-                                      f"PositionalParameterNotFound,{name}")
-            params[rest[i][1:].lower()] = rest[i + 1]
-            i += 2
-        return fn(name, script, params, bool(formatter))
-
-    def _ps_scope(self, name: str, script: str, params: dict):
-        sid = params.get("scopeid")
-        try:
-            ip = ipaddress.IPv4Address(sid) if sid is not None else None
-        except ValueError:
-            return None, self._ps_error(name, script, f"Cannot process argument transformation on parameter 'ScopeId'. "
-                                        f"Cannot convert value \"{sid}\" to type \"System.Net.IPAddress\".",
-                                        f"InvalidData: (:) [{name}], ParameterBindingArgumentTransformationException",
-                                        f"ParameterArgumentTransformationError,{name}")
-        if ip is None:
-            return None, None
-        for scope in self.fleet.scopes.values():
-            if scope.subnet.network_address == ip:
-                return scope, None
-        return None, self._ps_error(name, script, f"Failed to get scope {sid} on DHCP server {self.dev.name}.",
-                                    f"ObjectNotFound: ({sid}:root/Microsoft/...cpServerv4Scope) [{name}], CimException",
-                                    f"WIN32 20022,{name}")
-
-    @staticmethod
-    def _timespan(seconds: float) -> str:
-        s = int(seconds)
-        d, rest = divmod(s, 86400)
-        return (f"{d}." if d else "") + f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
-
-    @staticmethod
-    def _fl(rows: list[tuple[str, str]]) -> str:
-        width = max(len(k) for k, _ in rows)
-        return "\r\n" + "".join(f"{k:<{width}} : {v}\r\n" for k, v in rows) + "\r\n\r\n"
-
-    @staticmethod
-    def _table(rows: list[tuple[str, str]], widths: list[int]) -> str:
-        head = " ".join(f"{k:<{w}}" for (k, _), w in zip(rows, widths)).rstrip()
-        rule = " ".join(f"{'-' * len(k):<{w}}" for (k, _), w in zip(rows, widths)).rstrip()
-        body = " ".join(f"{v[:w - 3] + '...' if len(v) > w else v:<{w}}" for (_, v), w in zip(rows, widths)).rstrip()
-        return f"\r\n{head}\r\n{rule}\r\n{body}\r\n\r\n\r\n"
-
-    def _ps_get_scope(self, name, script, params, as_list) -> Result:
-        scope, err = self._ps_scope(name, script, params)
-        if err is not None:
-            return err
-        scopes = [scope] if scope is not None else list(self.fleet.scopes.values())
-        out = []
-        for sc in scopes:
-            net = sc.subnet
-            rows = [("ScopeId", str(net.network_address)), ("Name", sc.name), ("Description", ""),
-                    ("SuperscopeName", ""), ("SubnetMask", str(net.netmask)),
-                    ("StartRange", str(net.network_address + 1)), ("EndRange", str(net.broadcast_address - 1)),
-                    ("LeaseDuration", self._timespan(sc.lease)), ("NapProfile", ""), ("NapEnable", "False"),
-                    ("Delay", "0"), ("State", "Active"), ("Type", "Dhcp"), ("MaxBootpClients", "4294967295"),
-                    ("ActivatePolicies", "True")]
-            if as_list:
-                out.append(self._fl(rows))
-            else:
-                pick = [rows[0], rows[4], rows[1], rows[11], rows[5], rows[6], rows[7]]
-                out.append(self._table(pick, [15, 15, 14, 8, 15, 15, 13]))
-        return Result("".join(out))
-
-    def _ps_get_option(self, name, script, params, as_list) -> Result:
-        scope, err = self._ps_scope(name, script, params)
-        if err is not None:
-            return err
-        if params.get("optionid", "15") != "15":
-            return Result("")  # only option 15 is modelled; the others are not configured here
-        value = scope.domain_name if scope is not None else ""  # the lab sets no server-level option 15
-        if not value:
-            where = f"scope {scope.subnet.network_address}" if scope is not None else "server level"
-            return self._ps_error(name, script, f"Failed to get option value for option 15 in {where} on DHCP server "
-                                  f"{self.dev.name}. The specified option does not exist.",
-                                  f"ObjectNotFound: (15:root/Microsoft/...rverv4OptionValue) [{name}], CimException",
-                                  f"WIN32 20010,{name}")
-        rows = [("OptionId", "15"), ("Name", "DNS Domain Name"), ("Type", "String"), ("Value", "{" + value + "}"),
-                ("VendorClass", ""), ("UserClass", ""), ("PolicyName", "")]
-        if as_list:
-            return Result(self._fl(rows))
-        return Result(self._table(rows, [8, 15, 6, 22, 11, 9, 10]))
-
-    def _ps_set_option(self, name, script, params, as_list) -> Result:
-        scope, err = self._ps_scope(name, script, params)
-        if err is not None:
-            return err
-        value = params.get("value") or params.get("dnsdomain")
-        if scope is None or params.get("optionid", "15") != "15" or not value:
-            return self._ps_error(name, script, "this lab sets only option 15 of a scope (-ScopeId X -OptionId 15 "
-                                  "-Value NAME)", f"InvalidArgument: (:) [{name}], ParameterBindingException",
-                                  f"ParameterArgumentValidationError,{name}")
-        try:
-            self.fleet.set_scope(scope.name, domain_name=dns_name(value, blank_ok=False))
-        except (InvalidName, ValueError) as exc:
-            return self._ps_error(name, script, f"Failed to set option value: {exc}",
-                                  f"InvalidArgument: (15:root/Microsoft/...rverv4OptionValue) [{name}], CimException",
-                                  f"WIN32 87,{name}")
-        return Result("")
-
-    def _ps_set_scope(self, name, script, params, as_list) -> Result:
-        scope, err = self._ps_scope(name, script, params)
-        if err is not None:
-            return err
-        text = params.get("leaseduration", "")
-        m = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})", text)
-        if scope is None or not m:
-            return self._ps_error(name, script, f"Cannot process argument transformation on parameter "
-                                  f"'LeaseDuration'. Cannot convert value \"{text}\" to type \"System.TimeSpan\".",
-                                  f"InvalidData: (:) [{name}], ParameterBindingArgumentTransformationException",
-                                  f"ParameterArgumentTransformationError,{name}")
-        seconds = int(m[1] or 0) * 86400 + int(m[2]) * 3600 + int(m[3]) * 60 + int(m[4])
-        self.fleet.set_scope(scope.name, lease=seconds)
-        return Result("")

@@ -51,6 +51,50 @@ def sample_dhcp4(**overrides) -> dict:
     return body
 
 
+#: MACs of the reserved clients in `layered_dhcp4` (00:1b:21 is an Intel OUI)
+RESERVED_MAC = "00:1b:21:0a:0b:01"
+CLASS_MAC = "00:1b:21:0a:0b:02"
+GLOBAL_MAC = "00:1b:21:0a:0b:03"
+
+
+def layered_dhcp4() -> dict:
+    """Option 15 at every level Kea has (Kea ARM 2.2 "options precedence": host reservation, pool, subnet,
+    shared network, class, global), as a site that moved its domain pool by pool would have it:
+
+    * subnet 10 (10.10/16): the subnet still says contoso.local; pool 10.10.1.0/24 says contoso.com, pool
+      10.10.2.0/24 sets nothing; a reservation (by MAC, 10.10.1.50) sets reserved.contoso.com;
+    * subnet 11 (10.11/16): nothing of its own: class 'vpro' (a test on the vendor class) or the global value;
+      a reservation (10.11.0.60) names class 'amt-fleet' (no test: only reservations put clients in it); it
+      also looks at global reservations (`reservations-global`), one of which sets global-res.contoso.com;
+    * subnet 20 (10.20/16) in shared network 'campus' (campus.contoso.com), its only pool sets contoso.com.
+    """
+    dn = lambda v: [{"name": "domain-name", "data": v}]  # noqa: E731
+    return {
+        "valid-lifetime": 3600,
+        "option-data": dn("global.example"),
+        "reservations": [{"hw-address": GLOBAL_MAC, "option-data": dn("global-res.contoso.com")}],
+        "client-classes": [
+            {"name": "vpro", "test": "substring(option[60].hex,0,8) == 'MSFT 5.0'", "option-data": dn("class.contoso.com")},
+            {"name": "amt-fleet", "option-data": [{"code": 15, "data": "fleet.contoso.com"}]},
+        ],
+        "subnet4": [
+            {"id": 10, "subnet": "10.10.0.0/16", "option-data": dn("contoso.local"),
+             "pools": [{"pool": "10.10.1.0 - 10.10.1.255", "option-data": dn("contoso.com")},
+                       {"pool": "10.10.2.0/24"}],
+             "reservations": [{"hw-address": RESERVED_MAC, "ip-address": "10.10.1.50",
+                               "option-data": dn("reserved.contoso.com")}]},
+            {"id": 11, "subnet": "10.11.0.0/16", "pools": [{"pool": "10.11.0.10 - 10.11.0.200"}],
+             "reservations-global": True,
+             "reservations": [{"hw-address": CLASS_MAC, "ip-address": "10.11.0.60", "client-classes": ["amt-fleet"]}]},
+        ],
+        "shared-networks": [
+            {"name": "campus", "option-data": dn("campus.contoso.com"),
+             "subnet4": [{"id": 20, "subnet": "10.20.0.0/16",
+                          "pools": [{"pool": "10.20.0.10 - 10.20.0.250", "option-data": dn("contoso.com")}]}]},
+        ],
+    }
+
+
 class KeaServer:
     """Start kea-dhcp4 and kea-ctrl-agent with configs generated in ``workdir``; ``url`` is the agent."""
 

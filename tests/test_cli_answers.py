@@ -349,7 +349,7 @@ def test_kea_24_hash_beside_dhcp4_is_not_sent_back():
 
     answer = json.loads((Path(__file__).parent / "fixtures/dhcp/kea24_config_get_constructed.json").read_text())
     config = answer["arguments"]
-    new, notes = KeaAdapter("http://127.0.0.1:9")._edited(config, KeaSubnetRef(subnet_id=1), "contoso.com", None)
+    new, notes, _ = KeaAdapter("http://127.0.0.1:9")._edited(config, KeaSubnetRef(subnet_id=1), "contoso.com", None)
     assert "hash" not in new and "hash" not in new["Dhcp4"]
     assert new["Dhcp4"]["subnet4"][0]["option-data"] == [{"name": "domain-name", "data": "contoso.com"}]
     assert "hash" in config  # the read answer itself is left as read

@@ -45,9 +45,9 @@ def test_dry_run_shows_the_diff_and_changes_nothing(kea):
         file_before = kea.dhcp4_path.read_text()
         change = k.plan_change(KeaSubnetRef(subnet_id=1), domain_name="contoso.com", lease=timedelta(hours=1))
         assert not change.applied and change.changed
-        assert ("option 15 (domain-name)", "contoso.local", "contoso.com") in change.diff
+        assert ("option 15 (domain-name) at subnet 1", "contoso.local", "contoso.com") in change.diff
         assert ("lease (valid-lifetime)", "8d", "1h") in change.diff
-        assert "dry run" in change.render() and "+ option 15 (domain-name): contoso.com" in change.render()
+        assert "dry run" in change.render() and "+ option 15 (domain-name) at subnet 1: contoso.com" in change.render()
         assert k.config_get() == before_cfg and kea.dhcp4_path.read_text() == file_before
         assert k.plan_change(KeaSubnetRef(subnet_id=1), domain_name="contoso.local").diff == []
 
@@ -151,7 +151,7 @@ def test_cli_show_set_dry_run_apply_and_plan(kea, tmp_path):
     assert hq["source"] == f"Kea at {kea.url} (subnet 1)"
 
     r = run(app, ["set", path, "--scope", "hq", "--domain-name", "contoso.com", "--lease", "1h"])
-    assert r.exit_code == 0 and "dry run" in r.stdout and "+ option 15 (domain-name): contoso.com" in r.stdout
+    assert r.exit_code == 0 and "dry run" in r.stdout and "+ option 15 (domain-name) at subnet 1: contoso.com" in r.stdout
     assert KeaAdapter(kea.url).read(KeaSubnetRef(subnet_id=1)).domain_name == "contoso.local"
 
     r = run(main_app, ["plan", path, "--json"])

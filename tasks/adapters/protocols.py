@@ -66,14 +66,19 @@ class AmtClient(Protocol):
 
 @runtime_checkable
 class DhcpServer(Protocol):
-    """A DHCP server holding a scope's option 15 (domain-name) and lease time: read, plan, apply, read back."""
+    """A DHCP server holding a scope's option 15 (domain-name) and lease time: read, plan, apply, read back.
+
+    ``read`` answers with every place the scope sets option 15 (`ScopeOptions.layout`; the value one host
+    gets: `ScopeOptions.for_host`). A change writes at ``level`` (None: the level the scope already uses),
+    ``reservations`` also rewrites reservations with their own value; what still hands out another value
+    after it is listed in `ScopeChange.shadowed`, never silent."""
 
     def label(self, ref: Any = None) -> str: ...
 
     def read(self, ref: Any) -> ScopeOptions: ...
 
-    def plan_change(self, ref: Any, *, domain_name: str | None = None,
-                    lease: timedelta | None = None) -> ScopeChange: ...
+    def plan_change(self, ref: Any, *, domain_name: str | None = None, lease: timedelta | None = None,
+                    level: str | None = None, reservations: bool = False) -> ScopeChange: ...
 
-    def apply_change(self, ref: Any, *, domain_name: str | None = None,
-                     lease: timedelta | None = None) -> ScopeChange: ...
+    def apply_change(self, ref: Any, *, domain_name: str | None = None, lease: timedelta | None = None,
+                     level: str | None = None, reservations: bool = False) -> ScopeChange: ...

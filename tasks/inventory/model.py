@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -245,6 +245,7 @@ class DhcpScope(_Model):
 
     _live_source: str | None = PrivateAttr(default=None)  # set by with_live: where domain_name/lease were read
     _live_error: str | None = PrivateAttr(default=None)  # set by Inventory.with_live_scopes when the read failed
+    _live_values: Any = PrivateAttr(default=None)  # the ScopeOptions read (per-host option 15: .for_host)
 
     @field_validator("subnet", mode="before")
     @classmethod
@@ -288,6 +289,10 @@ class DhcpScope(_Model):
         return self._live_source
 
     @property
+    def live_values(self):
+        return self._live_values
+
+    @property
     def live_error(self) -> str | None:
         return self._live_error
 
@@ -299,12 +304,12 @@ class DhcpScope(_Model):
     def with_live(self, values) -> "DhcpScope":
         """A copy holding live values (a `tasks.adapters.dhcp.ScopeOptions`) and a note of where they came from."""
         copy = self.model_copy(update={"domain_name": values.domain_name, "lease": values.lease})
-        copy._live_source, copy._live_error = values.source, None
+        copy._live_source, copy._live_error, copy._live_values = values.source, None, values
         return copy
 
     def with_error(self, error: str) -> "DhcpScope":
         copy = self.model_copy()
-        copy._live_source, copy._live_error = None, error
+        copy._live_source, copy._live_error, copy._live_values = None, error, None
         return copy
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from tasks.rules import dhcp_option15 as o15
 from tasks.rules.classify import legacy_credentials_apply
 from tasks.rules.durations import format_duration
 from tasks.rules.host_state import Cause
@@ -51,6 +52,8 @@ class HostPlan:
     remediation: list[str] = field(default_factory=list)
     path: str = REPROVISION
     path_reason: str = ""
+    option15: str | None = None  # what the host's DHCP server hands it (None: no scope, or not read)
+    option15_from: str | None = None  # the level and place it comes from, what it overrides, what may differ
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +76,22 @@ def scope_origin(scope: DhcpScope) -> str:
     return f"from {scope.source_label} (not read)" if scope.has_source else "declared in the inventory"
 
 
+def host_option15(inv: Inventory, host: Host, evidence: dict | None = None) -> o15.HostOption15 | None:
+    """The option 15 the host's scope really hands this host (pool, reservation, class...); None if unknown."""
+    return o15.for_scope_host(inv.scope_of(host), host.address, evidence)
+
+
+def option15_value_matches(value: str, cert_suffix: str | Sequence[str]) -> bool:
+    """Would this option 15, once AMT learns it, pass the check (3.2.1+ rule)? A blank never does."""
+    return bool(value) and check_any_suffix(str(MIN_SUPPORTED), value, cert_suffix).match
+
+
+def option15_matches(option: o15.HostOption15, cert_suffix: str | Sequence[str]) -> bool | None:
+    """Would AMT (3.2.1+ rule) accept what this host gets? True / False / None (it depends: a class it may
+    match, a pool when its address is unknown, hand out something else)."""
+    return o15.verdict(option, lambda v: option15_value_matches(v, cert_suffix))
+
+
 def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | None,
                     suffixes: Sequence[str] | None = None, evidence: dict | None = None) -> list[str]:
     """Methods that can actually apply to this host, in the wave's order (mebx is always possible)."""
@@ -91,9 +110,11 @@ def remediation_for(inv: Inventory, host: Host, wave: Wave | None, cause: str | 
                 usable.append("amt_write (host interface over SSH)" if missing is None
                               else f"amt_write via host interface skipped: {missing}")
         elif method == "dhcp_renew":
-            # a scope not read yet (live source) is checked by dhcp_renew itself right before it renews
+            # a scope not read yet (live source) is checked by dhcp_renew itself right before it renews;
+            # what counts is what the server hands THIS host (its pool, its reservation...), not the subnet
+            option = host_option15(inv, host, evidence)
             if inv.credentials.ssh and scope is not None and (
-                    not scope.known or scope_matches_certificate(scope, suffixes or inv.certificate_suffix)):
+                    option is None or option15_matches(option, suffixes or inv.certificate_suffix) is not False):
                 usable.append("dhcp_renew")
         else:
             usable.append("mebx")
@@ -168,7 +189,10 @@ def plan_host(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | No
     """``suffixes``: the certificate suffixes the new server holds (RPS domains); else the inventory's one."""
     path, path_reason = host_path(inv, host, evidence)
     plan = _suffix_plan(inv, host, wave, suffixes, evidence)
-    return HostPlan(**{**plan.as_dict(), "path": path, "path_reason": path_reason})
+    option = host_option15(inv, host, evidence)
+    return HostPlan(**{**plan.as_dict(), "path": path, "path_reason": path_reason,
+                       "option15": option.domain_name if option else None,
+                       "option15_from": option.describe() if option else None})
 
 
 def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequence[str] | None = None,
@@ -201,9 +225,11 @@ def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequen
     clues = []
     if host.os_suffix:
         clues.append(("os", host.os_suffix))
-    if scope is not None and scope.known and scope.domain_name:
-        clues.append((f"scope {scope.name} option 15"
-                      + (f" (from {scope.live_source})" if scope.live_source else ""), scope.domain_name))
+    option = host_option15(inv, host, evidence)
+    if option is not None and option.domain_name:
+        at = f"{option.where}, from {scope.live_source}" if scope.live_source else option.where
+        may = "; it may get " + ", ".join(f"{v!r} {w}" for v, w in option.alternatives) if option.alternatives else ""
+        clues.append((f"scope {scope.name} option 15 ({at}{may})", option.domain_name))
     if not clues:
         return made(UNKNOWN, None, "none", None, None,
                     "unknown: no AMT suffix, no OS suffix and no DHCP scope known; discovery or pass 1 will tell")
@@ -247,27 +273,15 @@ def build_plan(inv: Inventory, wave: str | None = None, evidence: dict[str, dict
     warnings = [str(w) for w in inv.warnings]
     cert = tuple(suffixes) if suffixes else inv.certificate_suffix
     scopes = []
+    members: dict[str, list[Host]] = {}  # each host under its scope, computed once (100,000 hosts × scopes)
+    for h in inv.hosts:
+        found = inv.scope_of(h)
+        if found is not None:
+            members.setdefault(found.name, []).append(h)
     for scope in inv.dhcp_scopes:
-        scopes.append({"scope": scope.name, "subnet": str(scope.subnet), "source": scope.source_label,
-                       "read": scope.known, "option15": scope.domain_name if scope.known else None,
-                       "lease": format_duration(scope.lease) if scope.known else None,
-                       "matches_certificate": scope_matches_certificate(scope, cert) if scope.known else None,
-                       "origin": f"option 15 {scope_origin(scope)}", "error": scope.live_error})
-        if not scope.known:
-            warnings.append(f"scope {scope.name}: option 15 {scope_origin(scope)}"
-                            f"{': ' + scope.live_error if scope.live_error else ''}: dhcp_renew will check it live")
-            continue
-        if not scope_matches_certificate(scope, cert):
-            warnings.append(
-                f"scope {scope.name}: option 15 {scope.domain_name or '(none)'!r} {scope_origin(scope)} does not match "
-                f"{_cert_words(cert)}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)"
-            )
-        if scope.lease > inv.window.interface_open:
-            warnings.append(
-                f"scope {scope.name}: lease {format_duration(scope.lease)} is longer than the AMT window "
-                f"{format_duration(inv.window.interface_open)}: "
-                f"clients renew on their own only at half the lease, after the window closes; shorten it or force renews"
-            )
+        entry, said = scope_report(inv, scope, cert, evidence, members.get(scope.name, []))
+        scopes.append(entry)
+        warnings.extend(said)
     waves = [inv.wave(wave)] if wave else list(inv.waves)
     seen: set[str] = set()
     plans: list[HostPlan] = []
@@ -278,6 +292,55 @@ def build_plan(inv: Inventory, wave: str | None = None, evidence: dict[str, dict
     if not wave:
         plans.extend(plan_host(inv, h, None, evidence.get(h.name), suffixes) for h in inv.hosts if h.name not in seen)
     return Plan(plans, warnings, scopes)
+
+
+def scope_report(inv: Inventory, scope: DhcpScope, cert, evidence: dict[str, dict],
+                 hosts: list[Host]) -> tuple[dict, list[str]]:
+    """A scope for the plan: its entry (source, every place it sets option 15 and whether each matches) and
+    its warnings. A place warns only where an inventory host gets its value (a subnet value no host of the
+    inventory receives, because its pool sets its own, is no reason to send anyone to a technician); a
+    scope holding no inventory host warns for every place that does not match."""
+    entry = {"scope": scope.name, "subnet": str(scope.subnet), "source": scope.source_label,
+             "read": scope.known, "option15": scope.domain_name if scope.known else None,
+             "lease": format_duration(scope.lease) if scope.known else None, "matches_certificate": None,
+             "origin": f"option 15 {scope_origin(scope)}", "error": scope.live_error, "placements": []}
+    if not scope.known:
+        return entry, [f"scope {scope.name}: option 15 {scope_origin(scope)}"
+                       f"{': ' + scope.live_error if scope.live_error else ''}: dhcp_renew will check it live"]
+    live = scope.live_values
+    places = live.placements() if live is not None else [(scope.domain_name, o15.INVENTORY, "the inventory")]
+
+    def ok(value: str) -> bool:
+        return option15_value_matches(value, cert)
+
+    entry["placements"] = [{"option15": v, "level": lv, "where": w, "matches_certificate": ok(v)} for v, lv, w in places]
+    entry["matches_certificate"] = all(ok(v) for v, _, _ in places)
+    wrong: dict[tuple[str, str], list[str]] = {}
+    unsure: dict[str, list[str]] = {}
+    for h in hosts:
+        option = o15.for_scope_host(scope, h.address, evidence.get(h.name))
+        verdict = option15_matches(option, cert) if option is not None else True
+        if verdict is False:
+            wrong.setdefault((option.domain_name, option.where), []).append(h.name)
+        elif verdict is None:
+            unsure.setdefault(option.describe(), []).append(h.name)
+    if not hosts:
+        wrong = {(v, w): [] for v, _, w in places if not ok(v)}
+    said = []
+    for (value, where), names in wrong.items():
+        at = f", set at {where}," if live is not None else ""
+        who = f" for {len(names)} host(s): {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}" if names else ""
+        said.append(f"scope {scope.name}: option 15 {value or '(none)'!r} {scope_origin(scope)}{at} does not match "
+                    f"{_cert_words(cert)}{who}: a DHCP renew there can't fix a suffix (dhcp_scope_wrong)")
+    for what, names in unsure.items():
+        said.append(f"scope {scope.name}: {len(names)} host(s) ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}) "
+                    f"get option 15 {what}: whether it matches {_cert_words(cert)} depends on the client; "
+                    f"dhcp_renew is tried and verified")
+    if scope.lease > inv.window.interface_open:
+        said.append(f"scope {scope.name}: lease {format_duration(scope.lease)} is longer than the AMT window "
+                    f"{format_duration(inv.window.interface_open)}: clients renew on their own only at half the "
+                    f"lease, after the window closes; shorten it or force renews")
+    return entry, said
 
 
 def _cert_words(cert: str | tuple[str, ...]) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from tasks.rules.classify import HostFacts, classify_failure, effective_amt_suffix, is_pre_provisioning
+from tasks.rules.dhcp_option15 import for_scope_host
 from tasks.rules.host_state import Cause, Status
 from tasks.inventory.model import Host
 from tasks.rules.suffix import AmtVersion, InvalidValue
@@ -72,13 +73,18 @@ def facts_for(ctx: WaveContext, host: Host, evidence: dict | None) -> HostFacts:
     source = ev.get("suffix_source")
     if effective is None and host.amt_suffix is not None:
         effective, source = host.amt_suffix, "inventory (legacy console export)"
-    scope = ctx.inv.scope_of(host)
+    from tasks.adapters.dhcp import live_scope_or_note
+
+    # what the DHCP server hands THIS host (its reservation, its pool...), read (cached) when it lives on a
+    # server; None when that server can't be read: no clue then, never the empty default of an unread scope
+    scope, _ = live_scope_or_note(ctx.inv, ctx.inv.scope_of(host), ssh_runner=ctx.ssh)
+    option = for_scope_host(scope, host.address, ev)
     os_suffix = ev.get("os_suffix", host.os_suffix)
     problems = {k: ev[k] for k in ("ssh_error", "ssh_cause", "wsman_error", "wsman_cause", "wsman_detail") if ev.get(k)}
     return HostFacts(
         amt_version=str(host_version(host, ev)), effective_suffix=effective, effective_source=source,
         os_suffix=os_suffix, os_source="discovery" if "os_suffix" in ev else "inventory",
-        scope_name=scope.name if scope else None, scope_option15=scope.domain_name if scope else None,
+        scope_name=scope.name if scope else None, scope_option15=option.domain_name if option else None,
         evidence=problems)
 
 

@@ -17,7 +17,8 @@ from tasks.adapters import os_network
 from tasks.rules.classify import is_pre_provisioning
 from tasks.rules.host_state import Cause, Status
 from tasks.inventory.model import Host
-from tasks.rules.plan import scope_matches_certificate
+from tasks.rules.dhcp_option15 import for_scope_host
+from tasks.rules.plan import option15_matches
 from tasks.store.state import HostRecord
 from tasks.rules.suffix import check_suffix
 from tasks.steps.context import WaveContext
@@ -150,21 +151,21 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
 def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     if ctx.ssh is None:
         return MethodResult(False, "no SSH credentials for a renew", applicable=False)
-    scope = ctx.inv.scope_of(host)
-    scope_note = None
-    if scope is not None and not scope.known:  # option 15 lives on Kea / Windows DHCP: read it now (cached)
-        from tasks.adapters.dhcp import live_scope
+    from tasks.adapters.dhcp import live_scope_or_note
 
-        try:
-            scope = live_scope(ctx.inv, scope, ssh_runner=ctx.ssh)
-        except Exception as exc:  # noqa: BLE001 - an unreadable DHCP server must not stop a verified renew
-            scope_note = f"{scope.source_label} unreadable ({exc}); renewing and verifying anyway"
-    if scope is not None and scope.known and not scope_matches_certificate(scope, ctx.cert_suffix):
-        origin = f" (read from {scope.live_source})" if scope.live_source else ""
-        return MethodResult(False, f"scope {scope.name} hands out option 15 {scope.domain_name or '(none)'!r}{origin}, "
-                            f"which does not match {ctx.cert_suffix!r}: renewing is useless", Cause.DHCP_SCOPE_WRONG,
-                            evidence={"scope": scope.name, "option15_source": scope.live_source or "inventory"})
+    # option 15 that lives on Kea / Windows DHCP is read now (cached per server)
+    scope, unread = live_scope_or_note(ctx.inv, ctx.inv.scope_of(host), ssh_runner=ctx.ssh)
+    scope_note = f"{unread}; renewing and verifying anyway" if unread else None
     ev = rec.evidence or {}
+    option = for_scope_host(scope, host.address, ev)
+    if option is not None and option15_matches(option, ctx.cert_suffix) is False:
+        # what the server hands THIS host (its reservation, its pool, ...), not the subnet's own value
+        origin = f" (read from {scope.live_source})" if scope.live_source else ""
+        return MethodResult(False, f"scope {scope.name} hands this host option 15 {option.describe()}{origin}, "
+                            f"which does not match {ctx.cert_suffix!r}: renewing is useless", Cause.DHCP_SCOPE_WRONG,
+                            evidence={"scope": scope.name, "option15_source": scope.live_source or "inventory",
+                                      "option15": option.domain_name, "option15_level": option.level,
+                                      "option15_where": option.where})
     pre = _pre_provisioning(host, rec)
     blocker = ev.get("trusted_suffix") if pre else ev.get("domain_name")
     if blocker and not _matches(ctx, host, blocker):
