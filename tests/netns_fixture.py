@@ -266,7 +266,7 @@ class NetLab:
         if stack == "dhclient":
             client.run("dhclient eth0", check=True)  # returns once bound, then runs in the background
         elif stack == "dhcpcd":
-            client.run("dhcpcd -b", check=True)
+            client.run("dhcpcd -b -j /run/dhcpcd.log", check=True)  # -j: its log (no syslog in the host)
         elif stack == "networkd":
             client.run("mkdir -p /run/dbus /run/systemd/network", check=True)
             (client.root / "run/systemd/network/50-eth0.network").write_text(NETWORKD_CONF)

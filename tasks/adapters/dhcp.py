@@ -308,6 +308,7 @@ class KeaAdapter:
         if write:
             answer = self.command("config-write")
             notes.append(f"config-write: {answer.get('text', '')}")
+        _CACHE.clear()  # a wave in this process reads the new values, not the ones cached before the change
         after = self.read(ref)
         if (domain_name is not None and after.domain_name != domain_name) or \
                 (lease is not None and after.lease != lease):

@@ -71,7 +71,8 @@ def _linux_choice(sh: _Session, amt_mac: str, address: str) -> InterfaceChoice:
     try:
         detail = sh.run(linux.detail_command(choice.adapter))
         adapter = linux.apply_detail(choice.adapter, detail.exit_status, detail.stdout,
-                                     parse_resolv_conf(sections.get("resolv", "")), problems)
+                                     parse_resolv_conf(sections.get("resolv", "")), problems,
+                                     running=linux.parse_ps_clients(sections.get("ps", "")))
     except InvalidValue as exc:  # an interface name no Linux tool would take: report, don't guess
         problems.append(str(exc))
         adapter = choice.adapter
@@ -105,7 +106,10 @@ def renew_command(flavor: OsFlavor | str, adapter: NetAdapter, tools: HostTools 
 
 
 def renew(sh: _Session, flavor: OsFlavor | str, adapter: NetAdapter, tools: HostTools = DEFAULT_TOOLS) -> RenewOutcome:
-    command = renew_command(flavor, adapter, tools)
+    try:
+        command = renew_command(flavor, adapter, tools)
+    except linux.NoClientRunning as exc:  # nothing was sent: the read said no DHCP client runs
+        return RenewOutcome(False, Cause.UNKNOWN, f"{adapter.name}: {exc}", "")
     res = sh.run(command)
     if OsFlavor(flavor) is OsFlavor.WINDOWS:
         if adapter.index is None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from tasks.adapters import amt_host_tool
 from tasks.adapters import os_network
+from tasks.steps import renew_check
 from tasks.rules.classify import is_pre_provisioning
 from tasks.rules.host_state import Cause, Status
 from tasks.inventory.model import Host
@@ -177,7 +178,8 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     window = ctx.inv.window.interface_open
     margin = min(timedelta(seconds=30), window / 10)
     closes = rec.window_closes_at
-    last = "no renew tried"
+    last, last_cause = "no renew tried", None
+    expected = scope.domain_name if scope is not None and scope.known else None
     for attempt in range(1, ctx.renew_attempts + 1):
         if closes is None or closes - margin <= ctx.now():
             reopened = _reopen_window(ctx, host)
@@ -194,11 +196,11 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                                         evidence=choice.evidence())
                 renewed = os_network.renew(sh, flavor, choice.adapter, ctx.inv.tools)
                 if not renewed.ok:
-                    last = f"renew failed: {renewed.detail}"
-                    if renewed.cause is Cause.AUTH_FAILED:
-                        return MethodResult(False, last, Cause.AUTH_FAILED, evidence=choice.evidence())
+                    last, last_cause = f"renew failed: {renewed.detail}", renewed.cause or Cause.UNKNOWN
+                    if renewed.cause is Cause.AUTH_FAILED or not renewed.command:  # refused, or nothing to run
+                        return MethodResult(False, last, last_cause, evidence=choice.evidence())
                     continue
-                after = os_network.read_interface(sh, flavor, amt_mac=choice.adapter.mac, address=host.address)
+                after = renew_check.settle(sh, flavor, choice.adapter.mac, host.address, expected, ctx.renew_settle)
                 os_suffix = after.suffix
                 amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec, sh)
         except SshError as exc:
@@ -207,20 +209,27 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                     "os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
         if scope_note:
             evidence["scope_note"] = scope_note
+        stray = renew_check.lease_problem(scope, after, ctx.renew_settle)
         if amt_dhcp is not None:
             evidence["dhcp_suffix"] = amt_dhcp
-            if _matches(ctx, host, amt_dhcp):
+            if _matches(ctx, host, amt_dhcp) and stray is None:
                 return MethodResult(True, f"renew {attempt}: AMT took option 15 {amt_dhcp} (read back via {channel})",
                                     evidence=evidence)
+            if _matches(ctx, host, amt_dhcp):  # AMT holds a good suffix, but not from this scope's lease
+                return MethodResult(True, f"renew {attempt}: AMT holds {amt_dhcp} (read back via {channel}), but {stray}; "
+                                    "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False)
             last = f"renew {attempt}: OS got {os_suffix!r} but AMT still holds {amt_dhcp!r}"
-        elif _matches(ctx, host, os_suffix):
+        elif _matches(ctx, host, os_suffix) and stray is None:
             return MethodResult(True, f"renew {attempt}: OS took {os_suffix}; AMT can't be read ({channel}), "
                                 "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False)
         else:
             last = f"renew {attempt}: OS holds {os_suffix!r}"
+        last_cause = None
+        if stray is not None:
+            last, last_cause = f"renew {attempt}: {stray}", Cause.DHCP_SCOPE_WRONG
         if attempt < ctx.renew_attempts:
             time.sleep(ctx.renew_verify_delay)
-    cause = Cause.WINDOW_CLOSED if closes is not None and closes <= ctx.now() else Cause.SUFFIX_MISMATCH
+    cause = last_cause or (Cause.WINDOW_CLOSED if closes is not None and closes <= ctx.now() else Cause.SUFFIX_MISMATCH)
     return MethodResult(False, f"{last} (after {ctx.renew_attempts} renews)", cause)
 
 
