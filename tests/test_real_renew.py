@@ -100,3 +100,118 @@ def test_each_stack_renews_for_real_and_the_suffix_read_back_is_keas(one_host):
     else:
         assert again.suffix == "contoso.com"
     assert amt_dhcp_suffix(site, "H1") == NEW
+
+
+# -- a whole wave on real clients -------------------------------------------------------------------
+
+WAVE_HOSTS = [
+    # wired to hq (Kea: contoso.com), AMT holds fabrikam.com, window open: the renew fixes it
+    HostSpec("MATCH", "dhcpcd", "hq", "hq", dhcp="fabrikam.com"),
+    # wired to eng, whose Kea hands out old.contoso.local until the operator changes it mid-wave
+    HostSpec("SCOPE-CHANGED", "networkd", "eng", "eng", dhcp="old.contoso.local"),
+    # AMT's window closed: the OS's own renew before the wave never reached AMT
+    HostSpec("CLOSED", "dhclient", "hq", "hq", dhcp="fabrikam.com", interface_open=False),
+    # its systemd-networkd was killed: nothing runs to renew through
+    HostSpec("STOPPED", "networkd", "hq", "hq", dhcp="fabrikam.com"),
+    # the inventory puts it in hq, but its wire leads to another DHCP server (fabrikam.com)
+    HostSpec("ELSEWHERE", "dhcpcd", "other", "hq", dhcp="fabrikam.com"),
+]
+
+
+@pytest.fixture
+def wave_site(tmp_path, monkeypatch):
+    import tasks.steps.context as context
+    import flows.migrate as migrate
+
+    site = build(tmp_path, monkeypatch, {"hq": ("10.77.0.0/24", "contoso.com"),
+                                         "eng": ("10.78.0.0/24", "old.contoso.local"),
+                                         "other": ("10.79.0.0/24", "fabrikam.com")}, WAVE_HOSTS)
+
+    def quick_context(*args, **kw):  # the read-back's patience, scaled to a test (defaults: 10 s, 1 s)
+        ctx = context.build_context(*args, **kw)
+        ctx.renew_settle, ctx.renew_verify_delay = 3.0, 0.2
+        return ctx
+
+    monkeypatch.setattr(migrate, "build_context", quick_context)
+    yield site
+    site.close()
+
+
+def _events(store, host):
+    """The dhcp_renew method's own records (not the status transition that follows a success)."""
+    return [e for e in store.history([host], "w1") if e.stage == "remediate" and e.action == "dhcp_renew"
+            and "method" not in (e.evidence or {})]
+
+
+def test_a_wave_on_real_clients_ends_as_the_wire_says(wave_site):
+    from flows.cli import app
+    from flows.migrate import migrate_wave
+    from tasks.adapters.dhcp import KeaAdapter, KeaSubnetRef
+    from tasks.inventory.model import load_inventory
+    from tasks.rules.host_state import Status
+    from tasks.store.state import StateStore
+    from typer.testing import CliRunner
+
+    site = wave_site
+    # before the wave: CLOSED's own DHCP client renews; its OS takes contoso.com, its AMT (closed) does not
+    site.clients["CLOSED"].run("dhclient -r eth0 && dhclient eth0", check=True)
+    assert amt_dhcp_suffix(site, "CLOSED") == "fabrikam.com"
+    assert "domain contoso.com" in site.clients["CLOSED"].resolv_conf()
+    site.net.kill_stack(site.clients["STOPPED"])
+
+    state = migrate_wave(str(site.inventory), "w1", inventory_name="site", return_state=True)
+    assert state.name.startswith("Completed with"), (state.name, state.message)
+    inv = load_inventory(site.inventory)
+    store = StateStore(inv.state_url)
+    got = {r.host: (r.status, r.cause) for r in store.hosts("w1")}
+    assert got == {
+        "MATCH": (Status.PROVISIONED, None),
+        "CLOSED": (Status.PROVISIONED, None),
+        "SCOPE-CHANGED": (Status.REMEDIATION_FAILED, "dhcp_scope_wrong"),
+        "STOPPED": (Status.REMEDIATION_FAILED, "unknown"),
+        "ELSEWHERE": (Status.REMEDIATION_FAILED, "dhcp_scope_wrong"),
+    }, got
+    for name in ("MATCH", "CLOSED"):
+        assert store.get("w1", name).provisioned_in_pass == 2
+        [renew] = _events(store, name)
+        assert renew.outcome == "verified", renew.evidence
+        assert renew.evidence["os_suffix"] == renew.evidence["dhcp_suffix"] == "contoso.com"
+        # AMT learnt it from the DHCPACK on its wire, sent by hq's Kea
+        ack = [r for r in site.admin(name)["renews"] if r["source"].startswith("wire:")][-1]
+        assert (ack["option15"], ack["server_id"], ack["amt_took"]) == ("contoso.com", "10.77.0.1", True)
+    assert _events(store, "MATCH")[0].evidence["os_dhcp_server"] == "10.77.0.1"
+
+    # a scope whose option 15 can't match: no renew at all, the reason names Kea as the source
+    [wrong] = _events(store, "SCOPE-CHANGED")
+    assert "old.contoso.local" in wrong.evidence["detail"] and "Kea at" in wrong.evidence["detail"]
+    # a stopped client: refused before anything ran, never "verified"
+    [stopped] = _events(store, "STOPPED")
+    assert stopped.outcome == "failed" and "no DHCP client runs for eth0" in stopped.evidence["detail"]
+    assert not [r for r in site.admin("STOPPED")["renews"] if r["source"].startswith("wire:")]
+    # a lease from another server: the OS and AMT took fabrikam.com from 10.79.0.1, and the renew says so
+    [elsewhere] = _events(store, "ELSEWHERE")
+    assert elsewhere.outcome == "failed"
+    assert "carries option 15 'fabrikam.com', not scope hq's 'contoso.com'" in elsewhere.evidence["detail"]
+    assert "its server is 10.79.0.1" in elsewhere.evidence["detail"]
+    assert amt_dhcp_suffix(site, "ELSEWHERE") == "fabrikam.com"
+    for name in ("STOPPED", "ELSEWHERE", "SCOPE-CHANGED"):
+        assert site.admin(name)["state"] == "pre"
+        assert all(e.outcome != "verified" for e in store.history([name], "w1") if e.stage == "remediate")
+
+    # the operator fixes eng's option 15 with the project's Kea adapter, then reruns the host
+    with KeaAdapter(site.kea_url("eng")) as kea:
+        kea.apply_change(KeaSubnetRef(1), domain_name="eng.contoso.com")
+    assert site.clients["SCOPE-CHANGED"].run("cat /run/systemd/netif/leases/*").stdout.count(
+        "DOMAINNAME=old.contoso.local") == 1  # nothing reached the client before its renew
+    result = CliRunner().invoke(app, ["rerun", str(site.inventory), "--wave", "w1", "--hosts", "SCOPE-CHANGED",
+                                      "--from", "remediate", "--yes"])
+    # exit 4: the wave ran to its end with STOPPED and ELSEWHERE still failed (their causes are not fixed)
+    assert result.exit_code == 4 and "Completed with 2 failed" in result.output, result.output
+    rec = store.get("w1", "SCOPE-CHANGED")
+    assert (rec.status, rec.provisioned_in_pass) == (Status.PROVISIONED, 2)
+    renew = _events(store, "SCOPE-CHANGED")[-1]
+    assert renew.outcome == "verified" and renew.evidence["os_suffix"] == "eng.contoso.com"
+    assert renew.evidence["os_network_manager"] == "systemd-networkd"
+    assert "DOMAINNAME=eng.contoso.com" in site.clients["SCOPE-CHANGED"].run("cat /run/systemd/netif/leases/*").stdout
+    assert site.admin("SCOPE-CHANGED")["state"] == "provisioned"
+    store.close()

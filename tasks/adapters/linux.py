@@ -313,6 +313,52 @@ def apply_detail(adapter: NetAdapter, exit_status: int, stdout: str, resolv: Res
     return replace(adapter, manager=manager, suffix=suffix)
 
 
+def dhcpcd_lease_file_command(adapter: NetAdapter) -> str:
+    """dhcpcd keeps the last DHCPACK as the raw message in DBDIR/IFACE.lease (dhcpcd(8) FILES; Debian's
+    DBDIR is /var/lib/dhcpcd); base64 carries its bytes over a text channel."""
+    return quote_posix(["base64", f"/var/lib/dhcpcd/{validate_interface(adapter.name)}.lease"])
+
+
+def dhcp_message_options(raw: bytes) -> dict[int, bytes] | None:
+    """The options of a BOOTP/DHCP message (RFC 2131 section 2: 236 fixed bytes, the magic cookie
+    99.130.83.99, then code/length/value; 0 pads, 255 ends; a repeated code continues, RFC 3396)."""
+    if len(raw) < 240 or raw[236:240] != b"\x63\x82\x53\x63":
+        return None
+    out: dict[int, bytes] = {}
+    i = 240
+    while i < len(raw) and raw[i] != 255:
+        if raw[i] == 0:
+            i += 1
+            continue
+        if i + 1 >= len(raw):
+            break
+        code, length = raw[i], raw[i + 1]
+        out[code] = out.get(code, b"") + raw[i + 2:i + 2 + length]
+        i += 2 + length
+    return out
+
+
+def apply_dhcpcd_lease_file(adapter: NetAdapter, exit_status: int, stdout: str, problems: list[str]) -> NetAdapter:
+    """The suffix (option 15) and server (option 54) from dhcpcd's lease file, when it could be read."""
+    import base64
+    import binascii
+    import ipaddress
+
+    if exit_status != 0:
+        return adapter
+    try:
+        options = dhcp_message_options(base64.b64decode("".join(stdout.split()), validate=True))
+    except (binascii.Error, ValueError):
+        options = None
+    if options is None:
+        problems.append(f"{adapter.name}: dhcpcd's lease file is not a DHCP message")
+        return adapter
+    server = options.get(54, b"")
+    domain = options.get(15, b"").split(b"\x00", 1)[0].decode("ascii", "replace")
+    return replace(adapter, suffix=lenient_suffix(domain, "dhcpcd lease option 15", problems),
+                   dhcp_server=str(ipaddress.IPv4Address(server)) if len(server) == 4 else "")
+
+
 # --------------------------------------------------------------------------------------------------
 # Renew through the managing stack
 # --------------------------------------------------------------------------------------------------

@@ -73,6 +73,9 @@ def _linux_choice(sh: _Session, amt_mac: str, address: str) -> InterfaceChoice:
         adapter = linux.apply_detail(choice.adapter, detail.exit_status, detail.stdout,
                                      parse_resolv_conf(sections.get("resolv", "")), problems,
                                      running=linux.parse_ps_clients(sections.get("ps", "")))
+        if adapter.manager == linux.DHCPCD and detail.exit_status != 0:  # the daemon did not answer -U
+            lease = sh.run(linux.dhcpcd_lease_file_command(adapter))
+            adapter = linux.apply_dhcpcd_lease_file(adapter, lease.exit_status, lease.stdout, problems)
     except InvalidValue as exc:  # an interface name no Linux tool would take: report, don't guess
         problems.append(str(exc))
         adapter = choice.adapter
