@@ -13,7 +13,7 @@ Layout (everything in network namespaces this fixture creates, nothing in the ma
 
 Commands run in a client with ``nsenter -t PID -n -m -p -u -- /bin/sh -c CMD`` (`Client.exec_prefix`),
 which is what the lab's real-OS devices use (lab/netns.py). The DHCP client stacks start the way a
-Debian host starts them: ``dhclient eth0``; ``dhcpcd -b`` with an /etc/dhcpcd.conf; systemd-networkd
+Debian host starts them: dhclient as ifupdown's ``ifup`` runs it; ``dhcpcd -b`` with an /etc/dhcpcd.conf; systemd-networkd
 with a .network file, on a private D-Bus system bus (networkctl talks to networkd over D-Bus).
 
 Names carry this process's pid (``amt20-<pid>-...``) so parallel sessions never collide, and a session
@@ -82,6 +82,11 @@ noarp
 ipv4only
 noipv4ll
 """
+
+#: `ifup eth0` for `iface eth0 inet dhcp` (Debian ifupdown 0.8, inet.defn); `ifdown` adds -r
+IFUP_DHCLIENT = ("dhclient -4 -v -pf /run/dhclient.eth0.pid -lf /var/lib/dhcp/dhclient.eth0.leases -I "
+                 "-df /var/lib/dhcp/dhclient6.eth0.leases eth0")
+IFDOWN_DHCLIENT = IFUP_DHCLIENT.replace("dhclient -4 -v", "dhclient -4 -v -r")
 
 NETWORKD_CONF = """[Match]
 Name=eth0
@@ -263,8 +268,8 @@ class NetLab:
     def start_stack(self, client: Client, stack: str | None = None) -> None:
         stack = stack or client.stack
         client.stack = stack
-        if stack == "dhclient":
-            client.run("dhclient eth0", check=True)  # returns once bound, then runs in the background
+        if stack == "dhclient":  # as Debian's ifupdown starts it (inet.defn); returns once bound
+            client.run(IFUP_DHCLIENT, check=True)
         elif stack == "dhcpcd":
             client.run("dhcpcd -b -j /run/dhcpcd.log", check=True)  # -j: its log (no syslog in the host)
         elif stack == "networkd":

@@ -124,3 +124,18 @@ def test_a_lease_that_is_not_the_scopes_is_named_with_its_server():
     # a scope not read (Kea down) or no adapter: nothing can be told, nothing is claimed
     assert lease_problem(_scope("contoso.com", known=False), stray, 3) is None
     assert lease_problem(_scope("contoso.com"), InterfaceChoice(None, "none"), 3) is None
+
+
+def test_dhclient_is_renewed_with_the_options_it_runs_with():
+    problems: list[str] = []
+    args = linux.dhclient_args(_fix("ps_eo_args_ifupdown_dhclient_constructed.txt"), "eth0", problems)
+    assert args == ("-4", "-v", "-pf", "/run/dhclient.eth0.pid", "-lf", "/var/lib/dhcp/dhclient.eth0.leases", "-I",
+                    "-df", "/var/lib/dhcp/dhclient6.eth0.leases")
+    assert linux.renew_command("dhclient", "eth0", client_args=args) == (
+        "sudo -n dhclient -r " + " ".join(args) + " eth0 && sudo -n dhclient " + " ".join(args) + " eth0")
+    # another interface's dhclient, a plain one, a foreground one, one with shell syntax in its options
+    assert linux.dhclient_args("/sbin/dhclient -pf /run/x.pid eth1\n", "eth0", problems) == ()
+    assert linux.dhclient_args("dhclient eth0\n", "eth0", problems) == ()
+    assert linux.dhclient_args("dhclient -d -4 eth0\n", "eth0", problems) == ("-4",)
+    assert linux.dhclient_args("dhclient -cf /tmp/a;b eth0\n", "eth0", problems) == ()
+    assert "not reused" in problems[-1]

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lab.openssh import SSHD, sshd_available
-from tests.netns_fixture import why_not_here
+from tests.netns_fixture import IFDOWN_DHCLIENT, IFUP_DHCLIENT, why_not_here
 from tests.real_site import HostSpec, amt_dhcp_suffix, build, set_window
 
 _WHY = why_not_here() or (None if sshd_available() else f"{SSHD} is absent (openssh-server)")
@@ -77,6 +77,9 @@ def test_each_stack_renews_for_real_and_the_suffix_read_back_is_keas(one_host):
     after = _settled(site, "H1", NEW)
     assert after.suffix == NEW, (after.why, after.facts)
     assert after.adapter.manager == expected_manager
+    if client.stack == "dhclient":  # released and restarted the very dhclient ifup started: still one
+        assert renewed.command.startswith("sudo -n dhclient -r -4 -v -pf /run/dhclient.eth0.pid")
+        assert client.run("pgrep -c -x dhclient").stdout.strip() == "1"
     # AMT's window is open: it took option 15 from the DHCPACK it saw on the shared NIC
     assert amt_dhcp_suffix(site, "H1") == NEW
     acks = [r for r in site.admin("H1")["renews"] if r["source"].startswith("wire:")]
@@ -154,7 +157,7 @@ def test_a_wave_on_real_clients_ends_as_the_wire_says(wave_site):
 
     site = wave_site
     # before the wave: CLOSED's own DHCP client renews; its OS takes contoso.com, its AMT (closed) does not
-    site.clients["CLOSED"].run("dhclient -r eth0 && dhclient eth0", check=True)
+    site.clients["CLOSED"].run(f"{IFDOWN_DHCLIENT} && {IFUP_DHCLIENT}", check=True)  # ifdown eth0; ifup eth0
     assert amt_dhcp_suffix(site, "CLOSED") == "fabrikam.com"
     assert "domain contoso.com" in site.clients["CLOSED"].resolv_conf()
     site.net.kill_stack(site.clients["STOPPED"])

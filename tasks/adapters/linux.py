@@ -12,7 +12,9 @@ import json
 import re
 from dataclasses import dataclass, replace
 
-from tasks.adapters.commands import DEFAULT_TOOLS, HostTools, OsFlavor, lenient_suffix, quote_posix, validate_interface
+from tasks.adapters.commands import (DEFAULT_TOOLS, HostTools, OsFlavor, lenient_suffix, quote_posix, safe_token,
+                                     validate_interface)
+from tasks.rules.suffix import InvalidValue
 from tasks.adapters.netfacts import NetAdapter, NetFacts, normalize_mac
 
 NETWORKMANAGER = "NetworkManager"
@@ -368,10 +370,38 @@ class NoClientRunning(ValueError):
     """No DHCP client runs for the interface: there is nothing to renew through."""
 
 
-def renew_argvs(manager: str, interface: str) -> list[list[str]]:
+def dhclient_args(ps_text: str, interface: str, problems: list[str]) -> tuple[str, ...]:
+    """The options the running dhclient for ``interface`` was started with (``ps -eo args=``), so the renew
+    releases and restarts that one: Debian's ifupdown runs ``dhclient -4 -v -pf /run/dhclient.IFACE.pid
+    -lf /var/lib/dhcp/dhclient.IFACE.leases -I -df ... IFACE`` and stops it with ``-r`` and the same
+    options (ifupdown inet.defn); a bare ``dhclient -r IFACE`` reads the default pid file, misses it and
+    leaves a second dhclient running. ``-d`` (foreground) is dropped: it would hold the SSH session."""
+    for line in ps_text.splitlines():
+        toks = line.split()
+        if not toks or toks[0].startswith("[") or toks[0].rsplit("/", 1)[-1] != DHCLIENT:
+            continue
+        rest = toks[1:]
+        named = [t for i, t in enumerate(rest) if not t.startswith("-") and (i == 0 or rest[i - 1] not in _DHCLIENT_VALUED)]
+        if named and interface not in named:
+            continue  # another interface's dhclient
+        args = tuple(t for t in rest if t != interface and t not in ("-d", "-r", "-x"))
+        try:
+            return tuple(safe_token(t, "dhclient option") for t in args)
+        except InvalidValue as exc:
+            problems.append(f"{interface}: the running dhclient's options are not reused ({exc})")
+            return ()
+    return ()
+
+
+#: dhclient(8) options that take a value
+_DHCLIENT_VALUED = {"-pf", "-lf", "-cf", "-sf", "-df", "-s", "-g", "-p", "-e", "-D", "-n", "--timeout"}
+
+
+def renew_argvs(manager: str, interface: str, client_args: tuple[str, ...] = ()) -> list[list[str]]:
     """The renew each stack documents: ``networkctl renew IFACE`` (systemd >= 246), ``dhcpcd -n IFACE``
     (rebind), ``nmcli device connect IFACE`` (re-activates the device: a new DHCP exchange),
-    ``dhclient -r IFACE`` then ``dhclient IFACE`` (dhclient asks for option 15 only on a new lease)."""
+    ``dhclient -r IFACE`` then ``dhclient IFACE`` (dhclient asks for option 15 only on a new lease), with
+    the running dhclient's own options (`dhclient_args`), as ifdown/ifup would."""
     iface = validate_interface(interface)
     if manager == NO_CLIENT:
         # dhclient and `dhcpcd -n` would start a client the site never ran on it: refuse instead
@@ -383,11 +413,14 @@ def renew_argvs(manager: str, interface: str) -> list[list[str]]:
         return [["networkctl", "renew", iface]]
     if manager == DHCPCD:
         return [["dhcpcd", "-n", iface]]
-    return [["dhclient", "-r", iface], ["dhclient", iface]]
+    args = [safe_token(a, "dhclient option") for a in client_args]
+    return [["dhclient", "-r", *args, iface], ["dhclient", *args, iface]]
 
 
-def renew_command(manager: str, interface: str = "eth0", tools: HostTools = DEFAULT_TOOLS) -> str:
-    return " && ".join(quote_posix(tools.privileged(argv, OsFlavor.LINUX)) for argv in renew_argvs(manager, interface))
+def renew_command(manager: str, interface: str = "eth0", tools: HostTools = DEFAULT_TOOLS,
+                  client_args: tuple[str, ...] = ()) -> str:
+    return " && ".join(quote_posix(tools.privileged(argv, OsFlavor.LINUX))
+                       for argv in renew_argvs(manager, interface, client_args))
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class NetAdapter:
     connected: bool = True
     manager: str = ""  # Linux: what manages the interface (NetworkManager, systemd-networkd, dhcpcd, dhclient)
     dhcp_server: str = ""  # the lease's server identifier (option 54), where the stack shows it
+    client_args: tuple[str, ...] = ()  # Linux dhclient: the options it runs with, reused by the renew
 
     @property
     def apipa_only(self) -> bool:

@@ -6,7 +6,7 @@ suffix, renew it through what manages it. Readers live in `tasks.adapters.window
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from tasks.adapters import linux, windows
@@ -76,6 +76,8 @@ def _linux_choice(sh: _Session, amt_mac: str, address: str) -> InterfaceChoice:
         if adapter.manager == linux.DHCPCD and detail.exit_status != 0:  # the daemon did not answer -U
             lease = sh.run(linux.dhcpcd_lease_file_command(adapter))
             adapter = linux.apply_dhcpcd_lease_file(adapter, lease.exit_status, lease.stdout, problems)
+        if adapter.manager == linux.DHCLIENT:
+            adapter = replace(adapter, client_args=linux.dhclient_args(sections.get("ps", ""), adapter.name, problems))
     except InvalidValue as exc:  # an interface name no Linux tool would take: report, don't guess
         problems.append(str(exc))
         adapter = choice.adapter
@@ -105,7 +107,7 @@ def renew_command(flavor: OsFlavor | str, adapter: NetAdapter, tools: HostTools 
     adapter only when the source gave no index), through its managing stack on Linux."""
     if OsFlavor(flavor) is OsFlavor.WINDOWS:
         return windows.renew_command(adapter.index) if adapter.index is not None else "ipconfig /renew"
-    return linux.renew_command(adapter.manager, adapter.name, tools)
+    return linux.renew_command(adapter.manager, adapter.name, tools, adapter.client_args)
 
 
 def renew(sh: _Session, flavor: OsFlavor | str, adapter: NetAdapter, tools: HostTools = DEFAULT_TOOLS) -> RenewOutcome:
