@@ -255,11 +255,12 @@ class NetLab:
         line = holder.stdout.readline()
         if line.strip() != "ready":
             holder.kill()
+            holder.wait()
             raise RuntimeError(f"{name}: the host did not start: {line} {holder.stderr.read()[-1000:]}")
         children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split()
         client = Client(name, ns, seg, root, holder, int(children[0]), "", stack)
+        self.clients[name] = client  # from here on, close() ends it whatever fails next
         client.mac = client.run(f"cat {mac}", check=True).stdout.strip()
-        self.clients[name] = client
         if stack:
             self.start_stack(client)
         return client

@@ -1,8 +1,9 @@
 """What a renew really did to the client: read back until the lease shows, and whose lease it is.
 
-`networkctl renew` and `dhcpcd -n` return as soon as the daemon has the request (networkctl(1): renew
-"triggers DHCP renew"; dhcpcd(8): -n "notifies dhcpcd"), before the DHCP exchange; dhclient returns once
-bound. So the read-back waits a little for the lease to carry the scope's option 15. A lease that still
+`networkctl renew` (networkctl(1): "Renew dynamic configurations e.g. addresses received from DHCP
+server") and `dhcpcd -n` (dhcpcd(8): "Notifies dhcpcd to ... rebind") return once the daemon has the
+request, before the DHCP exchange (seen with systemd 252 and dhcpcd 9.4.1, tests/test_real_renew.py);
+dhclient returns once bound. So the read-back waits a little for the lease to carry the scope's option 15. A lease that still
 does not carry it came from another DHCP server, or no exchange happened (a client that did not act on
 the request); either way the renew did not do what it was for, and the reason says which server the
 stack names (option 54, where it shows it).
