@@ -239,7 +239,6 @@ class NetLab:
         _run("ip", "-n", ns, "link", "set", tmp, "name", "eth0")
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
         _run("ip", "-n", seg.netns, "link", "set", f"p{seg.ports}", "master", "br0", "up")
-        mac = Path(f"/sys/class/net/eth0/address")  # read below, inside the namespace
         etc = ETC_NETNS / ns
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "resolv.conf").write_text(f"# {name}: written by its DHCP client\n")
@@ -260,7 +259,7 @@ class NetLab:
         children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split()
         client = Client(name, ns, seg, root, holder, int(children[0]), "", stack)
         self.clients[name] = client  # from here on, close() ends it whatever fails next
-        client.mac = client.run(f"cat {mac}", check=True).stdout.strip()
+        client.mac = client.run("cat /sys/class/net/eth0/address", check=True).stdout.strip()
         if stack:
             self.start_stack(client)
         return client
