@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import struct
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -108,34 +107,18 @@ def test_dhcpcd_lease_file_read_when_the_daemon_does_not_answer():
     assert linux.apply_dhcpcd_lease_file(ETH0, 1, "", []) == ETH0
 
 
-def _scope(domain: str, known=True):
-    return SimpleNamespace(name="hq", domain_name=domain, known=known, live_source="Kea at http://kea:8000/ (subnet 1)")
+KEA = "Kea at http://kea:8000/ (subnet 1)"
 
 
 def test_a_lease_that_is_not_the_scopes_is_named_with_its_server():
     ours = InterfaceChoice(NetAdapter(name="eth0", mac="", suffix="contoso.com", dhcp_server="10.77.0.1"), "mac")
-    assert lease_problem(_scope("contoso.com"), ours, 3) is None
+    assert lease_problem("hq", "contoso.com", KEA, ours, 3) is None
     stray = InterfaceChoice(NetAdapter(name="eth0", mac="", suffix="fabrikam.com", dhcp_server="10.79.0.1"), "mac")
-    why = lease_problem(_scope("contoso.com"), stray, 3)
+    why = lease_problem("hq", "contoso.com", KEA, stray, 3)
     assert "carries option 15 'fabrikam.com', not scope hq's 'contoso.com'" in why
-    assert "read from Kea at http://kea:8000/ (subnet 1)" in why and "its server is 10.79.0.1" in why
+    assert f"read from {KEA}" in why and "its server is 10.79.0.1" in why
     none = InterfaceChoice(NetAdapter(name="eth0", mac="", suffix=""), "mac")
-    assert "carries no option 15" in lease_problem(_scope("contoso.com"), none, 3)
-    # a scope not read (Kea down) or no adapter: nothing can be told, nothing is claimed
-    assert lease_problem(_scope("contoso.com", known=False), stray, 3) is None
-    assert lease_problem(_scope("contoso.com"), InterfaceChoice(None, "none"), 3) is None
-
-
-def test_dhclient_is_renewed_with_the_options_it_runs_with():
-    problems: list[str] = []
-    args = linux.dhclient_args(_fix("ps_eo_args_ifupdown_dhclient_constructed.txt"), "eth0", problems)
-    assert args == ("-4", "-v", "-pf", "/run/dhclient.eth0.pid", "-lf", "/var/lib/dhcp/dhclient.eth0.leases", "-I",
-                    "-df", "/var/lib/dhcp/dhclient6.eth0.leases")
-    assert linux.renew_command("dhclient", "eth0", client_args=args) == (
-        "sudo -n dhclient -r " + " ".join(args) + " eth0 && sudo -n dhclient " + " ".join(args) + " eth0")
-    # another interface's dhclient, a plain one, a foreground one, one with shell syntax in its options
-    assert linux.dhclient_args("/sbin/dhclient -pf /run/x.pid eth1\n", "eth0", problems) == ()
-    assert linux.dhclient_args("dhclient eth0\n", "eth0", problems) == ()
-    assert linux.dhclient_args("dhclient -d -4 eth0\n", "eth0", problems) == ("-4",)
-    assert linux.dhclient_args("dhclient -cf /tmp/a;b eth0\n", "eth0", problems) == ()
-    assert "not reused" in problems[-1]
+    assert "carries no option 15" in lease_problem("hq", "contoso.com", KEA, none, 3)
+    assert lease_problem("hq", "", KEA, none, 3) is None  # a scope without option 15, a lease without it
+    # no adapter read: nothing can be told, nothing is claimed
+    assert lease_problem("hq", "contoso.com", KEA, InterfaceChoice(None, "none"), 3) is None

@@ -148,6 +148,29 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
         client.close()
 
 
+def _judge(ctx: WaveContext, host: Host, attempt: int, os_suffix: str | None, amt_dhcp: str | None, channel: str,
+           stray: str | None, evidence: dict) -> tuple[MethodResult | None, str, Cause | None]:
+    """One renew's verdict from what was read back: (a result, or None to try again; why; its cause).
+    AMT's own read-back decides; a lease that is not the scope's is never "verified" (``stray``)."""
+    if amt_dhcp is not None:
+        evidence["dhcp_suffix"] = amt_dhcp
+        if _matches(ctx, host, amt_dhcp) and stray is None:
+            return MethodResult(True, f"renew {attempt}: AMT took option 15 {amt_dhcp} (read back via {channel})",
+                                evidence=evidence), "", None
+        if _matches(ctx, host, amt_dhcp):  # AMT holds a good suffix, but not from this scope's lease
+            return MethodResult(True, f"renew {attempt}: AMT holds {amt_dhcp} (read back via {channel}), but {stray}; "
+                                "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False), "", None
+        last = f"renew {attempt}: OS got {os_suffix!r} but AMT still holds {amt_dhcp!r}"
+    elif _matches(ctx, host, os_suffix) and stray is None:
+        return MethodResult(True, f"renew {attempt}: OS took {os_suffix}; AMT can't be read ({channel}), "
+                            "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False), "", None
+    else:
+        last = f"renew {attempt}: OS holds {os_suffix!r}"
+    if stray is not None:
+        return None, f"renew {attempt}: {stray}", Cause.DHCP_SCOPE_WRONG
+    return None, last, None
+
+
 def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     if ctx.ssh is None:
         return MethodResult(False, "no SSH credentials for a renew", applicable=False)
@@ -209,24 +232,11 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                     "os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
         if scope_note:
             evidence["scope_note"] = scope_note
-        stray = renew_check.lease_problem(scope, after, ctx.renew_settle)
-        if amt_dhcp is not None:
-            evidence["dhcp_suffix"] = amt_dhcp
-            if _matches(ctx, host, amt_dhcp) and stray is None:
-                return MethodResult(True, f"renew {attempt}: AMT took option 15 {amt_dhcp} (read back via {channel})",
-                                    evidence=evidence)
-            if _matches(ctx, host, amt_dhcp):  # AMT holds a good suffix, but not from this scope's lease
-                return MethodResult(True, f"renew {attempt}: AMT holds {amt_dhcp} (read back via {channel}), but {stray}; "
-                                    "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False)
-            last = f"renew {attempt}: OS got {os_suffix!r} but AMT still holds {amt_dhcp!r}"
-        elif _matches(ctx, host, os_suffix) and stray is None:
-            return MethodResult(True, f"renew {attempt}: OS took {os_suffix}; AMT can't be read ({channel}), "
-                                "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False)
-        else:
-            last = f"renew {attempt}: OS holds {os_suffix!r}"
-        last_cause = None
-        if stray is not None:
-            last, last_cause = f"renew {attempt}: {stray}", Cause.DHCP_SCOPE_WRONG
+        stray = None if expected is None else renew_check.lease_problem(
+            scope.name, expected, scope.live_source or "the inventory", after, ctx.renew_settle)
+        done, last, last_cause = _judge(ctx, host, attempt, os_suffix, amt_dhcp, channel, stray, evidence)
+        if done is not None:
+            return done
         if attempt < ctx.renew_attempts:
             time.sleep(ctx.renew_verify_delay)
     cause = last_cause or (Cause.WINDOW_CLOSED if closes is not None and closes <= ctx.now() else Cause.SUFFIX_MISMATCH)

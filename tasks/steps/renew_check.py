@@ -29,17 +29,14 @@ def settle(sh, flavor, amt_mac: str, address: str, expected: str | None, seconds
         time.sleep(interval)
 
 
-def lease_problem(scope, after: InterfaceChoice, waited: float) -> str | None:
-    """Why the OS's lease after the renew is not the scope's, or None when it is (or can't be told)."""
-    if scope is None or not scope.known or after.adapter is None or after.suffix is None:
+def lease_problem(scope_name: str, want: str, origin: str, after: InterfaceChoice, waited: float) -> str | None:
+    """Why the OS's lease after the renew does not carry ``want`` (the option 15 the host's scope hands
+    out, read from ``origin``), or None when it does (or no adapter was read)."""
+    if after.adapter is None or after.suffix is None or after.suffix == (want or ""):
         return None
-    want = scope.domain_name or ""
-    if after.suffix == want:
-        return None
-    origin = scope.live_source or "the inventory"
     server = after.adapter.dhcp_server
     held = f"option 15 {after.suffix!r}" if after.suffix else "no option 15"
-    return (f"the OS's lease on {after.adapter.name} carries {held}, not scope {scope.name}'s "
+    return (f"the OS's lease on {after.adapter.name} carries {held}, not scope {scope_name}'s "
             f"{want or '(none)'!r} (read from {origin}) {waited:g}s after the renew"
             + (f"; its server is {server}" if server else "")
             + ": the lease came from another DHCP server, or the client did not renew")
