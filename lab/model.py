@@ -30,6 +30,7 @@ import yaml
 from lab.amt_rules import WIRE_CAUSE, Firmware, InvalidName, check_provisioning, dns_name, seconds
 from lab.amt_rules import host_name as valid_host_name
 from lab.clock import Clock, ManualClock, RealClock
+from lab.netns import RealOs
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
@@ -219,6 +220,9 @@ class Device:
     net_stack: str = "dhclient"  # Linux: dhclient, networkmanager, networkd, dhcpcd
     powershell: bool = True  # Windows: PowerShell answers the CIM query (False: only ipconfig works)
     reservation: str | None = None  # a DHCP reservation holds its address: its own option 15 ("" = none of its own)
+    # a real client OS in a network namespace (lab/netns.py): its commands run for real, and AMT learns
+    # option 15 only from DHCPACKs on its NIC (lab/dhcp_wire.py); None = the simulated OS
+    real_os: RealOs | None = None
 
     @property
     def effective_suffix(self) -> str:
@@ -230,6 +234,14 @@ class Device:
     @property
     def provision_attempts(self) -> int:
         return len(self.attempts)
+
+
+def _wire_name(value: str) -> str:
+    """Option 15 as a server sent it: a DNS name, or (a server may send anything) the text as is."""
+    try:
+        return dns_name(value)
+    except InvalidName:
+        return value.strip().lower()
 
 
 def _rng(dev: Device, seed: Any, purpose: str) -> random.Random:
@@ -289,6 +301,8 @@ class Fleet:
         self.rpc_major = int(self.extra.get("rpc_version", 2))
         self.rpc_major_of: dict[str, int] = {}
         self._heap: list[tuple[float, int, str, str, int]] = []
+        #: readers of real wires (lab/dhcp_wire.py WireListener.drain), run first by every tick
+        self.wire_drains: list = []
         self._seq = 0
         self.started_at = self.clock.now()
         for d in devices or []:
@@ -389,7 +403,12 @@ class Fleet:
                 net_stack=_choice(d, "net_stack", "dhclient", NET_STACKS),
                 powershell=bool(d.get("powershell", True)),
                 reservation=reserved,
+                real_os=RealOs.parse(d.get("real_os")),
             )
+            if dev.real_os is not None:
+                if os_type != "linux":
+                    raise ValueError("real_os needs os: linux")
+                dev.lease_obtained = None  # the real client renews by itself; the model schedules nothing
             if not 0 <= dev.virtual_adapters <= 4:
                 raise ValueError("virtual_adapters must be 0..4")
             if not 0 <= dev.tunnels <= 2:
@@ -410,7 +429,8 @@ class Fleet:
             self.devices[dev.name] = dev
             self.by_address[dev.address] = dev
             self._by_lower[dev.name.lower()] = dev
-            self._schedule(dev, "renew", dev.lease_obtained + lease / 2)
+            if dev.real_os is None:
+                self._schedule(dev, "renew", dev.lease_obtained + lease / 2)
             if dev.state == "provisioned":  # seeded as already on the new server
                 self.register_with_mps(dev, self.clock.now())
         return dev
@@ -467,6 +487,8 @@ class Fleet:
     def tick(self, now: float | None = None) -> int:
         """Run every self-retry and half-lease renew due by ``now``, each at its own due time."""
         with self._lock:
+            for drain in self.wire_drains:  # DHCPACKs already on a real wire count before anything else
+                drain()
             now = self.clock.now() if now is None else now
             done = 0
             while self._heap and self._heap[0][0] <= now:
@@ -527,7 +549,10 @@ class Fleet:
         """The client OS renews its lease: the OS always takes option 15, AMT only if its window is open."""
         with self._lock:
             now = self._now()
-            return self._renew(self.device(key), now, source=source)
+            dev = self.device(key)
+            if dev.real_os is not None:
+                raise LabError(f"{dev.name}'s OS is real: it renews through its own DHCP client, not the lab")
+            return self._renew(dev, now, source=source)
 
     def _renew(self, dev: Device, now: float, *, source: str) -> dict:
         scope = self.scopes[dev.scope]
@@ -574,6 +599,36 @@ class Fleet:
                 raise LabError(f"{address} is not a reserved client")
             dev.reservation = dns_name(domain_name)
             return dev
+    def wire_ack(self, key: str, reply) -> dict:
+        """A DHCPACK to a real-OS device's MAC went over its NIC (lab/dhcp_wire.py): the OS got it, and
+        AMT, which shares the NIC, takes its option 15 only while its window is open (same faults and
+        failure rate as a simulated renew). A reply without option 15 leaves AMT's suffix as it was."""
+        with self._lock:
+            now = self.clock.now()
+            dev = self.device(key)
+            option15 = reply.domain_name
+            before = dev.dhcp_suffix
+            took, reason = False, ""
+            if option15 is None:
+                reason = "the DHCPACK carried no option 15"
+            elif not self.interface_open(dev, now):
+                reason = "AMT interface closed: AMT did not take the DHCPACK's option 15"
+            elif dev.faults.renew_ignored:
+                reason = "AMT ignored option 15 (renew_ignored fault)"
+            elif self.renew_failure_rate and _rng(dev, self.seed, "renew").random() < self.renew_failure_rate:
+                reason = "AMT ignored option 15 (renew failure rate)"
+            else:
+                dev.dhcp_suffix = _wire_name(option15)
+                took = True
+            if option15 is not None:
+                dev.os_suffix = _wire_name(option15)
+            dev.lease_obtained = now
+            rec = {"at": _iso(now), "source": f"wire: DHCPACK xid {reply.xid:#010x} from {reply.server_id or '?'}",
+                   "option15": option15, "server_id": reply.server_id, "amt_took": took,
+                   "amt_dhcp_suffix_before": before, "amt_dhcp_suffix": dev.dhcp_suffix, "reason": reason}
+            dev.renews.append(rec)
+            del dev.renews[:-20]
+            return rec
 
     def set_scope(self, name: str, *, domain_name: str | None = None, lease: float | None = None) -> Scope:
         """Change what a scope hands out (the Windows DHCP cmdlets' Set-); later renews use the new values."""
@@ -757,6 +812,7 @@ class Fleet:
                 "renews": list(dev.renews), "true_last_failure": dev.true_last_failure,
                 "faults": dev.faults.as_list(),
                 "locale": dev.locale, "code_page": dev.code_page, "wired_link": dev.wired_link,
+                "real_os": dev.real_os.as_dict() if dev.real_os is not None else None,
                 "suffix_check": v.as_wire(),
                 "now": _iso(now),
             }

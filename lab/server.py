@@ -43,6 +43,7 @@ class LabServer:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self.wires: list = []  # lab.dhcp_wire.WireListener per real-OS device
         self.ssh = self.wsman = self.api = None
         self.ssh_port = self.amt_port = self.http_port = None
         self.http_url = None
@@ -84,9 +85,32 @@ class LabServer:
         else:
             kh = Path(self._tmp.name) / "known_hosts"
         self.known_hosts_path = write_known_hosts(self.fleet, kh, self.ssh_port)
+        try:
+            self._listen_to_real_wires()
+        except Exception:
+            self.stop()
+            raise
         self._ticker = threading.Thread(target=self._tick_loop, name="lab-ticker", daemon=True)
         self._ticker.start()
         return self
+
+    def _listen_to_real_wires(self) -> None:
+        """AMT's ear on each real-OS device's NIC (lab/dhcp_wire.py), drained by every model tick."""
+        from lab.dhcp_wire import WireListener
+        from lab.netns import read_mac
+
+        fleet = self.fleet
+        for dev in fleet.devices.values():
+            real = dev.real_os
+            if real is None:
+                continue
+            mac = real.mac or read_mac(real)
+            if not mac:
+                raise RuntimeError(f"{dev.name}: cannot read the MAC of {real.interface} in its real OS")
+            wire = WireListener(real.netns, real.interface, mac,
+                                lambda reply, name=dev.name: fleet.wire_ack(name, reply), lock=fleet._lock).start()
+            self.wires.append(wire)
+            fleet.wire_drains.append(wire.drain)
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.tick_interval):
@@ -94,6 +118,11 @@ class LabServer:
 
     def stop(self) -> None:
         self._stop.set()
+        for wire in self.wires:
+            if wire.drain in self.fleet.wire_drains:
+                self.fleet.wire_drains.remove(wire.drain)
+            wire.stop()
+        self.wires = []
         for svc in (self.api, self.wsman_tls, self.wsman, self.ssh):
             if svc is not None:
                 svc.stop()

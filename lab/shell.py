@@ -15,7 +15,7 @@ import shlex
 from datetime import datetime, timezone
 from typing import Callable
 
-from lab import clientos
+from lab import clientos, netns
 from lab.amt_rules import InvalidName, dns_name
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
 from lab.result import Result
@@ -60,6 +60,9 @@ class DeviceShell(WindowsDhcpCmdlets):
     # ------------------------------------------------------------- dispatcher
     def run(self, command: str) -> Result:
         self.fleet.tick()  # a renew or retry that fell due since the last tick shows in this output
+        real = self.dev.real_os
+        if real is not None and not netns.mentions_me_tool(command):
+            return self._real(command)  # the whole line, pipes and all, as the real sh runs it
         try:
             lex = shlex.shlex(command, posix=True, punctuation_chars=True)
             lex.whitespace_split = True
@@ -96,7 +99,13 @@ class DeviceShell(WindowsDhcpCmdlets):
             code_page = r.code_page if r.code_page != 65001 else code_page  # one console code page per session
         return Result("".join(out), "".join(err), status, code_page)
 
+    def _real(self, command: str) -> Result:
+        status, out, err = netns.run_real(self.dev.real_os, command)
+        return Result(out, err, status)
+
     def run_argv(self, argv: list[str]) -> Result:
+        if self.dev.real_os is not None and netns.program(argv) not in netns.ME_TOOLS:
+            return self._real(shlex.join(argv))  # one segment of a line that also calls an ME tool
         root = self.user == "root"
         if argv and argv[0] == "sudo" and self.dev.os == "linux":
             argv = argv[1:]
@@ -406,6 +415,9 @@ class DeviceShell(WindowsDhcpCmdlets):
             mode = "unknown control mode" if v3 else "unknown state"
         wired = {"isEnable": True, "linkStatus": "up", "dhcpEnabled": True, "dhcpMode": "passive",
                  "ipAddress": dev.address, "osIpAddress": dev.address, "macAddress": _mac(dev)}
+        if dev.real_os is not None:  # AMT shares the real NIC's MAC and, in DHCP mode, the OS's address
+            ip = netns.read_ipv4(dev.real_os) or "0.0.0.0"
+            wired.update(ipAddress=ip, osIpAddress=ip, macAddress=dev.real_os.mac or netns.read_mac(dev.real_os))
         wireless = {"isEnable": False, "linkStatus": "down", "dhcpEnabled": True, "dhcpMode": "passive",
                     "ipAddress": "0.0.0.0", "osIpAddress": "0.0.0.0", "macAddress": "00:00:00:00:00:00"}
         ras = {"networkStatus": "direct", "remoteStatus": "not connected", "remoteTrigger": "user initiated",

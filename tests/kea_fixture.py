@@ -25,6 +25,13 @@ from lab.openssh import free_port  # one definition for every test server
 _SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 
 
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: a test process killed outright takes its Kea along (it survives exec)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def kea_binaries() -> tuple[str | None, str | None]:
     return shutil.which("kea-dhcp4", path=_SBIN), shutil.which("kea-ctrl-agent", path=_SBIN)
 
@@ -99,12 +106,15 @@ class KeaServer:
     """Start kea-dhcp4 and kea-ctrl-agent with configs generated in ``workdir``; ``url`` is the agent."""
 
     def __init__(self, workdir: Path, dhcp4: dict | None = None, *, interfaces: list[str] | None = None,
-                 dhcp_port: int | None = None):
+                 dhcp_port: int | None = None, dhcp4_prefix: list[str] | None = None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dhcp4_body = dhcp4 if dhcp4 is not None else sample_dhcp4()
         self.interfaces = interfaces or []
         self.dhcp_port = dhcp_port
+        # e.g. ["ip", "netns", "exec", NS]: kea-dhcp4 serves a bridge inside a test network namespace
+        # (tests/netns_fixture.py); the control agent stays on loopback and reaches it by its unix socket
+        self.dhcp4_prefix = list(dhcp4_prefix or [])
         self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}/"
         self.socket = self.dir / "kea4.sock"
@@ -136,11 +146,12 @@ class KeaServer:
         env = dict(os.environ, KEA_PIDFILE_DIR=str(self.dir), KEA_LOCKFILE_DIR=str(self.dir),
                    KEA_LOGGER_DESTINATION=str(self.dir / "kea-early.log"))
         port = ["-p", str(self.dhcp_port or free_port())]
-        for argv, log in (([dhcp4, "-c", str(self.dhcp4_path), *port], "kea-dhcp4.out"),
+        for argv, log in (([*self.dhcp4_prefix, dhcp4, "-c", str(self.dhcp4_path), *port], "kea-dhcp4.out"),
                           ([agent, "-c", str(self.ca_path)], "kea-ctrl-agent.out")):
             with open(self.dir / log, "wb") as out:
                 self.procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                   cwd=self.dir, start_new_session=True))
+                                                   cwd=self.dir, start_new_session=True,
+                                                   preexec_fn=_die_with_parent))
         self._wait_ready(timeout)
         return self
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 
 from tasks.adapters.dhcp_kea import KEA_DEFAULT_VALID_LIFETIME, KeaAdapter, KeaSubnetRef
-from tasks.adapters.dhcp_scope import DhcpError, ScopeChange, ScopeOptions
+from tasks.adapters.dhcp_scope import SCOPE_CACHE, DhcpError, ScopeChange, ScopeOptions
 from tasks.adapters.dhcp_windows import (WindowsDhcpAdapter, WindowsScopeRef, format_timespan, parse_format_list,
                                          parse_timespan)
 from tasks.adapters.windows import powershell_command  # one builder for every PowerShell line (re-exported)
@@ -104,7 +104,7 @@ def with_live_dhcp(inv, *, ssh_runner=None, timeout: float = 10.0):
     return inv.with_live_scopes(values, errors)
 
 
-_CACHE: dict[tuple, tuple[float, ScopeOptions]] = {}
+_CACHE = SCOPE_CACHE
 _CACHE_TTL = 60.0
 
 

@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tasks.adapters.dhcp_scope import (DhcpError, ScopeChange, ScopeOptions, dns_value, lease_diff, lease_value,
+from tasks.adapters.dhcp_scope import (DhcpError, ScopeChange, ScopeOptions, dns_value, forget_cached_scopes, lease_diff, lease_value,
                                        option15_diff, option15_text, shadowed, verify_read_back)
 from tasks.rules import dhcp_option15 as o15
 from tasks.rules.suffix import InvalidValue
@@ -350,6 +350,7 @@ class KeaAdapter:
         if write:
             answer = self.command("config-write")
             notes.append(f"config-write: {answer.get('text', '')}")
+        forget_cached_scopes()  # a wave in this process reads the new values, not the ones cached before
         after = self.read(ref)
         verify_read_back(self.label(ref), planned, after, domain_name, lease)
         return ScopeChange(before.source, before, after, diff, True, notes, shadowed(after, domain_name))

@@ -18,6 +18,16 @@ from tasks.rules import dhcp_option15 as o15
 from tasks.rules.durations import format_duration
 from tasks.rules.suffix import InvalidValue, normalize_dns_name
 
+#: live scope values read in this process, per source: (monotonic time read, ScopeOptions). A wave reads each
+#: server once a minute, not once a host (tasks.adapters.dhcp.live_scope); a change made through an adapter
+#: in this process empties it, so the wave's next read sees the new values.
+SCOPE_CACHE: dict[tuple, tuple] = {}
+
+
+def forget_cached_scopes() -> None:
+    SCOPE_CACHE.clear()
+
+
 OPTION15 = "option 15 (domain-name)"
 LEASE = "lease (valid-lifetime)"
 

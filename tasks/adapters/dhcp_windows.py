@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tasks.adapters.dhcp_scope import (DhcpError, ScopeChange, ScopeOptions, dns_value, lease_diff, lease_value,
+from tasks.adapters.dhcp_scope import (DhcpError, ScopeChange, ScopeOptions, dns_value, forget_cached_scopes, lease_diff, lease_value,
                                        option15_diff, shadowed, verify_read_back)
 from tasks.adapters.windows import clixml_text, first_error_line, powershell_command
 from tasks.rules import dhcp_option15 as o15
@@ -267,6 +267,8 @@ class WindowsDhcpAdapter:
                 if status != 0:
                     raise DhcpError(f"{self.label(ref)}: {script.split()[0]}: {self._first_error_line(err)}",
                                     kind="write", source=self.label())
+            if scripts:
+                forget_cached_scopes()  # a wave in this process reads the new values, not the ones cached before
             after = self.read(ref) if scripts else before
         verify_read_back(self.label(ref), planned, after, domain_name, lease)
         return ScopeChange(before.source, before, after, diff, bool(scripts), scripts, shadowed(after, domain_name))

@@ -51,6 +51,8 @@ class NetAdapter:
     description: str = ""
     connected: bool = True
     manager: str = ""  # Linux: what manages the interface (NetworkManager, systemd-networkd, dhcpcd, dhclient)
+    dhcp_server: str = ""  # the lease's server identifier (option 54), where the stack shows it
+    client_args: tuple[str, ...] = ()  # Linux dhclient: the options it runs with, reused by the renew
 
     @property
     def apipa_only(self) -> bool:
@@ -99,6 +101,8 @@ class InterfaceChoice:
         ev["os_interface_index"] = a.index if a else None
         if a is not None and a.manager:
             ev["os_network_manager"] = a.manager
+        if a is not None and a.dhcp_server:
+            ev["os_dhcp_server"] = a.dhcp_server
         if self.facts.problems:
             ev["os_read_problems"] = list(self.facts.problems)[:5]
         if not self.facts.readable:

@@ -6,7 +6,7 @@ suffix, renew it through what manages it. Readers live in `tasks.adapters.window
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from tasks.adapters import linux, windows
@@ -74,7 +74,13 @@ def _linux_choice(sh: _Session, amt_mac: str, address: str) -> InterfaceChoice:
     try:
         detail = sh.run(linux.detail_command(choice.adapter))
         adapter = linux.apply_detail(choice.adapter, detail.exit_status, detail.stdout,
-                                     parse_resolv_conf(sections.get("resolv", "")), problems)
+                                     parse_resolv_conf(sections.get("resolv", "")), problems,
+                                     running=linux.parse_ps_clients(sections.get("ps", "")))
+        if adapter.manager == linux.DHCPCD and detail.exit_status != 0:  # the daemon did not answer -U
+            lease = sh.run(linux.dhcpcd_lease_file_command(adapter))
+            adapter = linux.apply_dhcpcd_lease_file(adapter, lease.exit_status, lease.stdout, problems)
+        if adapter.manager == linux.DHCLIENT:
+            adapter = replace(adapter, client_args=linux.dhclient_args(sections.get("ps", ""), adapter.name, problems))
     except InvalidValue as exc:  # an interface name no Linux tool would take: report, don't guess
         problems.append(str(exc))
         adapter = choice.adapter
@@ -104,7 +110,7 @@ def renew_command(flavor: OsFlavor | str, adapter: NetAdapter, tools: HostTools 
     adapter only when the source gave no index), through its managing stack on Linux."""
     if OsFlavor(flavor) is OsFlavor.WINDOWS:
         return windows.renew_command(adapter.index) if adapter.index is not None else windows.IPCONFIG_RENEW
-    return linux.renew_command(adapter.manager, adapter.name, tools)
+    return linux.renew_command(adapter.manager, adapter.name, tools, adapter.client_args)
 
 
 def _ipconfig_renew(sh: _Session, adapter: NetAdapter, why: str) -> RenewOutcome:
@@ -134,7 +140,10 @@ def renew(sh: _Session, flavor: OsFlavor | str, adapter: NetAdapter, tools: Host
             # PowerShell itself unusable (missing, blocked): ipconfig renews every adapter, ours included
             return _ipconfig_renew(sh, adapter, f"PowerShell renew unusable: {out.detail[:150]}")
         return RenewOutcome(out.ok, None if out.ok else Cause.UNKNOWN, f"{adapter.name}: {out.detail}", command)
-    command = renew_command(flavor, adapter, tools)
+    try:
+        command = renew_command(flavor, adapter, tools)
+    except linux.NoClientRunning as exc:  # nothing was sent: the read said no DHCP client runs
+        return RenewOutcome(False, Cause.UNKNOWN, f"{adapter.name}: {exc}", "")
     res = sh.run(command)
     out = linux.check_renew(adapter.manager, res.exit_status, res.stdout, res.stderr)
     cause = None if out.ok else (Cause.AUTH_FAILED if out.auth else Cause.UNKNOWN)

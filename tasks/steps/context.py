@@ -33,6 +33,7 @@ class WaveContext:
     now: Callable[[], datetime] = utcnow
     renew_attempts: int = 3
     renew_verify_delay: float = 1.0
+    renew_settle: float = 10.0  # how long a read-back waits for an asynchronous renew's lease (renew_check)
     selected: set[str] | None = None  # a rerun's fixed subset; None = a plain run
     worker: str = field(default_factory=worker_id)  # this run's name in host leases
     lease_ttl: timedelta = timedelta(minutes=15)  # a dead worker's hosts are free again after this

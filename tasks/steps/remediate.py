@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from tasks.adapters import amt_host_tool
 from tasks.adapters import os_network
+from tasks.steps import renew_check
 from tasks.rules.classify import is_pre_provisioning
 from tasks.rules.host_state import Cause, Status
 from tasks.inventory.model import Host
@@ -148,6 +149,29 @@ def _amt_dhcp_suffix(ctx: WaveContext, host: Host, rec: HostRecord, sh) -> tuple
         client.close()
 
 
+def _judge(ctx: WaveContext, host: Host, attempt: int, os_suffix: str | None, amt_dhcp: str | None, channel: str,
+           stray: str | None, evidence: dict) -> tuple[MethodResult | None, str, Cause | None]:
+    """One renew's verdict from what was read back: (a result, or None to try again; why; its cause).
+    AMT's own read-back decides; a lease that is not the scope's is never "verified" (``stray``)."""
+    if amt_dhcp is not None:
+        evidence["dhcp_suffix"] = amt_dhcp
+        if _matches(ctx, host, amt_dhcp) and stray is None:
+            return MethodResult(True, f"renew {attempt}: AMT took option 15 {amt_dhcp} (read back via {channel})",
+                                evidence=evidence), "", None
+        if _matches(ctx, host, amt_dhcp):  # AMT holds a good suffix, but not from this scope's lease
+            return MethodResult(True, f"renew {attempt}: AMT holds {amt_dhcp} (read back via {channel}), but {stray}; "
+                                "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False), "", None
+        last = f"renew {attempt}: OS got {os_suffix!r} but AMT still holds {amt_dhcp!r}"
+    elif _matches(ctx, host, os_suffix) and stray is None:
+        return MethodResult(True, f"renew {attempt}: OS took {os_suffix}; AMT can't be read ({channel}), "
+                            "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False), "", None
+    else:
+        last = f"renew {attempt}: OS holds {os_suffix!r}"
+    if stray is not None:
+        return None, f"renew {attempt}: {stray}", Cause.DHCP_SCOPE_WRONG
+    return None, last, None
+
+
 def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     if ctx.ssh is None:
         return MethodResult(False, "no SSH credentials for a renew", applicable=False)
@@ -178,8 +202,11 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
     window = ctx.inv.window.interface_open
     margin = min(timedelta(seconds=30), window / 10)
     closes = rec.window_closes_at
-    last = "no renew tried"
+    last, last_cause = "no renew tried", None
     failed_renew: dict = {}  # what judged the last renew that did not reach the adapter (kept as evidence)
+    # what the OS's lease should carry after the renew: the option 15 the server hands THIS host (its
+    # reservation, its pool...); not judged when that depends on the client (a class it may match)
+    expected = option.domain_name if option is not None and not option.alternatives else None
     for attempt in range(1, ctx.renew_attempts + 1):
         if closes is None or closes - margin <= ctx.now():
             reopened = _reopen_window(ctx, host)
@@ -196,14 +223,14 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                                         evidence=choice.evidence())
                 renewed = os_network.renew(sh, flavor, choice.adapter, ctx.inv.tools)
                 if not renewed.ok:
-                    last = f"renew failed: {renewed.detail}"
+                    last, last_cause = f"renew failed: {renewed.detail}", renewed.cause or Cause.UNKNOWN
                     failed_renew = {"renew_failed": renewed.detail[:500], "renew_command": renewed.command,
                                     **renewed.evidence}
-                    if renewed.cause is Cause.AUTH_FAILED:
-                        return MethodResult(False, last, Cause.AUTH_FAILED, evidence=choice.evidence())
+                    if renewed.cause is Cause.AUTH_FAILED or not renewed.command:  # refused, or nothing to run
+                        return MethodResult(False, last, last_cause, evidence={**choice.evidence(), **failed_renew})
                     continue
                 failed_renew = {}
-                after = os_network.read_interface(sh, flavor, amt_mac=choice.adapter.mac, address=host.address)
+                after = renew_check.settle(sh, flavor, choice.adapter.mac, host.address, expected, ctx.renew_settle)
                 os_suffix = after.suffix
                 amt_dhcp, channel = _amt_dhcp_suffix(ctx, host, rec, sh)
         except SshError as exc:
@@ -212,20 +239,14 @@ def dhcp_renew(ctx: WaveContext, host: Host, rec: HostRecord) -> MethodResult:
                     "os_suffix": os_suffix, "renew_attempt": attempt, "verified_by": channel}
         if scope_note:
             evidence["scope_note"] = scope_note
-        if amt_dhcp is not None:
-            evidence["dhcp_suffix"] = amt_dhcp
-            if _matches(ctx, host, amt_dhcp):
-                return MethodResult(True, f"renew {attempt}: AMT took option 15 {amt_dhcp} (read back via {channel})",
-                                    evidence=evidence)
-            last = f"renew {attempt}: OS got {os_suffix!r} but AMT still holds {amt_dhcp!r}"
-        elif _matches(ctx, host, os_suffix):
-            return MethodResult(True, f"renew {attempt}: OS took {os_suffix}; AMT can't be read ({channel}), "
-                                "pass 2 will tell", evidence={**evidence, "unverified": True}, verified=False)
-        else:
-            last = f"renew {attempt}: OS holds {os_suffix!r}"
+        stray = None if expected is None else renew_check.lease_problem(
+            scope.name, expected, scope.live_source or "the inventory", after, ctx.renew_settle)
+        done, last, last_cause = _judge(ctx, host, attempt, os_suffix, amt_dhcp, channel, stray, evidence)
+        if done is not None:
+            return done
         if attempt < ctx.renew_attempts:
             time.sleep(ctx.renew_verify_delay)
-    cause = Cause.WINDOW_CLOSED if closes is not None and closes <= ctx.now() else Cause.SUFFIX_MISMATCH
+    cause = last_cause or (Cause.WINDOW_CLOSED if closes is not None and closes <= ctx.now() else Cause.SUFFIX_MISMATCH)
     return MethodResult(False, f"{last} (after {ctx.renew_attempts} renews)", cause, evidence=failed_renew)
 
 
