@@ -6,159 +6,27 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tasks.adapters.commands import (
     DEFAULT_TOOLS,
     HostTools,
     OsFlavor,
-    lenient_suffix,
     quote_argv,
     suffix_arg,
     validate_profile,
     validate_server_url,
 )
-from tasks.rules.suffix import InvalidValue, normalize_dns_name
+from tasks.adapters.rpc_amtinfo import AmtInfo, parse_amtinfo, parse_amtinfo_json, parse_amtinfo_text  # noqa: F401
+from tasks.rules.suffix import normalize_dns_name
 
 # --------------------------------------------------------------------------------------------------
-# rpc-go
+# rpc-go (what `rpc amtinfo` prints is read in tasks.adapters.rpc_amtinfo)
 # --------------------------------------------------------------------------------------------------
-
-_CONTROL_MODES = {0: "pre-provisioning state", 1: "activated in client control mode",
-                  2: "activated in admin control mode"}
-_PROVISIONING_STATES = {0: "pre-provisioning", 1: "in-provisioning", 2: "post-provisioning"}
-
-
-@dataclass(frozen=True)
-class AmtInfo:
-    """What ``rpc amtinfo`` reports. ``dns_suffix`` is the trusted (PKI) suffix only, never option 15:
-    rpc-go does not show the DHCP suffix, so a blank here does not mean AMT holds no suffix."""
-
-    version: str = ""
-    build_number: str = ""
-    sku: str = ""
-    uuid: str = ""
-    control_mode: str = ""
-    provisioning_state: str = ""
-    dns_suffix: str = ""
-    dns_suffix_os: str = ""
-    hostname_os: str = ""
-    wired_adapter: dict = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
-
-    heci_available: bool | None = None  # 3.x only: false when rpc could not open the MEI
-
-    @property
-    def activated(self) -> bool | None:
-        """Is AMT activated (client or admin control mode)? None when rpc could not tell.
-
-        Both vocabularies are read: 2.x and 3.x up to beta.3 say ``pre-provisioning state`` /
-        ``activated in admin control mode``; 3.x beta.4+ says ``not activated`` / ``admin control
-        mode`` (pkg/utils/helper.go InterpretControlMode; research/rpc.md 1.2). ``unknown state`` and
-        ``unknown control mode`` mean the ME could not be read: unknown, never activated.
-        """
-        mode, state = self.control_mode.lower(), self.provisioning_state.lower()
-        if self.heci_available is False or mode.startswith("unknown"):
-            return None
-        if mode in ("pre-provisioning state", "not activated", "pre-provisioning"):
-            return False
-        if mode.endswith("admin control mode") or mode.endswith("client control mode"):
-            return True
-        if not mode and state in ("pre-provisioning", "post-provisioning"):
-            return state == "post-provisioning"
-        return None
-
-    @property
-    def control(self) -> str:
-        """``acm``, ``ccm``, ``pre`` or ``""`` (unknown)."""
-        a = self.activated
-        if a is None:
-            return ""
-        if not a:
-            return "pre"
-        return "acm" if "admin" in self.control_mode.lower() else "ccm"
-
-    @property
-    def pre_provisioning(self) -> bool | None:
-        """True before activation, False once activated, None when the output did not say."""
-        a = self.activated
-        if a is not None:
-            return not a
-        state = self.provisioning_state.lower()
-        if state and not state.startswith("unknown") and not self.control_mode:
-            return state.startswith("pre")
-        return None
 
 
 def _text(value) -> str:
     return "" if value is None else str(value).strip()
-
-
-def _build_amtinfo(values: dict, wired: dict) -> AmtInfo:
-    problems: list[str] = []
-    mode = values.get("controlMode")
-    state = values.get("provisioningState")
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        mode = _CONTROL_MODES.get(mode, str(mode))
-    if isinstance(state, int) and not isinstance(state, bool):
-        state = _PROVISIONING_STATES.get(state, str(state))
-    return AmtInfo(
-        version=_text(values.get("amt")),
-        build_number=_text(values.get("buildNumber")),
-        sku=_text(values.get("sku")),
-        uuid=_text(values.get("uuid")),
-        control_mode=_text(mode),
-        provisioning_state=_text(state),
-        dns_suffix=lenient_suffix(values.get("dnsSuffix"), "AMT DNS suffix", problems),
-        dns_suffix_os=lenient_suffix(values.get("dnsSuffixOS"), "OS DNS suffix", problems),
-        hostname_os=_text(values.get("hostnameOS")),
-        wired_adapter=dict(wired),
-        problems=tuple(problems),
-        heci_available=values.get("heciAvailable") if isinstance(values.get("heciAvailable"), bool) else None,
-    )
-
-
-def parse_amtinfo_json(text: str) -> AmtInfo:
-    """``rpc amtinfo --json``; every key is optional (older AMT leaves some out)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidValue(f"rpc amtinfo output is not JSON: {exc.msg} at line {exc.lineno}") from None
-    if not isinstance(data, dict):
-        raise InvalidValue("rpc amtinfo JSON is not an object")
-    wired = data.get("wiredAdapter")
-    return _build_amtinfo(data, wired if isinstance(wired, dict) else {})
-
-
-_TEXT_ROWS = {"version": "amt", "build number": "buildNumber", "sku": "sku", "uuid": "uuid",
-              "control mode": "controlMode", "provisioning state": "provisioningState",
-              "dns suffix": "dnsSuffix", "dns suffix (os)": "dnsSuffixOS", "hostname (os)": "hostnameOS"}
-
-
-def parse_amtinfo_text(text: str) -> AmtInfo:
-    """``rpc amtinfo`` text form: ``Label<tabs or spaces>: value`` rows, then ``---Wired Adapter---``."""
-    values: dict[str, str] = {}
-    wired: dict[str, str] = {}
-    section = "main"
-    for raw in text.replace("\r", "").splitlines():
-        line = raw.strip()
-        if line.startswith("---") and line.endswith("---"):
-            section = "wired" if "wired" in line.lower() else "other"
-            continue
-        label, sep, value = line.partition(":")
-        if not sep:
-            continue
-        label, value = label.strip(), value.strip()
-        if section == "main" and label.lower() in _TEXT_ROWS:
-            values[_TEXT_ROWS[label.lower()]] = value
-        elif section == "wired":
-            wired[label] = value
-    return _build_amtinfo(values, wired)
-
-
-def parse_amtinfo(stdout: str) -> AmtInfo:
-    """Either form of ``rpc amtinfo``."""
-    return parse_amtinfo_json(stdout) if stdout.lstrip().startswith("{") else parse_amtinfo_text(stdout)
 
 
 def amtinfo_command(flavor: OsFlavor | str, tools: HostTools = DEFAULT_TOOLS, *, as_json: bool = True) -> str:
