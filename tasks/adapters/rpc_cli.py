@@ -91,7 +91,16 @@ RPC_EXIT_CODES: dict[int, tuple[str, str]] = {
     100: ("AMTAuthenticationFailed", "auth_failed"),
     101: ("WSMANMessageError", "internal_error"),
     102: ("ActivationFailed", "internal_error"),
-    111: ("UnableToActivate", "internal_error"),
+    # 103-108: a configuration step that runs once AMT is activated failed (3.x's profile flows: e.g. 107
+    # with EBUSY on AMT 20, rpc-go issue #1438, "the device is successfully provisioned in ACM mode despite
+    # this error"): AMT may well be activated, so only the read-back can say what happened
+    103: ("NetworkConfigurationFailed (after activation)", "internal_error"),
+    104: ("CIRAConfigurationFailed (after activation)", "internal_error"),
+    105: ("TLSConfigurationFailed (after activation)", "internal_error"),
+    106: ("WiFiConfigurationFailed (after activation)", "internal_error"),
+    107: ("AMTFeaturesConfigurationFailed (after activation)", "internal_error"),
+    108: ("Ieee8021xConfigurationFailed (after activation)", "internal_error"),
+    111: ("UnableToActivate (2.x local activation: the device is already activated)", "internal_error"),
     128: ("ActivationFailed: provisioning certificate does not match", "internal_error"),
     136: ("DuplicateKey", "internal_error"),
     138: ("UnsupportedAMTVersion / leaf cert hash too long (code used twice)", "internal_error"),
@@ -179,16 +188,19 @@ def parse_logrus(stderr: str) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------------
 
 #: (pattern, hint, transient). Order matters: the first match wins. The hint is the error code the
-#: provisioning step hands the classifier.
+#: provisioning step hands the classifier; it explains a verdict, it never makes one (tasks.adapters.rpc).
 _MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
     (re.compile(r"missing dns suffix", re.I), "suffix_blank", False),
     (re.compile(r"does not match list of available amt domain suffixes", re.I), "suffix_mismatch", False),
+    # AMT 19+: a suffix RPS has no domain for surfaces as this instead of the message above (rps issue
+    # #2590: "Failed to extract domain certificate.Failed to extract domain certificate.ACM activation failed")
+    (re.compile(r"failed to extract domain certificate", re.I), "suffix_mismatch", False),
     (re.compile(r"password does not match stored version|incorrect password|"
                 r"missingorincorrectpassword|amtauthenticationfailed", re.I), "auth_failed", False),
     (re.compile(r"does not match list of available amt profiles|belongs to another tenant|"
-                r"already has a record in mps|already enabled in admin control mode|missing password\.|"
+                r"already has a record in mps|missing password\.|"
                 r"rpsauthenticationfailed", re.I), "config_error", False),
-    (re.compile(r"failed to activate in (admin|client) control mode|failed to extract domain certificate|"
+    (re.compile(r"failed to activate in (admin|client) control mode|"
                 r"invalid domain certificate|acm activation failed|tls acm setup failed|"
                 r"it is in unknown mode", re.I), "internal_error", False),
     (re.compile(r"failed to get amt (profile|domain certificate) from database|failed to save device information|"
@@ -199,7 +211,16 @@ _MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
     (re.compile(r"x509:|tls: |certificate signed by unknown authority", re.I), "config_error", False),
 )
 
+#: AMT was activated before this attempt, said in so many words: rpc-go 2.x local activation "Device is
+#: already activated" (internal/local/activate.go, exit 111), 3.x "device is already activated (control
+#: mode: N)" (internal/commands/activate/local.go), RPS "Device <uuid> already enabled in admin control
+#: mode." (Validator.ts verifyCurrentModeForActivation: a client-mode profile for an ACM device). Read on
+#: error-level and plain lines only: RPS's info-level "Device already activated" progress and its status
+#: "already enabled in admin mode." belong to a takeover that went on.
+_ALREADY = re.compile(r"\balready (?:activated|enabled in (?:admin|client) control mode)", re.I)
+
 _SUFFIX_IN_MESSAGE = re.compile(r"Specified AMT domain suffix:\s*(?P<s>\S*?)\s+does not match", re.I)
+_EXIT_LINE = re.compile(r"^Error \d+: \w+$")
 _RPS_WRAP = re.compile(r"^(?:RPS activation failed:\s*)?rps returned error:\s*", re.I)
 _SUCCESS = re.compile(r"^(Status:\s*)?(activated to admin control mode|upgraded to admin control mode|"
                       r"admin control mode|client control mode|already enabled in (admin|client) mode|"
@@ -275,8 +296,13 @@ def _json_summary(stdout: str) -> dict:
     return data if isinstance(data, dict) and "status" in data and "level" not in data else {}
 
 
-def read_activation(exit_status: int, stdout: str, stderr: str) -> ActivationReport:
-    """Read ``rpc activate``'s exit status and both streams (2.x and 3.x, text or JSON logs)."""
+def read_activation(exit_status: int, stdout: str, stderr: str, *, password_sent: bool = False) -> ActivationReport:
+    """Read ``rpc activate``'s exit status and both streams (2.x and 3.x, text or JSON logs).
+
+    ``password_sent``: AMT's current password was handed to rpc (AMT_PASSWORD). rpc-go asks for the password
+    only when AMT reports it is activated (2.x internal/rps/message.go: ``CurrentMode != 0``; 3.x
+    activate.go, issue #1346), so a prompt when none was sent means "already activated", not a wrong
+    password; a prompt when one was sent means it did not reach rpc (sudo's env_reset, say)."""
     entries = parse_log(stdout, "stdout") + parse_log(stderr, "stderr")
     summary = _json_summary(stdout)
     if summary:
@@ -285,7 +311,10 @@ def read_activation(exit_status: int, stdout: str, stderr: str) -> ActivationRep
     others = [e.msg for e in entries if not e.level]
     problems: list[str] = []
     server_error = ""
-    for msg in reversed(errors):  # the RPS message is the innermost one: unwrap 3.x's wrappers
+    # rpc-go's last line restates its exit code ("Error 107: AMTFeaturesConfigurationFailed", cmd/rpc/main.go
+    # handleErrorAndExit): the message is the line before it, when there is one
+    said = [m for m in errors if not _EXIT_LINE.match(m)] or errors
+    for msg in reversed(said):  # the RPS message is the innermost one: unwrap 3.x's wrappers
         inner = _RPS_WRAP.sub("", msg)
         if inner:
             server_error = inner if not server_error or len(inner) < len(server_error) else server_error
@@ -316,8 +345,14 @@ def read_activation(exit_status: int, stdout: str, stderr: str) -> ActivationRep
             hint = code_hint
             transient = False
         if any(_PROMPT.search(o) for o in others):
-            problems.append("rpc prompted for the AMT password: AMT_PASSWORD did not reach it")
-            hint = hint if hint not in (None, "internal_error") else "auth_failed"
+            if password_sent:
+                problems.append("rpc prompted for the AMT password: AMT_PASSWORD did not reach it")
+                hint = hint if hint not in (None, "internal_error") else "auth_failed"
+            else:
+                problems.append("rpc prompted for AMT's password, which it asks only of an activated AMT")
+                hint = hint if hint not in (None, "internal_error", "auth_failed") else "already_activated"
+        if _ALREADY.search(" ".join([*errors, *others])):
+            hint, transient = "already_activated", False
     garbage = [o for o in others if not _PROMPT.search(o)]
     if garbage:
         truncated = [o for o in garbage if o.startswith("{")]
