@@ -175,3 +175,19 @@ def test_a_whole_wave_through_rpc_go_ends_the_error_after_activation_host_provis
         assert store.get("w", "W-MISMATCH").provisioned_in_pass == 2 and "warning" not in store.get("w", "W-MATCH").evidence
     finally:
         site.lab.stop()
+
+
+def test_discovery_keeps_an_unreadable_amtinfo_as_could_not_read(lab_site):
+    """host_tools.rpc may point at anything: output no reader knows is "could not read" with the raw text,
+    never a reading with empty values (here `echo` stands in for a tool that prints something else)."""
+    data = yaml.safe_load(lab_site.inventory.read_text())
+    data["host_tools"]["rpc"] = ["echo"]
+    lab_site.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    ctx = _ctx(lab_site)
+    try:
+        discover_host(ctx, "E-PRE")
+        ev = ctx.store.get("w", "E-PRE").evidence
+        assert ev["amtinfo_error"].startswith("could not read") and ev["amtinfo_output"] == "amtinfo --json\n"
+        assert "provisioning_state" not in ev and "control_mode" not in ev
+    finally:
+        ctx.close()

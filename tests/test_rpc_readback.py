@@ -159,3 +159,11 @@ def test_already_activated_carries_what_amt_reads_for_the_adopt_path():
 def test_refusals_before_amt_was_asked_keep_their_cause_whatever_amt_reads():
     out, _, _ = _provision(_Res(0, "", fx("activate_2x_text_suffix_mismatch.stderr")), ACTIVATED)
     assert not out.ok and out.error_code == "suffix_mismatch" and not out.warning
+
+
+def test_2x_text_aligned_with_spaces_ccm():
+    # verbatim from rpc-go issue #782 (placeholders as the reporter wrote them)
+    info = parse_amtinfo(fx("amtinfo_2x_text_spaces_issue782.txt"))
+    assert info.form == "text 2.x" and info.control == "ccm" and info.version == "12.0.45"
+    assert info.dns_suffix == "" and info.uuid == "[uuid]"  # the empty row never takes the next one's value
+    assert info.wired_adapter["MAC Address"] == "[mac]"  # the wired section's, not the wireless one's blank
