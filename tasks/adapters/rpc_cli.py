@@ -296,6 +296,46 @@ def _json_summary(stdout: str) -> dict:
     return data if isinstance(data, dict) and "status" in data and "level" not in data else {}
 
 
+def _server_error(errors: list[str], summary: dict) -> str:
+    """The RPS/rpc-go error message: the innermost of 3.x's wrappers, never rpc-go's closing exit line."""
+    server_error = ""
+    # rpc-go's last line restates its exit code ("Error 107: AMTFeaturesConfigurationFailed", cmd/rpc/main.go
+    # handleErrorAndExit): the message is the line before it, when there is one
+    said = [m for m in errors if not _EXIT_LINE.match(m)] or errors
+    for msg in reversed(said):  # the RPS message is the innermost one: unwrap 3.x's wrappers
+        inner = _RPS_WRAP.sub("", msg)
+        if inner:
+            server_error = inner if not server_error or len(inner) < len(server_error) else server_error
+    if errors and not server_error:
+        server_error = errors[-1]
+    if _text(summary.get("status")).lower() == "failed" and not server_error:
+        server_error = _text(summary.get("message")) or "rpc reported status failed"
+    return server_error
+
+
+def _message_hint(server_error: str, errors: list[str], others: list[str], failed_exit: bool, code_hint: str,
+                  password_sent: bool, problems: list[str]) -> tuple[str | None, bool]:
+    """(hint, transient) from the messages, the exit code's meaning and a password prompt."""
+    hint, transient = None, False
+    text = " ".join([server_error, *errors])
+    for pattern, h, tr in _MESSAGE_HINTS:
+        if text and pattern.search(text):
+            hint, transient = h, tr
+            break
+    if hint is None and (server_error or failed_exit):
+        hint = code_hint
+    if any(_PROMPT.search(o) for o in others):
+        if password_sent:
+            problems.append("rpc prompted for the AMT password: AMT_PASSWORD did not reach it")
+            hint = hint if hint not in (None, "internal_error") else "auth_failed"
+        else:
+            problems.append("rpc prompted for AMT's password, which it asks only of an activated AMT")
+            hint = hint if hint not in (None, "internal_error", "auth_failed") else "already_activated"
+    if _ALREADY.search(" ".join([*errors, *others])):
+        hint, transient = "already_activated", False
+    return hint, transient
+
+
 def read_activation(exit_status: int, stdout: str, stderr: str, *, password_sent: bool = False) -> ActivationReport:
     """Read ``rpc activate``'s exit status and both streams (2.x and 3.x, text or JSON logs).
 
@@ -310,18 +350,7 @@ def read_activation(exit_status: int, stdout: str, stderr: str, *, password_sent
     errors = [e.msg for e in entries if e.level in ERROR_LEVELS]
     others = [e.msg for e in entries if not e.level]
     problems: list[str] = []
-    server_error = ""
-    # rpc-go's last line restates its exit code ("Error 107: AMTFeaturesConfigurationFailed", cmd/rpc/main.go
-    # handleErrorAndExit): the message is the line before it, when there is one
-    said = [m for m in errors if not _EXIT_LINE.match(m)] or errors
-    for msg in reversed(said):  # the RPS message is the innermost one: unwrap 3.x's wrappers
-        inner = _RPS_WRAP.sub("", msg)
-        if inner:
-            server_error = inner if not server_error or len(inner) < len(server_error) else server_error
-    if errors and not server_error:
-        server_error = errors[-1]
-    if _text(summary.get("status")).lower() == "failed" and not server_error:
-        server_error = _text(summary.get("message")) or "rpc reported status failed"
+    server_error = _server_error(errors, summary)
     success = [e.msg for e in entries if e.level == "info" and (_SUCCESS.match(e.msg) or _COMPONENT_OK.match(e.msg))]
     claims = bool(success) or _text(summary.get("status")).lower() == "success"
     name, code_hint = exit_meaning(exit_status)
@@ -336,23 +365,8 @@ def read_activation(exit_status: int, stdout: str, stderr: str, *, password_sent
         hint = "tool_error"
         problems.append("rpc could not open the MEI: not elevated, or no MEI driver")
     else:
-        text = " ".join([server_error, *errors])
-        for pattern, h, tr in _MESSAGE_HINTS:
-            if text and pattern.search(text):
-                hint, transient = h, tr
-                break
-        if hint is None and (server_error or exit_status != 0):
-            hint = code_hint
-            transient = False
-        if any(_PROMPT.search(o) for o in others):
-            if password_sent:
-                problems.append("rpc prompted for the AMT password: AMT_PASSWORD did not reach it")
-                hint = hint if hint not in (None, "internal_error") else "auth_failed"
-            else:
-                problems.append("rpc prompted for AMT's password, which it asks only of an activated AMT")
-                hint = hint if hint not in (None, "internal_error", "auth_failed") else "already_activated"
-        if _ALREADY.search(" ".join([*errors, *others])):
-            hint, transient = "already_activated", False
+        hint, transient = _message_hint(server_error, errors, others, exit_status != 0, code_hint, password_sent,
+                                        problems)
     garbage = [o for o in others if not _PROMPT.search(o)]
     if garbage:
         truncated = [o for o in garbage if o.startswith("{")]

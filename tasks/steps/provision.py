@@ -133,14 +133,7 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     reached = outcome.reached_device
     closes = now + ctx.inv.window.interface_open if reached else None  # every attempt reopens the window
     if outcome.ok:
-        evidence = {"server_message": outcome.message, **outcome.evidence}
-        if outcome.warning:  # what AMT and the new server read back overruled what the tool said: in the history
-            evidence["warning"] = outcome.warning
-            log.warning("%s: provisioned, with a warning: %s", name, outcome.warning)
-        store.transition(wave, name, Status.PROVISIONED, stage=stage, action="provision", outcome="ok",
-                         provisioned_in_pass=pass_no, attempted=True, window_closes_at=closes,
-                         evidence=evidence, flow_run_id=ctx.flow_run_id)
-        return HostOutcome(name, Result.PROVISIONED, detail="with a warning" if outcome.warning else "")
+        return _provisioned(ctx, name, stage, pass_no, outcome, closes)
     facts = facts_for(ctx, host, rec.evidence)
     c = classify_failure(facts, ctx.cert_suffix, error_code=outcome.error_code, message=outcome.message)
     if pass_no == 2 and c.cause in PASS2_TO_TECHNICIAN and rec.status in (Status.REMEDIATED, Status.NEEDS_MEBX):
@@ -153,6 +146,17 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
                      next_step=next_step_for(c.cause, c.evidence), flow_run_id=ctx.flow_run_id)
     ctx.answered(pass_no).add(name)
     return HostOutcome(name, Result(status.value), c.cause)
+
+
+def _provisioned(ctx: WaveContext, name: str, stage: str, pass_no: int, outcome, closes) -> HostOutcome:
+    evidence = {"server_message": outcome.message, **outcome.evidence}
+    if outcome.warning:  # what AMT and the new server read back overruled what the tool said: in the history
+        evidence["warning"] = outcome.warning
+        log.warning("%s: provisioned, with a warning: %s", name, outcome.warning)
+    ctx.store.transition(ctx.wave.name, name, Status.PROVISIONED, stage=stage, action="provision", outcome="ok",
+                         provisioned_in_pass=pass_no, attempted=True, window_closes_at=closes, evidence=evidence,
+                         flow_run_id=ctx.flow_run_id)
+    return HostOutcome(name, Result.PROVISIONED, detail="with a warning" if outcome.warning else "")
 
 
 def _after_already_activated(ctx: WaveContext, host: Host, stage: str, outcome):
