@@ -17,8 +17,10 @@ from tasks.steps.context import build_context
 from tasks.steps.discover import discover_host
 from tasks.steps.provision import provision_host
 from tasks.store.state import StateStore
-from tests.lab_fixtures import ssh_run
 from tests.site_fixtures import PASSWORD, device, start_site
+
+pytest.register_assert_rewrite("tests.lab_fixtures")
+from tests.lab_fixtures import ssh_run  # noqa: E402
 
 URL = "wss://rps.contoso.com/activate"
 
