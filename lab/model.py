@@ -46,7 +46,7 @@ PROVISIONED_OK = "provisioned"
 
 STATES = ("pre", "legacy", "provisioned")
 OS_TYPES = ("windows", "linux")
-FLAG_FAULTS = ("down", "blackhole", "ssh_auth", "hung", "renew_ignored", "me_unreadable")
+FLAG_FAULTS = ("down", "blackhole", "ssh_auth", "hung", "renew_ignored", "me_unreadable", "error_after_activation")
 VALUE_FAULTS = ("slow", "latency", "server_5xx")
 LATENCY_OPS = ("ssh", "wsman", "provision", "renew", "admin")
 
@@ -118,6 +118,10 @@ class Faults:
     # the ME answers rpc-go's HECI query with a control-mode value outside 0/1/2: `rpc amtinfo` prints
     # `unknown state` (2.x) / `unknown control mode` (3.x) (pkg/utils/helper.go InterpretControlMode)
     me_unreadable: bool = False
+    # RPS activates AMT and registers it with MPS, then a later step fails and RPS answers rpc-go with its
+    # error state machine's "Unknown error has occured" (rps src/stateMachines/error.ts respondUnknown):
+    # rpc-go 2.x logs it and exits 0, 3.x exits 10 with `rps returned error: ...`; AMT stays activated
+    error_after_activation: bool = False
     slow: float = 0.0
     latency: tuple[float, float] | None = None
     server_5xx: float = 0.0
@@ -462,6 +466,11 @@ class Fleet:
 
     def rps_domain_suffixes(self) -> set[str]:
         return {d["domainSuffix"] for d in self.rps_domains()}
+
+    def rps_client_mode_profiles(self) -> set[str]:
+        """Names of RPS profiles that activate in client control mode (fleet key ``rps_ccm_profiles``); every
+        other profile name is an admin-control-mode one."""
+        return {str(p) for p in self.extra.get("rps_ccm_profiles") or []}
 
     def rpc_major_for(self, dev: Device) -> int:
         return self.rpc_major_of.get(dev.name, self.rpc_major)

@@ -17,6 +17,7 @@ from typing import Callable
 
 from lab import clientos, netns
 from lab.amt_rules import InvalidName, dns_name
+from lab.rpcgo_text import amtinfo_text_3x
 from lab.model import DeviceUnreachable, Fleet, LabError, ServerBusy, Device
 from lab.result import Result
 from lab.windows_dhcp import WindowsDhcpCmdlets
@@ -31,6 +32,9 @@ RPC_MISSING_DNS_SUFFIX = 24
 RPC_MISSING_PASSWORD = 23
 RPC_AMT_CONNECTION_FAILED = 71
 RPC_ACTIVATION_FAILED = 102
+#: RPS's error state machine when AMT answers a WS-Man call with neither 401 nor 400 (rps
+#: src/stateMachines/error.ts respondUnknown; the spelling is RPS's)
+UNKNOWN_ERROR = "Unknown error has occured"
 
 
 def _mac(dev: Device, sep: str = ":") -> str:
@@ -447,6 +451,8 @@ class DeviceShell(WindowsDhcpCmdlets):
             info = self._amtinfo()
         if flags & {"json", "j"}:
             return Result(json.dumps(info, indent=2) + "\n")
+        if self._major() >= 3:
+            return Result(amtinfo_text_3x(info))
         # 2.x text rows (internal/local/info.go @ v2.52.4: label, tabs, ": ", value)
         rows = [("Version\t\t\t", info["amt"]), ("Build Number\t\t", info["buildNumber"]), ("SKU\t\t\t", info["sku"]),
                 ("Features\t\t", info["features"]), ("UUID\t\t\t", info["uuid"]),
@@ -541,11 +547,17 @@ class DeviceShell(WindowsDhcpCmdlets):
         # rpc-go reports -d, else AMT's PKI suffix, else the OS suffix (createPayload; rpc.md 4.1)
         reported = str(opts.get("d") or opts.get("dns") or dev.trusted_suffix or dev.os_suffix or "").lower()
         if dev.state == "pre":
-            # RPS Validator.ts (ACM, AMT < 19): the reported suffix must be one of its domains, exactly
             if not reported:
                 emit("warning", "DNS suffix is empty, unable to activate AMT in admin Control Mode (ACM)")
+            if int(dev.amt_version.split(".")[0]) >= 19:
+                # RPS Validator.ts: an admin-mode profile on AMT 19+ starts in client control mode, so the ACM
+                # suffix checks are skipped; the domain lookup fails later, as rps issue #2590 (RPS 2.31.3) shows
+                if reported not in self.fleet.rps_domain_suffixes():
+                    return rps_error("Failed to extract domain certificate.Failed to extract domain certificate."
+                                     "ACM activation failed")
+            elif not reported:  # RPS Validator.ts (ACM, AMT < 19): the suffix must be one of its domains, exactly
                 return rps_error(f"Device {dev.uuid} activation failed. Missing DNS Suffix.")
-            if reported not in self.fleet.rps_domain_suffixes():
+            elif reported not in self.fleet.rps_domain_suffixes():
                 return rps_error(f"Device {dev.uuid} activation failed. Specified AMT domain suffix: {reported} "
                                  "does not match list of available AMT domain suffixes.")
         self.sleep(self.fleet.latency_for(dev, "provision"))
@@ -562,6 +574,8 @@ class DeviceShell(WindowsDhcpCmdlets):
         if rec["result"] != "success":
             # AMT refused the certificate: RPS's state machine says no more than this (activation.ts)
             return rps_error("Failed to activate in admin control mode.")
+        if dev.faults.error_after_activation:
+            return rps_error(UNKNOWN_ERROR)  # AMT activated and registered; a later step failed
         status = "already enabled in admin mode." if was != "pre" else "Activated to admin control mode."
         return self._rpc_success(status, profile, url, emit, log, major, as_json)
 
@@ -590,6 +604,9 @@ class DeviceShell(WindowsDhcpCmdlets):
         match stored version for Device <uuid>`), runs no suffix check, rotates the admin password to the
         profile's (CHANGE_AMT_PASSWORD), registers the device with MPS. The lab answers a wrong password
         with that validator message (the research documents no other wording for it)."""
+        if profile in self.fleet.rps_client_mode_profiles():
+            # Validator.ts verifyCurrentModeForActivation, currentMode 2 with a client-mode profile
+            return rps_error(f"Device {dev.uuid} already enabled in admin control mode.")
         self.sleep(self.fleet.latency_for(dev, "provision"))
         try:
             rec = self.fleet.adopt(dev.name, password, profile=profile)
@@ -603,6 +620,8 @@ class DeviceShell(WindowsDhcpCmdlets):
         if rec["result"] != "success":
             return rps_error(rec["message"])
         emit("info", "Device already activated")
+        if dev.faults.error_after_activation:
+            return rps_error(UNKNOWN_ERROR)
         status = "already enabled in admin mode."
         return self._rpc_success(status, profile, url, emit, log, major, as_json)
 

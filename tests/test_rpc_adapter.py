@@ -115,7 +115,9 @@ def test_garbage_and_truncated_output_are_never_success():
 
 
 def test_password_prompt_means_amt_password_did_not_arrive():
-    r = read_activation(23, "Please enter AMT Password: ", 'time="x" level=error msg="Error 23: MissingOrIncorrectPassword"\n')
+    # a password was handed over (AMT_PASSWORD) and rpc still asked for one: it never reached rpc
+    r = read_activation(23, "Please enter AMT Password: ", 'time="x" level=error msg="Error 23: MissingOrIncorrectPassword"\n',
+                        password_sent=True)
     assert r.hint == "auth_failed" and any("AMT_PASSWORD" in p for p in r.problems)
 
 

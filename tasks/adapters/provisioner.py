@@ -20,12 +20,15 @@ class ProvisionOutcome:
     message: str = ""
     transient: bool = False  # worth retrying the same request later (server busy/down)
     evidence: dict = field(default_factory=dict)
+    #: ok, but something said otherwise (rpc logged an error that AMT's and the new server's read-back
+    #: overrule): recorded in the host's history and logged as a warning
+    warning: str = ""
 
     @property
     def reached_device(self) -> bool:
         """Did the attempt reach AMT? Only then did it reopen the interface window."""
         return self.error_code not in ("device_unreachable", "unreachable", "auth_failed", "tool_error",
-                                       "config_error")
+                                       "config_error", "already_activated")
 
 
 @runtime_checkable

@@ -6,159 +6,27 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tasks.adapters.commands import (
     DEFAULT_TOOLS,
     HostTools,
     OsFlavor,
-    lenient_suffix,
     quote_argv,
     suffix_arg,
     validate_profile,
     validate_server_url,
 )
-from tasks.rules.suffix import InvalidValue, normalize_dns_name
+from tasks.adapters.rpc_amtinfo import AmtInfo, parse_amtinfo, parse_amtinfo_json, parse_amtinfo_text  # noqa: F401
+from tasks.rules.suffix import normalize_dns_name
 
 # --------------------------------------------------------------------------------------------------
-# rpc-go
+# rpc-go (what `rpc amtinfo` prints is read in tasks.adapters.rpc_amtinfo)
 # --------------------------------------------------------------------------------------------------
-
-_CONTROL_MODES = {0: "pre-provisioning state", 1: "activated in client control mode",
-                  2: "activated in admin control mode"}
-_PROVISIONING_STATES = {0: "pre-provisioning", 1: "in-provisioning", 2: "post-provisioning"}
-
-
-@dataclass(frozen=True)
-class AmtInfo:
-    """What ``rpc amtinfo`` reports. ``dns_suffix`` is the trusted (PKI) suffix only, never option 15:
-    rpc-go does not show the DHCP suffix, so a blank here does not mean AMT holds no suffix."""
-
-    version: str = ""
-    build_number: str = ""
-    sku: str = ""
-    uuid: str = ""
-    control_mode: str = ""
-    provisioning_state: str = ""
-    dns_suffix: str = ""
-    dns_suffix_os: str = ""
-    hostname_os: str = ""
-    wired_adapter: dict = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
-
-    heci_available: bool | None = None  # 3.x only: false when rpc could not open the MEI
-
-    @property
-    def activated(self) -> bool | None:
-        """Is AMT activated (client or admin control mode)? None when rpc could not tell.
-
-        Both vocabularies are read: 2.x and 3.x up to beta.3 say ``pre-provisioning state`` /
-        ``activated in admin control mode``; 3.x beta.4+ says ``not activated`` / ``admin control
-        mode`` (pkg/utils/helper.go InterpretControlMode; research/rpc.md 1.2). ``unknown state`` and
-        ``unknown control mode`` mean the ME could not be read: unknown, never activated.
-        """
-        mode, state = self.control_mode.lower(), self.provisioning_state.lower()
-        if self.heci_available is False or mode.startswith("unknown"):
-            return None
-        if mode in ("pre-provisioning state", "not activated", "pre-provisioning"):
-            return False
-        if mode.endswith("admin control mode") or mode.endswith("client control mode"):
-            return True
-        if not mode and state in ("pre-provisioning", "post-provisioning"):
-            return state == "post-provisioning"
-        return None
-
-    @property
-    def control(self) -> str:
-        """``acm``, ``ccm``, ``pre`` or ``""`` (unknown)."""
-        a = self.activated
-        if a is None:
-            return ""
-        if not a:
-            return "pre"
-        return "acm" if "admin" in self.control_mode.lower() else "ccm"
-
-    @property
-    def pre_provisioning(self) -> bool | None:
-        """True before activation, False once activated, None when the output did not say."""
-        a = self.activated
-        if a is not None:
-            return not a
-        state = self.provisioning_state.lower()
-        if state and not state.startswith("unknown") and not self.control_mode:
-            return state.startswith("pre")
-        return None
 
 
 def _text(value) -> str:
     return "" if value is None else str(value).strip()
-
-
-def _build_amtinfo(values: dict, wired: dict) -> AmtInfo:
-    problems: list[str] = []
-    mode = values.get("controlMode")
-    state = values.get("provisioningState")
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        mode = _CONTROL_MODES.get(mode, str(mode))
-    if isinstance(state, int) and not isinstance(state, bool):
-        state = _PROVISIONING_STATES.get(state, str(state))
-    return AmtInfo(
-        version=_text(values.get("amt")),
-        build_number=_text(values.get("buildNumber")),
-        sku=_text(values.get("sku")),
-        uuid=_text(values.get("uuid")),
-        control_mode=_text(mode),
-        provisioning_state=_text(state),
-        dns_suffix=lenient_suffix(values.get("dnsSuffix"), "AMT DNS suffix", problems),
-        dns_suffix_os=lenient_suffix(values.get("dnsSuffixOS"), "OS DNS suffix", problems),
-        hostname_os=_text(values.get("hostnameOS")),
-        wired_adapter=dict(wired),
-        problems=tuple(problems),
-        heci_available=values.get("heciAvailable") if isinstance(values.get("heciAvailable"), bool) else None,
-    )
-
-
-def parse_amtinfo_json(text: str) -> AmtInfo:
-    """``rpc amtinfo --json``; every key is optional (older AMT leaves some out)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidValue(f"rpc amtinfo output is not JSON: {exc.msg} at line {exc.lineno}") from None
-    if not isinstance(data, dict):
-        raise InvalidValue("rpc amtinfo JSON is not an object")
-    wired = data.get("wiredAdapter")
-    return _build_amtinfo(data, wired if isinstance(wired, dict) else {})
-
-
-_TEXT_ROWS = {"version": "amt", "build number": "buildNumber", "sku": "sku", "uuid": "uuid",
-              "control mode": "controlMode", "provisioning state": "provisioningState",
-              "dns suffix": "dnsSuffix", "dns suffix (os)": "dnsSuffixOS", "hostname (os)": "hostnameOS"}
-
-
-def parse_amtinfo_text(text: str) -> AmtInfo:
-    """``rpc amtinfo`` text form: ``Label<tabs or spaces>: value`` rows, then ``---Wired Adapter---``."""
-    values: dict[str, str] = {}
-    wired: dict[str, str] = {}
-    section = "main"
-    for raw in text.replace("\r", "").splitlines():
-        line = raw.strip()
-        if line.startswith("---") and line.endswith("---"):
-            section = "wired" if "wired" in line.lower() else "other"
-            continue
-        label, sep, value = line.partition(":")
-        if not sep:
-            continue
-        label, value = label.strip(), value.strip()
-        if section == "main" and label.lower() in _TEXT_ROWS:
-            values[_TEXT_ROWS[label.lower()]] = value
-        elif section == "wired":
-            wired[label] = value
-    return _build_amtinfo(values, wired)
-
-
-def parse_amtinfo(stdout: str) -> AmtInfo:
-    """Either form of ``rpc amtinfo``."""
-    return parse_amtinfo_json(stdout) if stdout.lstrip().startswith("{") else parse_amtinfo_text(stdout)
 
 
 def amtinfo_command(flavor: OsFlavor | str, tools: HostTools = DEFAULT_TOOLS, *, as_json: bool = True) -> str:
@@ -223,7 +91,16 @@ RPC_EXIT_CODES: dict[int, tuple[str, str]] = {
     100: ("AMTAuthenticationFailed", "auth_failed"),
     101: ("WSMANMessageError", "internal_error"),
     102: ("ActivationFailed", "internal_error"),
-    111: ("UnableToActivate", "internal_error"),
+    # 103-108: a configuration step that runs once AMT is activated failed (3.x's profile flows: e.g. 107
+    # with EBUSY on AMT 20, rpc-go issue #1438, "the device is successfully provisioned in ACM mode despite
+    # this error"): AMT may well be activated, so only the read-back can say what happened
+    103: ("NetworkConfigurationFailed (after activation)", "internal_error"),
+    104: ("CIRAConfigurationFailed (after activation)", "internal_error"),
+    105: ("TLSConfigurationFailed (after activation)", "internal_error"),
+    106: ("WiFiConfigurationFailed (after activation)", "internal_error"),
+    107: ("AMTFeaturesConfigurationFailed (after activation)", "internal_error"),
+    108: ("Ieee8021xConfigurationFailed (after activation)", "internal_error"),
+    111: ("UnableToActivate (2.x local activation: the device is already activated)", "internal_error"),
     128: ("ActivationFailed: provisioning certificate does not match", "internal_error"),
     136: ("DuplicateKey", "internal_error"),
     138: ("UnsupportedAMTVersion / leaf cert hash too long (code used twice)", "internal_error"),
@@ -311,16 +188,19 @@ def parse_logrus(stderr: str) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------------
 
 #: (pattern, hint, transient). Order matters: the first match wins. The hint is the error code the
-#: provisioning step hands the classifier.
+#: provisioning step hands the classifier; it explains a verdict, it never makes one (tasks.adapters.rpc).
 _MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
     (re.compile(r"missing dns suffix", re.I), "suffix_blank", False),
     (re.compile(r"does not match list of available amt domain suffixes", re.I), "suffix_mismatch", False),
+    # AMT 19+: a suffix RPS has no domain for surfaces as this instead of the message above (rps issue
+    # #2590: "Failed to extract domain certificate.Failed to extract domain certificate.ACM activation failed")
+    (re.compile(r"failed to extract domain certificate", re.I), "suffix_mismatch", False),
     (re.compile(r"password does not match stored version|incorrect password|"
                 r"missingorincorrectpassword|amtauthenticationfailed", re.I), "auth_failed", False),
     (re.compile(r"does not match list of available amt profiles|belongs to another tenant|"
-                r"already has a record in mps|already enabled in admin control mode|missing password\.|"
+                r"already has a record in mps|missing password\.|"
                 r"rpsauthenticationfailed", re.I), "config_error", False),
-    (re.compile(r"failed to activate in (admin|client) control mode|failed to extract domain certificate|"
+    (re.compile(r"failed to activate in (admin|client) control mode|"
                 r"invalid domain certificate|acm activation failed|tls acm setup failed|"
                 r"it is in unknown mode", re.I), "internal_error", False),
     (re.compile(r"failed to get amt (profile|domain certificate) from database|failed to save device information|"
@@ -331,7 +211,16 @@ _MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
     (re.compile(r"x509:|tls: |certificate signed by unknown authority", re.I), "config_error", False),
 )
 
+#: AMT was activated before this attempt, said in so many words: rpc-go 2.x local activation "Device is
+#: already activated" (internal/local/activate.go, exit 111), 3.x "device is already activated (control
+#: mode: N)" (internal/commands/activate/local.go), RPS "Device <uuid> already enabled in admin control
+#: mode." (Validator.ts verifyCurrentModeForActivation: a client-mode profile for an ACM device). Read on
+#: error-level and plain lines only: RPS's info-level "Device already activated" progress and its status
+#: "already enabled in admin mode." belong to a takeover that went on.
+_ALREADY = re.compile(r"\balready (?:activated|enabled in (?:admin|client) control mode)", re.I)
+
 _SUFFIX_IN_MESSAGE = re.compile(r"Specified AMT domain suffix:\s*(?P<s>\S*?)\s+does not match", re.I)
+_EXIT_LINE = re.compile(r"^Error \d+: \w+$")
 _RPS_WRAP = re.compile(r"^(?:RPS activation failed:\s*)?rps returned error:\s*", re.I)
 _SUCCESS = re.compile(r"^(Status:\s*)?(activated to admin control mode|upgraded to admin control mode|"
                       r"admin control mode|client control mode|already enabled in (admin|client) mode|"
@@ -407,17 +296,13 @@ def _json_summary(stdout: str) -> dict:
     return data if isinstance(data, dict) and "status" in data and "level" not in data else {}
 
 
-def read_activation(exit_status: int, stdout: str, stderr: str) -> ActivationReport:
-    """Read ``rpc activate``'s exit status and both streams (2.x and 3.x, text or JSON logs)."""
-    entries = parse_log(stdout, "stdout") + parse_log(stderr, "stderr")
-    summary = _json_summary(stdout)
-    if summary:
-        entries = [e for e in entries if e.stream != "stdout"]
-    errors = [e.msg for e in entries if e.level in ERROR_LEVELS]
-    others = [e.msg for e in entries if not e.level]
-    problems: list[str] = []
+def _server_error(errors: list[str], summary: dict) -> str:
+    """The RPS/rpc-go error message: the innermost of 3.x's wrappers, never rpc-go's closing exit line."""
     server_error = ""
-    for msg in reversed(errors):  # the RPS message is the innermost one: unwrap 3.x's wrappers
+    # rpc-go's last line restates its exit code ("Error 107: AMTFeaturesConfigurationFailed", cmd/rpc/main.go
+    # handleErrorAndExit): the message is the line before it, when there is one
+    said = [m for m in errors if not _EXIT_LINE.match(m)] or errors
+    for msg in reversed(said):  # the RPS message is the innermost one: unwrap 3.x's wrappers
         inner = _RPS_WRAP.sub("", msg)
         if inner:
             server_error = inner if not server_error or len(inner) < len(server_error) else server_error
@@ -425,6 +310,47 @@ def read_activation(exit_status: int, stdout: str, stderr: str) -> ActivationRep
         server_error = errors[-1]
     if _text(summary.get("status")).lower() == "failed" and not server_error:
         server_error = _text(summary.get("message")) or "rpc reported status failed"
+    return server_error
+
+
+def _message_hint(server_error: str, errors: list[str], others: list[str], failed_exit: bool, code_hint: str,
+                  password_sent: bool, problems: list[str]) -> tuple[str | None, bool]:
+    """(hint, transient) from the messages, the exit code's meaning and a password prompt."""
+    hint, transient = None, False
+    text = " ".join([server_error, *errors])
+    for pattern, h, tr in _MESSAGE_HINTS:
+        if text and pattern.search(text):
+            hint, transient = h, tr
+            break
+    if hint is None and (server_error or failed_exit):
+        hint = code_hint
+    if any(_PROMPT.search(o) for o in others):
+        if password_sent:
+            problems.append("rpc prompted for the AMT password: AMT_PASSWORD did not reach it")
+            hint = hint if hint not in (None, "internal_error") else "auth_failed"
+        else:
+            problems.append("rpc prompted for AMT's password, which it asks only of an activated AMT")
+            hint = hint if hint not in (None, "internal_error", "auth_failed") else "already_activated"
+    if _ALREADY.search(" ".join([*errors, *others])):
+        hint, transient = "already_activated", False
+    return hint, transient
+
+
+def read_activation(exit_status: int, stdout: str, stderr: str, *, password_sent: bool = False) -> ActivationReport:
+    """Read ``rpc activate``'s exit status and both streams (2.x and 3.x, text or JSON logs).
+
+    ``password_sent``: AMT's current password was handed to rpc (AMT_PASSWORD). rpc-go asks for the password
+    only when AMT reports it is activated (2.x internal/rps/message.go: ``CurrentMode != 0``; 3.x
+    activate.go, issue #1346), so a prompt when none was sent means "already activated", not a wrong
+    password; a prompt when one was sent means it did not reach rpc (sudo's env_reset, say)."""
+    entries = parse_log(stdout, "stdout") + parse_log(stderr, "stderr")
+    summary = _json_summary(stdout)
+    if summary:
+        entries = [e for e in entries if e.stream != "stdout"]
+    errors = [e.msg for e in entries if e.level in ERROR_LEVELS]
+    others = [e.msg for e in entries if not e.level]
+    problems: list[str] = []
+    server_error = _server_error(errors, summary)
     success = [e.msg for e in entries if e.level == "info" and (_SUCCESS.match(e.msg) or _COMPONENT_OK.match(e.msg))]
     claims = bool(success) or _text(summary.get("status")).lower() == "success"
     name, code_hint = exit_meaning(exit_status)
@@ -439,17 +365,8 @@ def read_activation(exit_status: int, stdout: str, stderr: str) -> ActivationRep
         hint = "tool_error"
         problems.append("rpc could not open the MEI: not elevated, or no MEI driver")
     else:
-        text = " ".join([server_error, *errors])
-        for pattern, h, tr in _MESSAGE_HINTS:
-            if text and pattern.search(text):
-                hint, transient = h, tr
-                break
-        if hint is None and (server_error or exit_status != 0):
-            hint = code_hint
-            transient = False
-        if any(_PROMPT.search(o) for o in others):
-            problems.append("rpc prompted for the AMT password: AMT_PASSWORD did not reach it")
-            hint = hint if hint not in (None, "internal_error") else "auth_failed"
+        hint, transient = _message_hint(server_error, errors, others, exit_status != 0, code_hint, password_sent,
+                                        problems)
     garbage = [o for o in others if not _PROMPT.search(o)]
     if garbage:
         truncated = [o for o in garbage if o.startswith("{")]

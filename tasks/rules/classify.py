@@ -103,13 +103,15 @@ def classify_failure(facts: HostFacts, cert_suffix: str, *, error_code: str | No
         return Classification(Cause.AUTH_FAILED, False, base)
     if error_code in ("server_error", "http_5xx"):
         return Classification(Cause.SERVER_ERROR, False, base)
-    if error_code in ("tool_error", "config_error", "unverified"):
-        # rpc could not run, our settings are wrong, or the result could not be confirmed: the
-        # suffixes say nothing about it, and guessing a suffix cause would send it to remediation
+    if error_code in ("tool_error", "config_error", "unverified", "already_activated"):
+        # rpc could not run, our settings are wrong, the result could not be confirmed, or AMT was activated
+        # before: the suffixes say nothing about it, and guessing a suffix cause would send it to remediation
         return Classification(Cause.UNKNOWN, False, {**base, "note": {
             "tool_error": "rpc could not run on the client (see rpc_output)",
             "config_error": "the activation was refused for a setting (URL, profile, TLS, tenant)",
-            "unverified": "the outcome could not be verified (see amtinfo / mps)"}[error_code]})
+            "unverified": "the outcome could not be verified (see amtinfo / mps)",
+            "already_activated": "AMT was already activated and the new server does not hold it: adopt it "
+                                 "(credentials.legacy_amt), unprovision it, or a technician clears it in MEBx"}[error_code]})
     lowered = message.lower()
     if error_code == "suffix_blank" or "missing dns suffix" in lowered:
         return Classification(Cause.SUFFIX_BLANK, False, base)

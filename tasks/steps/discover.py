@@ -14,6 +14,7 @@ from tasks.adapters import windows
 from tasks.adapters.netfacts import normalize_mac
 from tasks.inventory.model import Host
 from tasks.rules.classify import try_legacy_credentials
+from tasks.rules.suffix import InvalidValue
 from tasks.steps.context import WaveContext
 from tasks.steps.outcome import HostOutcome, Result
 
@@ -25,7 +26,12 @@ def _amt_facts(ctx: WaveContext, sh, flavor: str, tools) -> dict:
     if not res.ok:
         ev["amtinfo_error"] = f"exit {res.exit_status}: {windows.first_error_line(res.stderr, '')[:120]}"
         return ev
-    info = rpc_cli.parse_amtinfo(res.stdout)
+    try:
+        info = rpc_cli.parse_amtinfo(res.stdout)
+    except InvalidValue as exc:  # a form no reader knows: "could not read", the raw text kept
+        ev["amtinfo_error"] = str(exc)[:300]
+        ev["amtinfo_output"] = rpc_cli.cap(res.stdout, 1000)
+        return ev
     if info.version:
         ev["amt_version_discovered"] = info.version
     ev["control_mode"] = info.control_mode
@@ -34,7 +40,7 @@ def _amt_facts(ctx: WaveContext, sh, flavor: str, tools) -> dict:
     mac = normalize_mac((info.wired_adapter or {}).get("macAddress") or (info.wired_adapter or {}).get("MAC Address"))
     if mac:
         ev["amt_wired_mac"] = mac
-    if "unknown" in info.control_mode.lower():
+    if "unknown" in info.control_mode.lower() or info.heci_available is False:
         # rpc-go prints "unknown state" when the ME can't be read: neither pre-provisioning nor activated
         ev["control_mode_unreadable"] = True
         return ev

@@ -127,6 +127,10 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     if routed is not None:
         return routed
     outcome = ctx.provisioner.provision(as_discovered(host, rec.evidence))
+    if outcome.error_code == "already_activated":
+        outcome, routed = _after_already_activated(ctx, host, stage, outcome)
+        if routed is not None:
+            return routed
     now = ctx.now()
     if outcome.transient:
         store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,
@@ -135,10 +139,7 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
     reached = outcome.reached_device
     closes = now + ctx.inv.window.interface_open if reached else None  # every attempt reopens the window
     if outcome.ok:
-        store.transition(wave, name, Status.PROVISIONED, stage=stage, action="provision", outcome="ok",
-                         provisioned_in_pass=pass_no, attempted=True, window_closes_at=closes,
-                         evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
-        return HostOutcome(name, Result.PROVISIONED)
+        return _provisioned(ctx, name, stage, pass_no, outcome, closes)
     facts = facts_for(ctx, host, rec.evidence)
     c = classify_failure(facts, ctx.cert_suffix, error_code=outcome.error_code, message=outcome.message)
     if pass_no == 2 and c.cause in PASS2_TO_TECHNICIAN and rec.status in (Status.REMEDIATED, Status.NEEDS_MEBX):
@@ -151,6 +152,37 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
                      next_step=next_step_for(c.cause, c.evidence), flow_run_id=ctx.flow_run_id)
     ctx.answered(pass_no).add(name)
     return HostOutcome(name, Result(status.value), c.cause)
+
+
+def _provisioned(ctx: WaveContext, name: str, stage: str, pass_no: int, outcome, closes) -> HostOutcome:
+    evidence = {"server_message": outcome.message, **outcome.evidence}
+    if outcome.warning:  # what AMT and the new server read back overruled what the tool said: in the history
+        evidence["warning"] = outcome.warning
+        log.warning("%s: provisioned, with a warning: %s", name, outcome.warning)
+    ctx.store.transition(ctx.wave.name, name, Status.PROVISIONED, stage=stage, action="provision", outcome="ok",
+                         provisioned_in_pass=pass_no, attempted=True, window_closes_at=closes, evidence=evidence,
+                         flow_run_id=ctx.flow_run_id)
+    return HostOutcome(name, Result.PROVISIONED, detail="with a warning" if outcome.warning else "")
+
+
+def _after_already_activated(ctx: WaveContext, host: Host, stage: str, outcome):
+    """rpc says AMT is already activated, and the new server does not hold it (the provisioner's read-back
+    asked it: held would have been provisioned). What AMT reads goes into the host's evidence, so the plan's
+    path takes it from here: a technician or unprovision-first host is routed there now; an adopt host is
+    tried once more, with AMT's current password, by a provisioner that adopts. Returns (the outcome to
+    record, the HostOutcome when the host was routed instead)."""
+    from tasks.rules.plan import ADOPT, host_path
+
+    wave, name = ctx.wave.name, host.name
+    ctx.store.record(wave, name, stage=stage, action="provision", outcome="already activated",
+                     evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
+    if "adopt" in outcome.evidence:  # the current password went with it already: that answer stands
+        return outcome, None
+    rec = ctx.store.get(wave, name)
+    routed = _route_by_path(ctx, host, rec, stage)
+    if routed is not None or host_path(ctx.inv, host, rec.evidence)[0] != ADOPT:
+        return outcome, routed
+    return ctx.provisioner.provision(as_discovered(host, rec.evidence)), None
 
 
 PASS2_TO_TECHNICIAN = {Cause.SUFFIX_MISMATCH, Cause.SUFFIX_BLANK, Cause.DHCP_SCOPE_WRONG}
