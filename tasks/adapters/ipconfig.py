@@ -86,18 +86,46 @@ def _split_key(body: str) -> tuple[str, str] | None:
     return body[:m.start()].strip(), body[m.end():].strip()
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _dedent(lines: list[str]) -> list[str]:
+    """A copy quoted as a block (a Markdown code block, a forum quote) indents every line alike: take that
+    common indent off, so the title and the headers are at column 0 again."""
+    base = min((_indent(ln) for ln in lines if ln.strip()), default=0)
+    return [ln[base:] if ln.strip() else "" for ln in lines]
+
+
 def _lines(text: str) -> list[str]:
     """Physical lines with console wraps undone: a line that filled the 80-column window continues on
     the next one when that one is not a row of its own (column 0 or 1, no key)."""
     out: list[str] = []
-    for line in clean_text(text).split("\n"):
-        line = line.rstrip()
+    for line in _dedent([ln.rstrip() for ln in clean_text(text).split("\n")]):
         if out and out[-1].strip() and _WRAP <= _width(out[-1]) <= 80 and line.strip() \
-                and len(line) - len(line.lstrip()) <= 1 and not line.endswith(":") and _split_key(line.strip()) is None:
+                and _indent(line) <= 1 and not line.endswith(":") and _split_key(line.strip()) is None:
             out[-1] += line
             continue
         out.append(line)
     return out
+
+
+def _flat(lines: list[str]) -> bool:
+    """Every ``label . . . : value`` row at column 0: a forum or e-mail copy that lost the rows' indent
+    (the headers are then told from the rows by `_flat_header`)."""
+    keyed = [ln for ln in lines if ln.strip() and _LEADER.search(ln)]
+    return bool(keyed) and all(_indent(ln) == 0 for ln in keyed)
+
+
+def _flat_header(lines: list[str], i: int, current: "_Block", top: "_Block") -> bool:
+    """In a copy without indent, a header is a line ending in ':' with no dot leader, after a blank line
+    (ipconfig prints a blank line before and after each header), that does not open an empty block: a
+    leader-less row with an empty value (Italian ``Suffisso DNS specifico per connessione:``) is the
+    first row after its header's blank line, and a block is never empty."""
+    line = lines[i].strip()
+    if not line.endswith(":") or _LEADER.search(line) or (i > 0 and lines[i - 1].strip()):
+        return False
+    return current is top or bool(current.rows)
 
 
 def _parse(text: str) -> _Parsed:
@@ -106,29 +134,34 @@ def _parse(text: str) -> _Parsed:
     messages: list[tuple[int, str]] = []
     title, section, current = "", 0, top
     key_indent: int | None = None
-    for line in _lines(text):
+    lines = _lines(text)
+    flat = _flat(lines)
+    for i, line in enumerate(lines):
         if not line.strip():
             continue
-        if not line[0].isspace():
-            stripped = line.strip()
+        stripped = line.strip()
+        column0 = not line[0].isspace() and (
+            not flat or _split_key(stripped) is None or _flat_header(lines, i, current, top))
+        if column0:
             if not title and current is top and not top.rows and not line.endswith(":"):
                 title = stripped  # "Windows IP Configuration", "Настройка протокола IP для Windows", ...
             elif title and stripped == title:
                 section += 1  # a second run in the same output (ipconfig /release && ipconfig /renew)
-            elif line.endswith(":"):
+            elif line.endswith(":") and (not flat or _flat_header(lines, i, current, top)):
                 current = _Block(line[:-1].rstrip(), section)
                 blocks.append(current)
                 key_indent = None
+            elif flat and current.rows:
+                current.rows[-1][1].append(stripped)  # a continuation row that lost its indent too
             else:
                 messages.append((section, stripped))  # e.g. a renew error between the title and the blocks
             continue
-        indent = len(line) - len(line.lstrip())
-        body = line.strip()
+        indent = _indent(line)
         deep = key_indent is not None and indent >= key_indent + _CONTINUATION_EXTRA
-        kv = None if (deep and not _LEADER.search(body)) else _split_key(body)
+        kv = None if (deep and not _LEADER.search(stripped)) else _split_key(stripped)
         if kv is None:
             if current.rows:
-                current.rows[-1][1].append(body)  # continuation: another value of the previous key
+                current.rows[-1][1].append(stripped)  # continuation: another value of the previous key
             continue
         if key_indent is None:
             key_indent = indent
