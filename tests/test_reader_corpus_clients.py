@@ -69,3 +69,28 @@ def test_every_capture_reads_the_same_flattened_or_quoted(name):
     assert want
     assert key(windows.ipconfig_facts("\n".join(ln.lstrip() for ln in lines))) == want
     assert key(windows.ipconfig_facts("\n".join("    " + ln for ln in lines))) == want
+
+
+# --------------------------------------------------------------------------------------------------
+# ipconfig /renew that printed only a message: it renewed nothing
+# --------------------------------------------------------------------------------------------------
+
+
+def _jc_ethernet2():
+    after = windows.ipconfig_facts(text("ipconfig_all_en_win10_jc.txt"))
+    return after, amt_adapter(after, "f8:e4:3b:ad:f2:6d").adapter
+
+
+@pytest.mark.parametrize("output", [
+    text("ipconfig_renew_en_no_adapter_permissible_constructed.txt"),
+    # any message line without an adapter block (the wording does not matter, the structure does)
+    "\r\nWindows IP Configuration\r\n\r\nThe requested operation requires elevation.\r\n",
+])
+def test_renew_that_printed_no_adapter_block_renewed_nothing(output):
+    """ipconfig /renew prints a block per adapter it worked on; a message and no block means it renewed
+    nothing, and the adapter read back afterwards still shows the lease it had (Windows keeps it)."""
+    after, target = _jc_ethernet2()
+    assert target.ipv4 == ("10.50.13.132",) and target.dhcp_enabled  # the old lease, still shown
+    verdict = windows.judge_renew(output, after, target)
+    assert (verdict.ok, verdict.reached) == (False, False)
+    assert "renewed no adapter" in verdict.detail and ("permissible" in verdict.detail or "elevation" in verdict.detail)

@@ -104,6 +104,12 @@ def judge_renew(output: str, after: NetFacts, adapter: NetAdapter) -> RenewVerdi
     errors = _errors_about(messages, name, headers)
     if errors:
         return RenewVerdict(False, f"ipconfig /renew did not renew {name}: {errors[0][:300]}{also}", False, others)
+    if cfg is not None and not blocks and messages:
+        # a renew that ran prints a block per adapter; only messages ("The operation failed as no adapter is in
+        # the state permissible for this operation.", "The requested operation requires elevation.") means it
+        # renewed nothing, and the adapter read afterwards still shows the lease it had before
+        said = " ".join(messages)[:300]
+        return RenewVerdict(False, f"ipconfig /renew renewed no adapter ({name} included): {said}", False, ())
     if target is not None:
         why = _state(name, target.connected, target.ipv4, target.suffix, target.dhcp_enabled)
         if why:
