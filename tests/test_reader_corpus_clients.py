@@ -94,3 +94,55 @@ def test_renew_that_printed_no_adapter_block_renewed_nothing(output):
     verdict = windows.judge_renew(output, after, target)
     assert (verdict.ok, verdict.reached) == (False, False)
     assert "renewed no adapter" in verdict.detail and ("permissible" in verdict.detail or "elevation" in verdict.detail)
+
+
+# --------------------------------------------------------------------------------------------------
+# PowerShell ConvertTo-Json: Windows PowerShell 5.1's wrapped arrays, depth truncation, other cmdlets
+# --------------------------------------------------------------------------------------------------
+
+
+def test_ps51_value_count_wrapped_arrays_are_arrays():
+    """Windows PowerShell 5.1 writes an array it sees as one object as {"value": [...], "Count": N}
+    (PowerShell#5579): the addresses are in "value", not missing."""
+    facts = windows.parse_powershell_facts(text("ps_win32_nac_ps51_value_count_constructed.json"))
+    assert facts.readable, facts.problems
+    choice = amt_adapter(facts, "A4:BB:6D:52:0E:19")
+    a = choice.adapter
+    assert (a.ipv4, a.suffix, a.dhcp_enabled, a.index) == (("10.84.17.203",), "plant.example.com", True, 9)
+    assert choice.suffix == "plant.example.com"
+    wrapped = '{"adapters":{"value":[' + text("ps_win32_nac_json_constructed.json").strip()[1:-1] + '],"Count":2},' \
+              '"search":{"value":["corp.example.com"],"Count":1}}'
+    facts = windows.parse_powershell_facts(wrapped)
+    assert facts.search_list == ("corp.example.com",)
+    assert amt_adapter(facts, "3c:52:82:1a:4f:01").adapter.ipv4 == ("10.50.104.30",)
+
+
+def test_depth_truncated_addresses_are_could_not_read():
+    """ConvertTo-Json's default -Depth 2 turns the MSFT_NetIPAddress objects into their ToString()
+    (PowerShell#3574): the addresses are unknown, so the output is not read as an adapter without one."""
+    raw = text("ps_get_netipconfiguration_depth2_constructed.json")
+    facts = windows.parse_powershell_facts(raw)
+    assert not facts.readable and "depth" in facts.problems[0] and facts.raw.startswith("{")
+    assert pick_interface(facts, "a4:bb:6d:52:0e:19").adapter is None
+    cut = raw.replace('"NetAdapter"', '"Cut"').replace(
+        '"InterfaceIndex":  9,\n    "InterfaceDescription"', '"IPAddress":  "System.String[]",\n    "InterfaceDescription"')
+    assert not windows.parse_powershell_facts(cut).readable
+
+
+def test_get_netipconfiguration_and_get_netadapter_objects_by_property_names():
+    """Other cmdlets' objects: the MAC in the nested NetAdapter (MSFT_NetAdapter MacAddress, dashes), the
+    addresses in IPv4Address objects, ifIndex for InterfaceIndex; no suffix property means unknown."""
+    facts = windows.parse_powershell_facts(text("ps_get_netipconfiguration_depth4_constructed.json"))
+    assert facts.readable, facts.problems
+    a = amt_adapter(facts, "a4:bb:6d:52:0e:19").adapter
+    assert (a.name, a.ipv4, a.index, a.connected) == ("Ethernet", ("10.84.17.203",), 9, True)
+    assert any("suffix" in p and "unknown" in p for p in facts.problems)
+    netadapter = windows.parse_powershell_facts(text("ps_get_netadapter_json_constructed.json"))
+    assert [(x.name, x.mac, x.index) for x in netadapter.adapters] == [
+        ("Ethernet", "3c:52:82:1a:4f:01", 12), ("WLAN", "de:9f:c0:e9:89:9d", 7)]
+
+
+def test_powershell_objects_that_are_not_adapters_are_could_not_read():
+    facts = windows.parse_powershell_facts(text("ps_get_dnsclient_json_constructed.json"))
+    assert not facts.readable and "neither a MAC nor an IPv4" in facts.problems[0]
+    assert not windows.parse_powershell_facts('{"Name":"x","Value":3}').readable

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from tasks.adapters.commands import lenient_suffix
 from tasks.adapters.console import clean_text, decode_console
 from tasks.adapters.ipconfig import IpConfig, IpConfigAdapter, ipconfig_all_command, ipconfig_facts, parse_ipconfig
+from tasks.adapters import ps_json
 from tasks.adapters.ipconfig_renew import RenewVerdict, judge_renew
-from tasks.adapters.netfacts import RAW_CAP, NetAdapter, NetFacts, is_ipv4, normalize_mac
+from tasks.adapters.netfacts import RAW_CAP, NetFacts
 from tasks.rules.suffix import InvalidValue
 
 _clean = clean_text  # console bytes to text: tasks.adapters.console
@@ -124,13 +125,15 @@ def _as_list(value) -> list:
 
 
 def parse_powershell_facts(stdout: str) -> NetFacts:
-    """The JSON ``FACTS_SCRIPT`` prints; unreadable (raw kept) when it is not that JSON."""
+    """The JSON ``FACTS_SCRIPT`` prints, or a bare adapter list (one object or an array) as another cmdlet
+    serialized it (`tasks.adapters.ps_json`); unreadable (raw kept) when it is not such JSON, when
+    ConvertTo-Json's depth limit cut the addresses, or when no object holds a MAC or an IPv4 address."""
     source = "PowerShell Win32_NetworkAdapterConfiguration"
     text = _clean(stdout).strip()
     if not text:
         return NetFacts.unreadable(source, "PowerShell printed nothing", stdout)
     try:
-        data = json.loads(text)
+        data = ps_json.load(text)
     except json.JSONDecodeError as exc:
         return NetFacts.unreadable(source, f"PowerShell output is not JSON ({exc.msg} at line {exc.lineno})", stdout)
     if isinstance(data, list) or (isinstance(data, dict) and "adapters" not in data):
@@ -138,27 +141,22 @@ def parse_powershell_facts(stdout: str) -> NetFacts:
     if not isinstance(data, dict):
         return NetFacts.unreadable(source, "PowerShell JSON is not an object", stdout)
     problems: list[str] = []
-    adapters = []
-    for item in _as_list(data.get("adapters")):
-        if not isinstance(item, dict) or item.get("IPEnabled") is False:
-            continue
-        ips = [str(a) for a in _as_list(item.get("IPAddress")) if isinstance(a, str)]
-        index = item.get("InterfaceIndex")
-        desc = str(item.get("Description") or "")
-        adapters.append(NetAdapter(
-            name=desc or f"interface {index}",
-            mac=normalize_mac(item.get("MACAddress")),
-            ipv4=tuple(a for a in ips if is_ipv4(a)),
-            suffix=lenient_suffix(item.get("DNSDomain"), f"{desc}: DNSDomain", problems),
-            dhcp_enabled=item.get("DHCPEnabled") if isinstance(item.get("DHCPEnabled"), bool) else None,
-            index=index if isinstance(index, int) and not isinstance(index, bool) else None,
-            description=desc,
-            connected=bool(ips),
-        ))
+    items = [i for i in _as_list(data.get("adapters")) if isinstance(i, dict)]
+    adapters = [a for a in (ps_json.adapter(i, problems) for i in items) if a is not None]
     search = tuple(s for s in (lenient_suffix(x, "SuffixSearchList", problems)
                                for x in _as_list(data.get("search")) if isinstance(x, str)) if s)
+    cut = [p for p in problems if "depth limit" in p]
+    if cut:
+        return NetFacts.unreadable(source, f"{cut[0]}: the addresses are unknown (ConvertTo-Json needs a larger "
+                                           "-Depth)", stdout)
     if not adapters:
         return NetFacts.unreadable(source, "PowerShell listed no IP-enabled adapter", stdout)
+    if not any(a.mac or a.ipv4 for a in adapters):
+        return NetFacts.unreadable(source, "the PowerShell objects hold neither a MAC nor an IPv4 address "
+                                           "(not adapter objects)", stdout)
+    if not any(ps_json.has_suffix_property(i) for i in items):
+        problems.append("no DNS-suffix property (DNSDomain, ConnectionSpecificSuffix) in these objects: the "
+                        "suffix shown as empty is unknown")
     return NetFacts(source=source, adapters=tuple(adapters), search_list=search, problems=tuple(problems))
 
 
