@@ -146,3 +146,72 @@ def test_powershell_objects_that_are_not_adapters_are_could_not_read():
     facts = windows.parse_powershell_facts(text("ps_get_dnsclient_json_constructed.json"))
     assert not facts.readable and "neither a MAC nor an IPv4" in facts.problems[0]
     assert not windows.parse_powershell_facts('{"Name":"x","Value":3}').readable
+
+
+# --------------------------------------------------------------------------------------------------
+# Linux: ISC dhclient's lease database (option 15), not resolv.conf's search (option 119)
+# --------------------------------------------------------------------------------------------------
+
+_IP_J = ('[{"ifindex":1,"ifname":"lo","link_type":"loopback","address":"00:00:00:00:00:00","operstate":"UNKNOWN",'
+         '"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},'
+         '{"ifindex":2,"ifname":"eth0","link_type":"ether","address":"a4:bb:6d:52:0e:19","operstate":"UP",'
+         '"addr_info":[{"family":"inet","local":"10.84.17.203","prefixlen":22,"dynamic":true}]}]')
+_PS_DHCLIENT = ("/sbin/dhclient -4 -v -i -pf /run/dhclient.eth0.pid -lf /var/lib/dhcp/dhclient.eth0.leases -I -df "
+                "/var/lib/dhcp/dhclient6.eth0.leases eth0\n")
+
+
+class _Scripted:
+    """The commands' outputs as a host printed them (SSH itself is not what these tests are about)."""
+
+    def __init__(self, answers: dict[str, tuple[int, str]]):
+        self.answers, self.sent = answers, []
+
+    def run(self, command):
+        from types import SimpleNamespace
+        self.sent.append(command)
+        for prefix, (status, out) in self.answers.items():
+            if command.startswith(prefix):
+                return SimpleNamespace(exit_status=status, stdout=out, stderr="")
+        return SimpleNamespace(exit_status=127, stdout="", stderr="command not found\n")
+
+
+def _probe(resolv: str, nmcli: str = "", ps: str = _PS_DHCLIENT) -> str:
+    return (f"@@ip\n{_IP_J}\n@@resolv\n{resolv}\n@@resolvectl\n\n@@nmcli\n{nmcli}\n@@networkctl\n\n"
+            f"@@ps\n{ps}")
+
+
+def _read_linux(leases: tuple[int, str], nmcli: str = ""):
+    from tasks.adapters.os_network import read_interface
+    resolv = text("resolv_conf_dhclient_option119_constructed.txt")
+    sh = _Scripted({"echo @@ip": (0, _probe(resolv, nmcli)), "dhcpcd -U": (1, ""),
+                    "cat /var/lib/dhcp/dhclient.eth0.leases": leases})
+    return read_interface(sh, "linux", amt_mac="A4-BB-6D-52-0E-19"), sh
+
+
+def test_dhclient_suffix_is_option_15_of_the_last_lease_not_resolv_conf_search():
+    """dhclient-script writes resolv.conf's search from option 119 when the server sends it; option 15 is
+    in the lease database, whose last declaration for the interface is the lease dhclient holds."""
+    choice, sh = _read_linux((0, text("dhclient_eth0_leases_option119_constructed.txt")))
+    a = choice.adapter
+    assert (a.manager, a.suffix, a.dhcp_server) == ("dhclient", "plant.example.com", "10.84.16.6")
+    assert choice.suffix == "plant.example.com"
+    assert sh.sent[-1] == "cat /var/lib/dhcp/dhclient.eth0.leases"  # the file ifupdown's dhclient runs with (-lf)
+
+
+def test_dhclient_lease_file_missing_or_stale_keeps_resolv_conf_with_the_reason():
+    choice, _ = _read_linux((1, ""))
+    assert choice.adapter.suffix == "corp.example.com"
+    assert any("no dhclient lease" in p for p in choice.facts.problems)
+    first_only = text("dhclient_eth0_leases_option119_constructed.txt").split("\nlease {", 2)
+    stale = first_only[0] + "\nlease {" + first_only[1]  # only the lease for the address it held before
+    choice, _ = _read_linux((0, stale))
+    assert choice.adapter.suffix == "corp.example.com"
+    assert any("stale" in p for p in choice.facts.problems)
+
+
+def test_lease_without_option_15_is_no_suffix():
+    no15 = "\n".join(ln for ln in text("dhclient_eth0_leases_option119_constructed.txt").splitlines()
+                     if '"plant.example.com"' not in ln)
+    choice, _ = _read_linux((0, no15))
+    assert choice.adapter.suffix == "" and choice.suffix == ""  # the 119 domain is not option 15
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from tasks.adapters import linux, windows
+from tasks.adapters import dhclient_leases, linux, windows
 from tasks.adapters.commands import DEFAULT_TOOLS, HostTools, OsFlavor, quote_posix
 from tasks.adapters.linux import ResolvConf, parse_resolv_conf  # noqa: F401 - re-exported
 from tasks.adapters.netfacts import InterfaceChoice, NetAdapter, NetFacts, pick_interface
@@ -81,6 +81,9 @@ def _linux_choice(sh: _Session, amt_mac: str, address: str) -> InterfaceChoice:
             adapter = linux.apply_dhcpcd_lease_file(adapter, lease.exit_status, lease.stdout, problems)
         if adapter.manager == linux.DHCLIENT:
             adapter = replace(adapter, client_args=linux.dhclient_args(sections.get("ps", ""), adapter.name, problems))
+            # option 15 as dhclient holds it (resolv.conf's search may be option 119's)
+            lease = sh.run(dhclient_leases.command(adapter))
+            adapter = dhclient_leases.apply(adapter, lease.exit_status, lease.stdout, problems)
     except InvalidValue as exc:  # an interface name no Linux tool would take: report, don't guess
         problems.append(str(exc))
         adapter = choice.adapter
