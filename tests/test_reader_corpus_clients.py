@@ -215,3 +215,13 @@ def test_lease_without_option_15_is_no_suffix():
     choice, _ = _read_linux((0, no15))
     assert choice.adapter.suffix == "" and choice.suffix == ""  # the 119 domain is not option 15
 
+
+def test_nmcli_connected_externally_is_not_networkmanager():
+    """nmcli prints "connected (externally)" for a device whose connection NetworkManager only observes
+    (NM_ACTIVATION_STATE_FLAG_EXTERNAL): ifupdown's dhclient holds the lease, so the renew goes through it,
+    not through ``nmcli device connect`` (which would take the device over)."""
+    choice, _ = _read_linux((0, text("dhclient_eth0_leases_option119_constructed.txt")),
+                            nmcli=text("nmcli_terse_external_constructed.txt"))
+    assert choice.adapter.manager == "dhclient" and choice.suffix == "plant.example.com"
+    from tasks.adapters import linux
+    assert linux.nm_manages("connected") and not linux.nm_manages("connected (externally)")

@@ -180,6 +180,15 @@ def parse_nmcli_devices(text: str) -> dict[str, str]:
     return out
 
 
+def nm_manages(state: str) -> bool:
+    """NetworkManager runs the device's connection (and its DHCP client): the device state "connected".
+    nmcli prints "connected (externally)" for a connection NetworkManager only observes (its active
+    connection carries NM_ACTIVATION_STATE_FLAG_EXTERNAL: nmc_device_state_to_string_with_external), e.g.
+    an address that ifupdown's dhclient or a container runtime set; ``nmcli device connect`` would take
+    such a device over instead of renewing its lease."""
+    return state.strip() == "connected"
+
+
 def parse_networkctl_list(text: str) -> dict[str, str]:
     """``networkctl --no-legend list``: ``IDX LINK TYPE OPERATIONAL SETUP`` -> {link: setup}."""
     out = {}
@@ -210,7 +219,7 @@ def parse_probe(stdout: str) -> tuple[NetFacts, dict[str, str]]:
     out, problems = [], list(resolv.problems)
     for a in adapters:
         manager = ""
-        if nm.get(a.name, "").startswith("connected"):
+        if nm_manages(nm.get(a.name, "")):
             manager = NETWORKMANAGER
         elif nd.get(a.name) in ("configured", "configuring"):
             manager = NETWORKD
