@@ -225,3 +225,30 @@ def test_nmcli_connected_externally_is_not_networkmanager():
     assert choice.adapter.manager == "dhclient" and choice.suffix == "plant.example.com"
     from tasks.adapters import linux
     assert linux.nm_manages("connected") and not linux.nm_manages("connected (externally)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Linux: iproute2 without JSON (CentOS/RHEL 7)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_ip_without_json_is_read_from_ip_addr_show():
+    """iproute2 before 4.14.1 has no -j: ``ip -j addr`` prints nothing on stdout (the error goes to
+    stderr), and the probe's ``ip addr show`` text is read instead: MAC, addresses, ``dynamic`` = DHCP."""
+    from tasks.adapters import linux
+    probe = (f"@@ip\n\n@@resolv\nsearch plant.example.com\nnameserver 10.84.16.10\n@@resolvectl\n\n@@nmcli\n\n"
+             f"@@networkctl\n\n@@ps\n{_PS_DHCLIENT}@@iptext\n{text('ip_addr_show_centos7_constructed.txt')}")
+    facts, _ = linux.parse_probe(probe)
+    assert facts.readable, facts.problems
+    eth0 = amt_adapter(facts, "52:54:00:6b:3c:58").adapter
+    assert (eth0.name, eth0.ipv4, eth0.dhcp_enabled, eth0.index, eth0.connected) == (
+        "eth0", ("10.84.17.44",), True, 2, True)
+    docker0 = next(a for a in facts.adapters if a.name == "docker0")
+    assert (docker0.dhcp_enabled, docker0.connected) == (False, False)
+    assert [a.name for a in facts.adapters] == ["eth0", "docker0", "eth0.20"]  # loopback left out, VLAN named
+    # the flags lost in a web copy ("2: eth0:  mtu 1500") and rows at column 0 still read
+    web = "\n".join(ln.strip() for ln in text("ip_addr_show_centos7_constructed.txt").splitlines()).replace(
+        "<BROADCAST,MULTICAST,UP,LOWER_UP>", "")
+    assert linux.parse_ip_text(web)[0].ipv4 == ("10.84.17.44",)
+    nothing, _ = linux.parse_probe("@@ip\n\n@@iptext\n\n")
+    assert not nothing.readable

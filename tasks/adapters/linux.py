@@ -8,14 +8,15 @@ dhcpcd -U, dhclient leases, ip -j).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 
 from tasks.adapters.commands import (DEFAULT_TOOLS, HostTools, OsFlavor, lenient_suffix, quote_posix, safe_token,
                                      validate_interface)
 from tasks.rules.suffix import InvalidValue
-from tasks.adapters.netfacts import NetAdapter, NetFacts, normalize_mac
+from tasks.adapters.ip_links import adapters_from_sections as _adapters
+from tasks.adapters.ip_links import parse_ip_json, parse_ip_text  # noqa: F401 - re-exported
+from tasks.adapters.netfacts import NetAdapter, NetFacts
 
 NETWORKMANAGER = "NetworkManager"
 NETWORKD = "systemd-networkd"
@@ -39,6 +40,8 @@ _SECTIONS = (
     # which DHCP client runs at all: networkctl lists stale state of a dead networkd, and dhclient/dhcpcd
     # renew commands start a client where none ran (dhclient(8), dhcpcd(8) -n)
     ("ps", ["ps", "-eo", "args="]),
+    # iproute2 before 4.14.1 has no -j (CentOS/RHEL 7 ship 3.10/4.11: jc issue #464): its text form instead
+    ("iptext", ["ip", "addr", "show"]),
 )
 
 
@@ -61,28 +64,6 @@ def split_probe(stdout: str) -> dict[str, str]:
         elif current is not None:
             sections[current].append(line)
     return {k: "\n".join(v) for k, v in sections.items()}
-
-
-def parse_ip_json(text: str) -> list[NetAdapter]:
-    """``ip -j addr``: always an array; links without L2 have no ``address``; ``dynamic`` marks DHCP."""
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise ValueError("ip -j addr did not print an array")
-    out = []
-    for link in data:
-        if not isinstance(link, dict) or link.get("link_type") == "loopback":
-            continue
-        infos = [i for i in link.get("addr_info") or [] if isinstance(i, dict)]
-        v4 = [i for i in infos if i.get("family") == "inet" and isinstance(i.get("local"), str)]
-        out.append(NetAdapter(
-            name=str(link.get("ifname") or ""),
-            mac=normalize_mac(link.get("address")),
-            ipv4=tuple(i["local"] for i in v4),
-            dhcp_enabled=True if any(i.get("dynamic") for i in v4) else (False if v4 else None),
-            index=link.get("ifindex") if isinstance(link.get("ifindex"), int) else None,
-            connected=link.get("operstate") not in ("DOWN",) and bool(v4),
-        ))
-    return out
 
 
 @dataclass(frozen=True)
@@ -203,14 +184,15 @@ def parse_probe(stdout: str) -> tuple[NetFacts, dict[str, str]]:
     """NetFacts (adapters with their manager where the probe already tells) plus the raw sections."""
     sections = split_probe(stdout)
     source = "ip -j addr"
-    if "ip" not in sections:
+    if "ip" not in sections and "iptext" not in sections:
         return NetFacts.unreadable(source, "the probe printed no interface section", stdout), sections
     try:
-        adapters = parse_ip_json(sections["ip"].strip())
-    except (ValueError, json.JSONDecodeError) as exc:
-        return NetFacts.unreadable(source, f"ip -j addr is not readable JSON ({exc})", sections["ip"]), sections
+        adapters = _adapters(sections)
+    except ValueError as exc:
+        return NetFacts.unreadable(source, f"ip -j addr is not readable JSON ({exc}) and ip addr show lists no "
+                                           "interface", sections.get("ip", "")), sections
     if not adapters:
-        return NetFacts.unreadable(source, "ip -j addr listed no interface", sections["ip"]), sections
+        return NetFacts.unreadable(source, "ip -j addr listed no interface", sections.get("ip", "")), sections
     resolv = parse_resolv_conf(sections.get("resolv", ""))
     nm = parse_nmcli_devices(sections.get("nmcli", ""))
     nd = parse_networkctl_list(sections.get("networkctl", ""))
