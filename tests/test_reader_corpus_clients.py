@@ -252,3 +252,24 @@ def test_ip_without_json_is_read_from_ip_addr_show():
     assert linux.parse_ip_text(web)[0].ipv4 == ("10.84.17.44",)
     nothing, _ = linux.parse_probe("@@ip\n\n@@iptext\n\n")
     assert not nothing.readable
+
+
+# --------------------------------------------------------------------------------------------------
+# ipconfig: several runs pasted together, with prompt lines
+# --------------------------------------------------------------------------------------------------
+
+
+def test_paste_of_several_runs_reads_the_latest_full_run():
+    """``ipconfig /all``, ``ipconfig /renew``, ``ipconfig /all`` pasted with their prompt lines: the adapter
+    is what the last /all run shows (connected, the new lease), not the first run's stale, disconnected
+    block that carries the same MAC."""
+    facts = windows.ipconfig_facts(text("ipconfig_all_renew_all_prompts_en_constructed.txt"))
+    assert facts.readable, facts.problems
+    assert [a.name for a in facts.adapters] == ["Ethernet adapter Ethernet", "Wireless LAN adapter Wi-Fi"]
+    choice = amt_adapter(facts, "8C-16-45-2A-77-0E")
+    a = choice.adapter
+    assert (a.ipv4, a.connected, a.dhcp_enabled, a.index) == (("10.84.17.61",), True, True, 9)
+    assert choice.suffix == "plant.example.com"
+    assert facts.search_list == ("plant.example.com", "guest.example.net")
+    runs = windows.parse_ipconfig(text("ipconfig_all_renew_all_prompts_en_constructed.txt"))
+    assert sorted({x.section for x in runs.adapters}) == [0, 1, 2]

@@ -129,10 +129,16 @@ def _flat_header(lines: list[str], i: int, current: "_Block", top: "_Block") -> 
 
 
 def _parse(text: str) -> _Parsed:
+    """Blocks and messages, each with the run (section) that printed it. A run starts with ipconfig's title;
+    in a paste of several runs (``ipconfig /release`` then ``/renew``, or ``/all`` before and after) each
+    run repeats it, possibly after a prompt line: a column-0 line seen before the first row comes back."""
     top = _Block("")
     blocks: list[_Block] = []
     messages: list[tuple[int, str]] = []
     title, section, current = "", 0, top
+    starts: set[str] = set()  # column-0 lines before any row: the title, a prompt line
+    later_tops: list[_Block] = []  # the global rows of later runs
+    content = False  # a row or a block since the current run started
     key_indent: int | None = None
     lines = _lines(text)
     flat = _flat(lines)
@@ -143,18 +149,26 @@ def _parse(text: str) -> _Parsed:
         column0 = not line[0].isspace() and (
             not flat or _split_key(stripped) is None or _flat_header(lines, i, current, top))
         if column0:
-            if not title and current is top and not top.rows and not line.endswith(":"):
-                title = stripped  # "Windows IP Configuration", "Настройка протокола IP для Windows", ...
-            elif title and stripped == title:
-                section += 1  # a second run in the same output (ipconfig /release && ipconfig /renew)
-            elif line.endswith(":") and (not flat or _flat_header(lines, i, current, top)):
+            if line.endswith(":") and (not flat or _flat_header(lines, i, current, top)):
                 current = _Block(line[:-1].rstrip(), section)
                 blocks.append(current)
-                key_indent = None
+                key_indent, content = None, True
+            elif content and stripped in starts:
+                section += 1  # the next run in the same paste
+                current, content = _Block("", section), False
+                if not top.rows:
+                    top = current  # the global rows of the first run that printed them
+                else:
+                    later_tops.append(current)
             elif flat and current.rows:
                 current.rows[-1][1].append(stripped)  # a continuation row that lost its indent too
             else:
-                messages.append((section, stripped))  # e.g. a renew error between the title and the blocks
+                if not section and not blocks and not top.rows:
+                    starts.add(stripped)
+                if not title and not blocks and not top.rows:
+                    title = stripped  # "Windows IP Configuration", "Настройка протокола IP для Windows", ...
+                else:
+                    messages.append((section, stripped))  # e.g. a renew error between the title and the blocks
             continue
         indent = _indent(line)
         deep = key_indent is not None and indent >= key_indent + _CONTINUATION_EXTRA
@@ -167,7 +181,9 @@ def _parse(text: str) -> _Parsed:
             key_indent = indent
         label, value = kv
         current.rows.append((label, [value] if value else []))
-    return _Parsed(title, top, blocks, messages)
+        content = True
+    latest = next((t for t in reversed(later_tops) if t.rows), top)
+    return _Parsed(title, latest, blocks, messages)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -389,6 +405,16 @@ def parse_ipconfig(text: str) -> IpConfig:
                     tuple(s for s, _ in parsed.messages))
 
 
+def _latest_run(adapters: tuple[IpConfigAdapter, ...]) -> tuple[IpConfigAdapter, ...]:
+    """A paste of several runs (``ipconfig /all`` before and after a renew, or ``/all`` then ``/renew``)
+    describes the adapters as the latest full run (one with physical addresses) shows them; the blocks of a
+    plain ``ipconfig`` or a ``/renew`` run only when no run printed more."""
+    runs = sorted({a.section for a in adapters})
+    full = [r for r in runs if any(a.mac for a in adapters if a.section == r)]
+    keep = (full or runs)[-1]
+    return tuple(a for a in adapters if a.section == keep)
+
+
 def ipconfig_facts(text: str) -> NetFacts:
     """NetFacts from ``ipconfig /all``; unreadable (raw kept) when no adapter block could be read."""
     source = "ipconfig /all"
@@ -404,7 +430,7 @@ def ipconfig_facts(text: str) -> NetFacts:
         return NetFacts.unreadable(source, "no adapter block (header line at column 0 ending in ':') found", text)
     adapters = tuple(NetAdapter(name=a.header, mac=a.mac, ipv4=a.ipv4, suffix=a.suffix, dhcp_enabled=a.dhcp_enabled,
                                 index=a.index, description=a.description, connected=a.connected)
-                     for a in cfg.adapters)
+                     for a in _latest_run(cfg.adapters))
     if not any(a.mac or a.ipv4 for a in adapters):
         return NetFacts.unreadable(source, "adapter blocks hold neither a MAC nor an IPv4 address "
                                            "(truncated or not ipconfig /all output)", text)
