@@ -273,3 +273,12 @@ def test_paste_of_several_runs_reads_the_latest_full_run():
     assert facts.search_list == ("plant.example.com", "guest.example.net")
     runs = windows.parse_ipconfig(text("ipconfig_all_renew_all_prompts_en_constructed.txt"))
     assert sorted({x.section for x in runs.adapters}) == [0, 1, 2]
+
+
+def test_renew_return_value_wrapped_by_ps51_is_read():
+    """RenewDHCPLease's result through Windows PowerShell 5.1 may come wrapped ({"value": [...], "Count": 1},
+    PowerShell#5579); its ReturnValue is the verdict, not an unreadable output."""
+    ok = windows.check_renew(0, '{"value":[{"ReturnValue":0}],"Count":1}\r\n', "")
+    assert (ok.ok, ok.code) == (True, 0)
+    failed = windows.check_renew(0, '{"value":[{"ReturnValue":82}],"Count":1}\r\n', "")
+    assert (failed.ok, failed.code) == (False, 82) and "unable to renew" in failed.detail

@@ -197,7 +197,7 @@ def check_renew(exit_status: int, stdout: str, stderr: str) -> WindowsRenew:
     """Judge ``renew_command``'s output: ``{"ReturnValue":N}``; 0 and 1 are success."""
     text = _clean(stdout).strip()
     try:
-        data = json.loads(text) if text else None
+        data = ps_json.load(text) if text else None  # PS 5.1 may wrap the result as {"value": [...], "Count": 1}
     except json.JSONDecodeError:
         data = None
     for item in _as_list(data):
