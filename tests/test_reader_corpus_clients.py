@@ -282,3 +282,23 @@ def test_renew_return_value_wrapped_by_ps51_is_read():
     assert (ok.ok, ok.code) == (True, 0)
     failed = windows.check_renew(0, '{"value":[{"ReturnValue":82}],"Count":1}\r\n', "")
     assert (failed.ok, failed.code) == (False, 82) and "unable to renew" in failed.detail
+
+
+# --------------------------------------------------------------------------------------------------
+# Linux: systemd-resolved's per-link domains where resolvectl does not exist yet (systemd < 239)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_systemd_resolve_status_per_link_domains():
+    """systemd 237 (Ubuntu 18.04) has no resolvectl: the probe's systemd-resolve --status gives the link's
+    DNS Domain rows (continued on unlabelled lines, ~route-only left out); the Global DNSSEC NTA list
+    (corp, home, lan, local...) is no search domain."""
+    from tasks.adapters import linux
+    status = text("systemd_resolve_status_v237_constructed.txt")
+    assert linux.parse_resolved_status(status) == {"docker0": (), "ens4": ("plant.example.com", "example.com")}
+    assert linux.parse_resolved_status(text("resolvectl_status_v247plus_systemd18855.txt"))["wlp4s0"] == ("lan",)
+    ip = _IP_J.replace('"eth0"', '"ens4"')
+    probe = (f"@@ip\n{ip}\n@@resolv\n{text('resolv_conf_systemd_stub.txt')}\n@@resolvectl\n\n"
+             f"@@resolvestatus\n{status}\n@@nmcli\n\n@@networkctl\n\n@@ps\n")
+    facts, _ = linux.parse_probe(probe)
+    assert amt_adapter(facts, "a4:bb:6d:52:0e:19").adapter.suffix == "plant.example.com"

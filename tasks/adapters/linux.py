@@ -35,6 +35,8 @@ _SECTIONS = (
     ("ip", ["ip", "-j", "addr", "show"]),
     ("resolv", ["cat", "/etc/resolv.conf"]),
     ("resolvectl", ["resolvectl", "--no-pager", "domain"]),
+    # systemd < 239 (Ubuntu 18.04's 237) has no resolvectl: its per-link domains are in systemd-resolve --status
+    ("resolvestatus", ["systemd-resolve", "--no-pager", "--status"]),
     ("nmcli", ["nmcli", "-t", "-f", "DEVICE,TYPE,STATE,CONNECTION", "device"]),
     ("networkctl", ["networkctl", "--no-pager", "--no-legend", "list"]),
     # which DHCP client runs at all: networkctl lists stale state of a dead networkd, and dhclient/dhcpcd
@@ -143,6 +145,34 @@ def parse_resolvectl_domain(text: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
+_STATUS_LINK = re.compile(r"^Link\s+\d+\s+\((?P<name>[^)]*)\)\s*$")
+
+
+def parse_resolved_status(text: str) -> dict[str, tuple[str, ...]]:
+    """``systemd-resolve --status`` (v237) / ``resolvectl status`` (v239+): ``Link N (NAME)`` sections of
+    right-aligned ``Label: value`` rows, a list continued on the next lines without a label; the
+    ``DNS Domain`` row holds the search domains and, prefixed with ``~``, route-only domains (left out)."""
+    out: dict[str, tuple[str, ...]] = {}
+    link, label = None, ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = _STATUS_LINK.match(line)
+        if m or line in ("Global", "Global:"):
+            link, label = (m["name"] if m else None), ""
+            if link is not None:
+                out.setdefault(link, ())
+            continue
+        if ": " in line or line.endswith(":"):
+            label, _, line = line.partition(":")
+            label = label.strip()
+        if link is None or label != "DNS Domain":
+            continue
+        problems: list[str] = []
+        out[link] += tuple(s for s in (lenient_suffix(d, "resolved DNS Domain", problems)
+                                       for d in line.split() if not d.startswith("~")) if s)
+    return out
+
+
 _UNESCAPED_COLON = re.compile(r"(?<!\\):")
 
 
@@ -196,7 +226,8 @@ def parse_probe(stdout: str) -> tuple[NetFacts, dict[str, str]]:
     resolv = parse_resolv_conf(sections.get("resolv", ""))
     nm = parse_nmcli_devices(sections.get("nmcli", ""))
     nd = parse_networkctl_list(sections.get("networkctl", ""))
-    links = parse_resolvectl_domain(sections.get("resolvectl", ""))
+    links = parse_resolvectl_domain(sections.get("resolvectl", "")) or parse_resolved_status(
+        sections.get("resolvestatus", ""))
     running = parse_ps_clients(sections.get("ps", ""))
     out, problems = [], list(resolv.problems)
     for a in adapters:
