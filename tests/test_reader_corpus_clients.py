@@ -302,3 +302,12 @@ def test_systemd_resolve_status_per_link_domains():
              f"@@resolvestatus\n{status}\n@@nmcli\n\n@@networkctl\n\n@@ps\n")
     facts, _ = linux.parse_probe(probe)
     assert amt_adapter(facts, "a4:bb:6d:52:0e:19").adapter.suffix == "plant.example.com"
+
+
+def test_powershell_error_position_line_in_any_language_is_left_out():
+    """Windows PowerShell's error view: message, position line (translated: "En línea: 1 Carácter: 1"),
+    "+ code" excerpt at column 0, then indented "+ CategoryInfo" rows: the message is only the message."""
+    es = text("ps_error_es_position_constructed.txt")
+    assert windows.first_error_line(es) == "Get-CimInstance : Acceso denegado."
+    two = "First part of the message\r\nsecond part.\r\n    + CategoryInfo          : NotSpecified: (:) [], X\r\n"
+    assert windows.first_error_line(two) == "First part of the message second part."

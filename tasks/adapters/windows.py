@@ -72,10 +72,15 @@ _POSITION = re.compile(r":\d+\s+\S+:\d+$")  # "At line:1 char:1", "In Zeile:1 Ze
 def first_error_line(stderr: str, default: str = "no error text") -> str:
     """A Windows command's error message on one line, CLIXML decoded: the message's console-wrapped
     lines joined, PowerShell's position lines ("At line:1 char:1", "+ ...") left out."""
-    lines = [ln.strip() for ln in clixml_text(stderr).splitlines() if ln.strip()]
+    raw = [ln.rstrip() for ln in clixml_text(stderr).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in raw]
     message: list[str] = []
-    for ln in lines:
+    for i, ln in enumerate(lines):
         if ln.startswith("+") or _POSITION.search(ln):
+            if raw[i].startswith("+ ") and message and i == len(message):
+                # the "+ <code>" excerpt (column 0) follows the position line, in any language:
+                # "At line:1 char:1", "En línea: 1 Carácter: 1", "発生場所 行:1 文字:1"
+                message.pop()
             break
         message.append(ln)
     return " ".join(message or lines[:1])[:500] or default
