@@ -364,6 +364,22 @@ def networkd_lease(dev, dhcp_server: str) -> str:
     return text + (f"DOMAINNAME={dev.os_suffix}\n" if dev.os_suffix else "")
 
 
+def dhclient_leases(dev, dhcp_server: str, netmask: str, routers: str) -> str:
+    """ISC dhclient's lease database (dhclient.leases(5): one ``lease { ... }`` declaration per lease,
+    written as a log, the last one current): an older lease for the same interface first, then the one held
+    now, whose ``domain-name`` is option 15."""
+    def lease(suffix: str, renew: str) -> str:
+        rows = [f'  interface "{linux_iface(dev)}";', f"  fixed-address {dev.address};",
+                f"  option subnet-mask {netmask};", f"  option routers {routers};",
+                "  option dhcp-lease-time 3600;", "  option dhcp-message-type 5;",
+                f"  option domain-name-servers {dhcp_server};", f"  option dhcp-server-identifier {dhcp_server};"]
+        if suffix:
+            rows.append(f'  option domain-name "{suffix}";')
+        rows += [f"  renew {renew};", f"  rebind {renew};", f"  expire {renew};"]
+        return "lease {\n" + "\n".join(rows) + "\n}\n"
+    return lease("stale.invalid", "1 2024/01/01 00:00:00") + lease(dev.os_suffix, "2 2024/01/02 00:00:00")
+
+
 def dhcpcd_dump(dev, dhcp_server: str, broadcast: str, routers: str) -> str:
     rows = [("broadcast_address", broadcast), ("dhcp_lease_time", "3600"), ("dhcp_server_identifier", dhcp_server),
             ("domain_name_servers", dhcp_server), ("ip_address", dev.address), ("routers", routers)]

@@ -304,6 +304,9 @@ class DeviceShell(WindowsDhcpCmdlets):
                 out.append(clientos.resolv_conf(dev, dhcp))
             elif path == "/run/systemd/netif/leases/2" and dev.net_stack == "networkd":
                 out.append(clientos.networkd_lease(dev, dhcp))
+            elif path == "/var/lib/dhcp/dhclient.leases" and dev.net_stack == "dhclient":
+                scope, gw, _ = self._net()
+                out.append(clientos.dhclient_leases(dev, dhcp, str(scope.subnet.netmask), gw))
             elif path == "/etc/hostname":
                 out.append(dev.name.lower() + "\n")
             elif path == "/etc/hosts":

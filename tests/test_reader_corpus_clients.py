@@ -311,3 +311,16 @@ def test_powershell_error_position_line_in_any_language_is_left_out():
     assert windows.first_error_line(es) == "Get-CimInstance : Acceso denegado."
     two = "First part of the message\r\nsecond part.\r\n    + CategoryInfo          : NotSpecified: (:) [], X\r\n"
     assert windows.first_error_line(two) == "First part of the message second part."
+
+
+def test_lab_dhclient_host_prints_the_same_lease_database_shape():
+    """The lab's dhclient hosts answer ``cat /var/lib/dhcp/dhclient.leases`` in dhclient.leases(5)'s shape
+    (an older declaration first): the product's reader takes the last one."""
+    from types import SimpleNamespace
+
+    from lab import clientos
+    from tasks.adapters import dhclient_leases
+    dev = SimpleNamespace(net_stack="dhclient", address="10.84.17.203", os_suffix="plant.example.com")
+    lease = dhclient_leases.current(clientos.dhclient_leases(dev, "10.84.16.6", "255.255.252.0", "10.84.16.1"),
+                                    "eth0")
+    assert (lease.domain_name, lease.options["dhcp-server-identifier"]) == ("plant.example.com", "10.84.16.6")
