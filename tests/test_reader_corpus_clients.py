@@ -57,8 +57,9 @@ def test_flat_copy_keeps_search_list_and_disconnected_adapters():
                                   "ipconfig_all_ko_wsl_constructed.cp949_crlf.txt",
                                   "ipconfig_all_de_win11_nwt.cp850_crlf.txt"])
 def test_every_capture_reads_the_same_flattened_or_quoted(name):
-    """The same output with its indent stripped (forum) or a uniform indent added (Markdown, e-mail quote)
-    reads the same: adapters, MACs, addresses, suffixes, DHCP flags (Italian leader-less rows included)."""
+    """The same output with its indent stripped (forum), a uniform indent added (Markdown) or every line
+    quoted with "> " reads the same: adapters, MACs, addresses, suffixes, DHCP flags (Italian leader-less
+    rows included)."""
     original = text(name)
     lines = original.replace("\r\n", "\n").split("\n")
 
@@ -69,6 +70,8 @@ def test_every_capture_reads_the_same_flattened_or_quoted(name):
     assert want
     assert key(windows.ipconfig_facts("\n".join(ln.lstrip() for ln in lines))) == want
     assert key(windows.ipconfig_facts("\n".join("    " + ln for ln in lines))) == want
+    # a GitHub issue or e-mail quote: every line prefixed with "> " (blank lines with ">")
+    assert key(windows.ipconfig_facts("\n".join(f"> {ln}" if ln.strip() else ">" for ln in lines))) == want
 
 
 # --------------------------------------------------------------------------------------------------

@@ -91,9 +91,14 @@ def _indent(line: str) -> int:
 
 
 def _dedent(lines: list[str]) -> list[str]:
-    """A copy quoted as a block (a Markdown code block, a forum quote) indents every line alike: take that
-    common indent off, so the title and the headers are at column 0 again."""
-    base = min((_indent(ln) for ln in lines if ln.strip()), default=0)
+    """A copy quoted as a block (a Markdown code block or ``> `` quote, an e-mail reply) indents or prefixes
+    every line alike: take that off, so the title and the headers are at column 0 again."""
+    body = [ln for ln in lines if ln.strip()]
+    while body and all(ln.lstrip().startswith(">") for ln in body):  # "> " quoting, possibly nested
+        lines = [ln.lstrip()[1:] if ln.strip() else "" for ln in lines]
+        lines = [ln[1:] if ln.startswith(" ") else ln for ln in lines]
+        body = [ln for ln in lines if ln.strip()]
+    base = min((_indent(ln) for ln in body), default=0)
     return [ln[base:] if ln.strip() else "" for ln in lines]
 
 
