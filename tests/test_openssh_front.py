@@ -148,7 +148,8 @@ def test_discovery_and_dhcp_renew_run_unchanged_through_openssh(trusted):
     assert ev["WS-0003"]["trusted_suffix"] == "contoso.com"
     assert all(not e.get("ssh_error") for e in ev.values())
     # one login per pre-provisioning host, each command its own session on sshd
-    assert (trusted.execs(), trusted.accepted()) == (10, 3)  # Linux: amtinfo, hi read, probe, its stack's detail
+    # Linux: amtinfo, hi read, probe, its stack's detail, dhclient's lease file (option 15)
+    assert (trusted.execs(), trusted.accepted()) == (11, 3)
 
     labels = {n: provision_host(ctx, n, 1).label for n in NAMES}
     assert labels == {"WS-0001": "failed:suffix_mismatch", "LX-0002": "failed:suffix_mismatch",
@@ -198,7 +199,8 @@ def test_unknown_keys_refused_until_trust_hosts_then_a_changed_key_is_refused(un
         "WS-0001": "sales.contoso.com", "LX-0002": "eng.contoso.com", "WS-0003": "hq.contoso.com"}
     assert all(not e.get("ssh_error") for e in ev.values())
     execs, logins = rig.execs(), rig.accepted()
-    assert (execs, logins) == (10, 3)  # one login per host; Windows 3 commands, Linux 4 (probe + stack detail)
+    # one login per host; Windows 3 commands, Linux 5 (probe, stack detail, dhclient's lease file)
+    assert (execs, logins) == (11, 3)
 
     # 3. the server is "reinstalled": same port, new host key -> every host refused, nothing run
     old = rig.front.host_key()
