@@ -327,3 +327,22 @@ def test_lab_dhclient_host_prints_the_same_lease_database_shape():
     lease = dhclient_leases.current(clientos.dhclient_leases(dev, "10.84.16.6", "255.255.252.0", "10.84.16.1"),
                                     "eth0")
     assert (lease.domain_name, lease.options["dhcp-server-identifier"]) == ("plant.example.com", "10.84.16.6")
+
+
+def test_renew_error_naming_the_adapter_with_an_attached_particle():
+    """Korean attaches particles to the name it inserts ("이더넷에서"), Japanese and Chinese put no blank
+    around it: a wide letter next to the name is a word boundary, and the longest name still wins
+    ("이더넷 2에서" is about 이더넷 2, not 이더넷). The message wording is CONSTRUCTED (no Korean capture of
+    this message was found); only the name's position in it matters."""
+    after = windows.ipconfig_facts(text("ipconfig_all_ko_wsl_constructed.cp949_crlf.txt"))
+    target = amt_adapter(after, "f4:f1:9e:23:2f:a9").adapter
+    assert target.name.endswith("이더넷")
+    renew = ("\r\nWindows IP 구성\r\n\r\n미디어 연결이 끊어져 있으므로 이더넷에서 작업을 수행할 수 없습니다.\r\n\r\n"
+             "이더넷 어댑터 이더넷:\r\n\r\n   미디어 상태 . . . . . . . . : 미디어 연결 끊김\r\n"
+             "   연결별 DNS 접미사. . . . :\r\n")
+    verdict = windows.judge_renew(renew, after, target)
+    assert not verdict.ok and "이더넷에서" in verdict.detail
+    other = renew.replace("이더넷에서", "이더넷 2에서") + (
+        "\r\n이더넷 어댑터 이더넷 2:\r\n\r\n   미디어 상태 . . . . . . . . : 미디어 연결 끊김\r\n"
+        "   연결별 DNS 접미사. . . . :\r\n")
+    assert "이더넷 2에서" not in windows.judge_renew(other, after, target).detail

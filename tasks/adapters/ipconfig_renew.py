@@ -15,6 +15,7 @@ failure even when the adapter still shows an address.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from tasks.adapters.ipconfig import IpConfigAdapter, html_encoded, parse_ipconfig
@@ -41,9 +42,25 @@ def _named(message: str, header: str) -> int:
     for part in parts:
         if part.isdigit() or len(part) <= best:
             continue
-        if re.search(rf"(?<!\w){re.escape(part)}(?!\w)", message, re.IGNORECASE):
+        if _as_word(part, message):
             best = len(part)
     return best
+
+
+def _wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in "WF"
+
+
+def _as_word(part: str, message: str) -> bool:
+    """``part`` in ``message`` as a word of its own: not inside a longer word, where a wide (CJK, kana,
+    Hangul) letter next to it is a boundary too: Japanese and Chinese write no blank between words and
+    Korean attaches its particles to the name ("이더넷에서")."""
+    for m in re.finditer(re.escape(part), message, re.IGNORECASE):
+        before = message[m.start() - 1] if m.start() else " "
+        after = message[m.end()] if m.end() < len(message) else " "
+        if (not before.isalnum() or _wide(before)) and (not after.isalnum() or _wide(after)):
+            return True
+    return False
 
 
 def _errors_about(messages: list[str], header: str, headers: set[str]) -> list[str]:
