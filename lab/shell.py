@@ -586,15 +586,19 @@ class DeviceShell(WindowsDhcpCmdlets):
         if major >= 3:
             for line in (f"Status: {status}", "Network: Wired Network Configured", "CIRA: ", "TLS: "):
                 emit("info", line)
-            if as_json:
+            if as_json:  # remote.go outputResult: json.MarshalIndent(map, "", "  ") (a Go map: keys sorted)
                 out = json.dumps({"status": "success", "message": "Device activated successfully via RPS",
                                   "rps_server": url, "profile": profile, "friendly_name": "",
-                                  "device_info": {"profile": profile}}) + "\n"
+                                  "device_info": {"profile": profile}}, indent=2, sort_keys=True) + "\n"
                 return Result(out, "".join(log), RPC_OK)
             emit("info", "Status: Device activated successfully via RPS")
             return Result("", "".join(log), RPC_OK)
+        # internal/rps/rps.go logComponentResult: "  %-*s" of "Label:" padded to the widest reported label + 1,
+        # then " " and the details with the mode as "[ACM]"; here Activation and Wired Network are reported
         emit("info", "Provisioning and Configuration Result : ")
-        emit("info", f"  Activation:      {status} [ACM]")
+        width = len("Wired Network") + 1
+        emit("info", f"  {'Activation:':<{width}} {status} [ACM]")
+        emit("info", f"  {'Wired Network:':<{width}} Wired Network Configured")
         return Result("", "".join(log), RPC_OK)
 
     def _rpc_adopt(self, dev: Device, password: str, profile: str, url: str, emit, rps_error, log: list[str],

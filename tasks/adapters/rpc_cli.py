@@ -128,7 +128,11 @@ def exit_meaning(code: int) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------------
 
 _LOGRUS = re.compile(r'(?:^|\s)level=(?P<level>\w+)\s+msg=(?:"(?P<q>(?:[^"\\]|\\.)*)"|(?P<bare>\S+))')
-_LOGRUS_SHORT = re.compile(r"^(?P<lvl>TRAC|DEBU|INFO|WARN|ERRO|FATA|PANI)\[\d+\]\s*(?P<msg>.*)$")
+#: logrus TextFormatter on a terminal: the level cut to four letters, then ``[seconds since start]`` or, with
+#: FullTimestamp, ``[2021-12-01T10:00:05Z]``, then the message padded to 44 columns (logrus text_formatter.go
+#: printColored); the level is wrapped in colour codes unless colours are off (rpc-go issue #27's paste)
+_LOGRUS_SHORT = re.compile(r"^(?P<lvl>TRAC|DEBU|INFO|WARN|ERRO|FATA|PANI)\[[^\]\s]*\]\s*(?P<msg>.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _SHORT_LEVELS = {"TRAC": "trace", "DEBU": "debug", "INFO": "info", "WARN": "warning", "ERRO": "error",
                  "FATA": "fatal", "PANI": "panic"}
 ERROR_LEVELS = ("error", "fatal", "panic")
@@ -147,7 +151,7 @@ def _unescape(text: str) -> str:
 
 def parse_log_line(line: str, stream: str = "stderr") -> LogLine | None:
     """One logrus line in any of its forms (JSON, text, 2021's short form); None for a blank line."""
-    text = line.strip()
+    text = _ANSI.sub("", line).strip()
     if not text:
         return None
     if text.startswith("{"):
@@ -222,9 +226,14 @@ _ALREADY = re.compile(r"\balready (?:activated|enabled in (?:admin|client) contr
 _SUFFIX_IN_MESSAGE = re.compile(r"Specified AMT domain suffix:\s*(?P<s>\S*?)\s+does not match", re.I)
 _EXIT_LINE = re.compile(r"^Error \d+: \w+$")
 _RPS_WRAP = re.compile(r"^(?:RPS activation failed:\s*)?rps returned error:\s*", re.I)
-_SUCCESS = re.compile(r"^(Status:\s*)?(activated to admin control mode|upgraded to admin control mode|"
-                      r"admin control mode|client control mode|already enabled in (admin|client) mode|"
-                      r"device activated successfully via rps)", re.I)
+#: RPS's success status (the control mode it reached, said first: "Admin control mode.", "Activated to admin
+#: control mode.", "already enabled in admin mode.") and rpc-go's own ("Device activated successfully via RPS",
+#: 3.x remote.go; "Device activated in Admin Control Mode", rpc-go's local and 3.x ACM paths, also what rpc-go's
+#: e2e tests expect of a remote activation). The mode is the whole status, not a word inside a failure
+#: sentence ("Failed to activate in admin control mode.") or a progress line.
+_SUCCESS = re.compile(r"^(?:Status:\s*)?(?:device\s+)?(?:(?:activated|upgraded)\s+(?:in|to)\s+|"
+                      r"already enabled in\s+)?(?:admin|client)(?: control)? mode\.?$|"
+                      r"^(?:Status:\s*)?device activated successfully via rps\.?$", re.I)
 _COMPONENT_OK = re.compile(r"^\s*Activation:\s+(Activated|Upgraded|Admin control|Client control|already)", re.I)
 _NOT_FOUND = re.compile(r"command not found|is not recognized as an internal or external command|"
                         r"no such file or directory|the term '.*' is not recognized", re.I)
@@ -266,6 +275,23 @@ class ActivationReport:
         return bool(self.server_error) or self.exit_status != 0
 
 
+def _status_text(msg: str) -> str:
+    """rpc-go before 2.x's StatusMessage decoding logged RPS's answer as it came, a JSON object
+    (``ERRO[0011] {"Status":"Device ... activation failed. ..."}``, rpc-go issue #27): its Status is the message."""
+    if msg.startswith("{") and msg.endswith("}"):
+        try:
+            data = json.loads(msg)
+        except json.JSONDecodeError:
+            return msg
+        if isinstance(data, dict) and isinstance(data.get("Status"), str) and data["Status"].strip():
+            return data["Status"].strip()
+    return msg
+
+
+def _is_success(msg: str) -> bool:
+    return bool(_SUCCESS.match(msg) or _COMPONENT_OK.match(msg))
+
+
 def _json_status(stdout: str) -> dict:
     """The last JSON object printed on stdout (tools that answer one status object, e.g. amt-hi)."""
     for line in reversed(stdout.strip().splitlines()):
@@ -303,7 +329,7 @@ def _server_error(errors: list[str], summary: dict) -> str:
     # handleErrorAndExit): the message is the line before it, when there is one
     said = [m for m in errors if not _EXIT_LINE.match(m)] or errors
     for msg in reversed(said):  # the RPS message is the innermost one: unwrap 3.x's wrappers
-        inner = _RPS_WRAP.sub("", msg)
+        inner = _RPS_WRAP.sub("", msg).strip()
         if inner:
             server_error = inner if not server_error or len(inner) < len(server_error) else server_error
     if errors and not server_error:
@@ -343,15 +369,25 @@ def read_activation(exit_status: int, stdout: str, stderr: str, *, password_sent
     only when AMT reports it is activated (2.x internal/rps/message.go: ``CurrentMode != 0``; 3.x
     activate.go, issue #1346), so a prompt when none was sent means "already activated", not a wrong
     password; a prompt when one was sent means it did not reach rpc (sudo's env_reset, say)."""
-    entries = parse_log(stdout, "stdout") + parse_log(stderr, "stderr")
+    entries = [LogLine(e.level, _status_text(e.msg), e.stream)
+               for e in parse_log(stdout, "stdout") + parse_log(stderr, "stderr")]
     summary = _json_summary(stdout)
     if summary:
         entries = [e for e in entries if e.stream != "stdout"]
-    errors = [e.msg for e in entries if e.level in ERROR_LEVELS]
+    said_ok = [i for i, e in enumerate(entries) if e.level == "info" and _is_success(e.msg)]
+    # RPS's success status is its last word on the activation: an error logged before it was recovered from
+    # (rpc-go 3.x logs "device or resource busy" when LMS is busy, then falls back to the MEI and goes on,
+    # rpc-go issue #1065); errors after it (a configuration step that failed once AMT was activated) stand
+    last_ok = said_ok[-1] if said_ok else -1
+    errors = [e.msg for i, e in enumerate(entries) if e.level in ERROR_LEVELS and i > last_ok]
+    recovered = [e.msg for i, e in enumerate(entries) if e.level in ERROR_LEVELS and i < last_ok]
     others = [e.msg for e in entries if not e.level]
     problems: list[str] = []
+    if recovered:
+        problems.append(f"{len(recovered)} error line(s) before rpc's success status, recovered from: "
+                        + "; ".join(recovered)[:300])
     server_error = _server_error(errors, summary)
-    success = [e.msg for e in entries if e.level == "info" and (_SUCCESS.match(e.msg) or _COMPONENT_OK.match(e.msg))]
+    success = [entries[i].msg for i in said_ok]
     claims = bool(success) or _text(summary.get("status")).lower() == "success"
     name, code_hint = exit_meaning(exit_status)
     everything = "\n".join([stdout or "", stderr or ""])

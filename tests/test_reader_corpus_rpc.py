@@ -1,0 +1,112 @@
+"""rpc-go's readers against outputs real rpc-go builds printed (red-team round; tests/fixtures/rpc/SOURCES.md
+says where each came from): success statuses of rpc-go's own, logrus' terminal form, errors rpc-go recovered
+from, 3.x's indented JSON summary, RPS's per-component result, and amtinfo cut short by a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.adapters.dmt_api import MpsDevice
+from tasks.adapters.rpc_cli import parse_amtinfo, parse_log, read_activation
+from tests.test_rpc_adapter import ACTIVATED, UUID, _Mps, _provision, _Res, fx
+
+
+# ---------------------------------------------------------------- rpc activate
+
+def test_rpc_go_own_success_status_device_activated_in_admin_control_mode_is_a_success():
+    # rpc-go issue #1191 (3.x local ACM) / #316 (2.x local): "Status: Device activated in Admin Control Mode"
+    r = read_activation(0, "", fx("activate_3x_local_acm_status_issue1191.stderr"))
+    assert r.claims_success and r.hint is None and not r.rejected
+    assert r.success_status == "Status: Device activated in Admin Control Mode"
+
+
+def test_that_success_verifies_without_an_api_when_amt_was_not_activated_before():
+    out, _, _ = _provision(_Res(0, "", fx("activate_3x_local_acm_status_issue1191.stderr")), ACTIVATED)
+    assert out.ok and out.evidence["verified"] == "amtinfo only (no provisioning.api)" and not out.warning
+
+
+@pytest.mark.parametrize("text", [
+    "Failed to activate in admin control mode.",
+    "Admin control mode activation in progress",
+    "Status: Failed to enumerate Management Presence Remote SAP",
+])
+def test_a_control_mode_inside_another_sentence_is_no_success(text):
+    r = read_activation(0, "", f'time="t" level=info msg="{text}"\n')
+    assert not r.claims_success and r.hint == "unverified"
+
+
+def test_logrus_terminal_form_with_colour_codes_is_read_and_its_json_status_unwrapped():
+    entries = parse_log(fx("activate_2x_tty_colour_suffix_mismatch.stderr"))
+    assert [e.level for e in entries if e.level] == ["info", "info", "info", "error"]
+    r = read_activation(0, "", fx("activate_2x_tty_colour_suffix_mismatch.stderr"))
+    assert r.hint == "suffix_mismatch" and r.reported_suffix == "sales.contoso.com"
+    assert r.server_error.startswith("Device 7d3f1c2a-") and not r.server_error.startswith("{")
+    # "Starting MicroLMS." is rpc-go's own plain line, said as such
+    assert any("not rpc-go log entries" in p for p in r.problems)
+
+
+def test_logrus_terminal_form_with_full_timestamps():
+    r = read_activation(0, "", "INFO[2021-12-01T10:00:05Z] connecting to wss://x/activate\n"
+                               "ERRO[2021-12-01T10:00:11Z] Missing DNS Suffix.                         \n")
+    assert r.hint == "suffix_blank" and r.server_error == "Missing DNS Suffix."
+
+
+def test_the_2021_raw_json_status_is_the_message():
+    r = read_activation(0, "", fx("activate_2021_short_form_issue27.stderr"))
+    assert r.server_error == ("Device a94a55cc-267e-11b2-a85c-e2a9c1f3470e activation failed. "
+                              "Error while activating the AMT device in admin mode.")
+
+
+def test_an_error_rpc_recovered_from_before_rps_success_is_not_the_verdict():
+    # rpc-go issue #1065: 3.x logs "device or resource busy" (LMS busy), falls back to the MEI, and RPS succeeds
+    r = read_activation(0, "", fx("activate_3x_busy_then_success_issue1065.stderr"))
+    assert r.claims_success and r.hint is None and r.server_error == ""
+    assert r.success_status == "Status: admin control mode."
+    assert any("recovered from: device or resource busy" in p for p in r.problems)
+
+
+def test_errors_after_the_success_status_still_stand():
+    r = read_activation(107, "", fx("activate_3x_exit107_amtfeatures_ebusy.stderr"))
+    assert not r.claims_success and r.hint == "internal_error" and "device or resource busy" in r.server_error
+    r = read_activation(0, "", fx("activate_2x_components_cira_failed.stderr"))
+    assert not r.claims_success and r.hint == "internal_error"
+    assert r.server_error == "CIRA Connection: Failed to put AMT_RemoteAccessPolicyAppliesToMPS"
+    assert r.success_status.strip().startswith("Activation:")
+    # AMT activated and MPS holds it: provisioned, the CIRA failure kept as a warning
+    out, _, _ = _provision(_Res(0, "", fx("activate_2x_components_cira_failed.stderr")), ACTIVATED,
+                           api=_Mps({UUID: MpsDevice(UUID)}))
+    assert out.ok and out.warning and "CIRA Connection" in out.warning
+
+
+def test_3x_json_summary_printed_indented_over_several_lines():
+    r = read_activation(0, fx("activate_3x_json_indent_success.stdout"),
+                        fx("activate_3x_busy_then_success_issue1065.stderr"))
+    assert r.claims_success and r.hint is None and not any("not rpc-go log entries" in p for p in r.problems)
+    failed = fx("activate_3x_json_indent_success.stdout").replace('"success"', '"failed"')
+    r = read_activation(0, failed, "")
+    assert not r.claims_success and r.hint == "internal_error"
+
+
+# ---------------------------------------------------------------- rpc amtinfo
+
+def test_amtinfo_cut_short_by_a_go_crash_says_so():
+    info = parse_amtinfo(fx("amtinfo_2x_text_crash_issue521.txt"))
+    assert info.control_mode == "activated in admin control mode" and info.control == "acm"
+    assert info.uuid == "54d39e4c-2fcd-11b2-a85c-b963f4f3b3b2"
+    assert info.complete is False and any("crashed after 'Control Mode" in p for p in info.problems)
+    assert not parse_amtinfo(fx("amtinfo_2x_text_issue227.txt")).problems  # a whole output says nothing
+
+
+@pytest.mark.parametrize("name,mode,control,suffix,wired", [
+    ("amtinfo_2x_text_pre_v21_issue1094.txt", "pre-provisioning state", "pre", "", "98:4f:ee:19:59:df"),
+    ("amtinfo_c_rpc_issue26.txt", "activated in admin control mode", "acm", "", None),
+    ("amtinfo_2x_text_unknown_state_issue26.txt", "unknown state", "", "", None),
+])
+def test_real_colon_forms(name, mode, control, suffix, wired):
+    info = parse_amtinfo(fx(name))
+    assert (info.control_mode, info.control, info.dns_suffix, info.complete) == (mode, control, suffix, True)
+    assert info.wired_adapter.get("MAC Address") == wired
+    if name.startswith("amtinfo_2x_text_pre"):
+        assert info.dns_suffix_os == "localdomain6" and info.pre_provisioning is True and info.version == "21.0.2"
+    if "unknown_state" in name:
+        assert info.activated is None and info.pre_provisioning is None and info.uuid == ""
