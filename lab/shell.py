@@ -396,8 +396,24 @@ class DeviceShell(WindowsDhcpCmdlets):
         if sub == "activate":
             return self.rpc_activate(rest)
         if sub == "version":
-            return Result("RPC\nVersion 2.36.0\nProtocol 4.0.0\n")
+            return self.rpc_version(rest)
         return Result("", f"unknown command: {sub}\n", RPC_BAD_ARGS)
+
+    def rpc_version(self, args: list[str]) -> Result:
+        """2.x: three lines (cmd/rpc/main.go; rpc-go issue #227 shows them); 3.x (internal/commands/version.go):
+        an underlined "RPC" title and 30-column rows, or json.MarshalIndent of its map (keys sorted)."""
+        if self._major() < 3:
+            if any(a.lstrip("-") == "json" for a in args):
+                return Result(json.dumps({"app": "RPC", "protocol": "4.0.0", "version": "2.36.0"}, indent=2,
+                                         sort_keys=True) + "\n")
+            return Result("RPC\nVersion 2.36.0\nProtocol 4.0.0\n")
+        info = {"app": "RPC", "version": "3.0.0-beta.50", "protocol": "4.0.0", "commit": "0000000",
+                "date": "2026-07-01", "go": "go1.24.4", "platform": "linux/amd64"}
+        if "--json" in args:
+            return Result(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        rows = [("Version", "version"), ("Protocol", "protocol"), ("Commit", "commit"), ("Built", "date"),
+                ("Go", "go"), ("Platform", "platform")]
+        return Result("\n  RPC\n  ───\n" + "".join(f"  {k:<30} {info[v]}\n" for k, v in rows) + "\n")
 
     # rpc-go's output follows its source, not the product's parser (research/rpc.md): logs go to
     # stderr through logrus (text `time=... level=... msg=...`, or JSON lines with --json); 2.x

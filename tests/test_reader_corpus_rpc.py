@@ -110,3 +110,43 @@ def test_real_colon_forms(name, mode, control, suffix, wired):
         assert info.dns_suffix_os == "localdomain6" and info.pre_provisioning is True and info.version == "21.0.2"
     if "unknown_state" in name:
         assert info.activated is None and info.pre_provisioning is None and info.uuid == ""
+
+
+# ---------------------------------------------------------------- rpc version
+
+@pytest.mark.parametrize("name,version,major,form", [
+    ("version_2x_issue227.txt", "2.15.0", 2, "text"),
+    ("version_3x_text_constructed.txt", "3.0.0-beta.50", 3, "text"),
+    ("version_3x_json_constructed.json", "3.0.0-beta.50", 3, "json"),
+])
+def test_rpc_version_in_each_form(name, version, major, form):
+    from tasks.adapters.rpc_version import parse_rpc_version
+
+    v = parse_rpc_version(fx(name))
+    assert (v.version, v.major, v.form, v.protocol) == (version, major, form, "4.0.0")
+
+
+def test_rpc_version_of_a_development_build_has_no_major_and_garbage_is_could_not_read():
+    from tasks.adapters.rpc_version import parse_rpc_version
+    from tasks.rules.suffix import InvalidValue
+
+    assert parse_rpc_version("RPC\nVersion Development Build\nProtocol 4.0.0\n").major is None
+    with pytest.raises(InvalidValue, match="could not read rpc version"):
+        parse_rpc_version("rpc: error: unexpected argument version\n")
+
+
+@pytest.mark.parametrize("major", [2, 3])
+def test_the_lab_prints_rpc_version_as_its_major_does(major):
+    from lab.model import Fleet
+    from lab.shell import DeviceShell
+    from tasks.adapters.rpc_version import parse_rpc_version
+    from tests.lab_fixtures import BASE_FLEET
+
+    dev = {"name": "V", "address": "127.10.0.9", "os": "linux", "amt_version": "16.1.25", "state": "pre",
+           "trusted_suffix": "", "dhcp_suffix": "", "domain_name": "", "os_suffix": "contoso.com", "faults": []}
+    fleet = Fleet.from_dict(dict(BASE_FLEET, devices=[dev], rpc_version=major))
+    for args in ("rpc version", "rpc version --json"):
+        out = DeviceShell(fleet, fleet.device("V"), "migrator").run(args).stdout
+        assert parse_rpc_version(out).major == major
+    text = DeviceShell(fleet, fleet.device("V"), "migrator").run("rpc version").stdout
+    assert ("───" in text) == (major == 3)
