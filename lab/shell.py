@@ -48,6 +48,19 @@ def _logrus(ts: float, level: str, msg: str) -> str:
     return f'time="{t}" level={level} msg="{msg}"\n'
 
 
+def _rps_version_gate(dev: Device) -> str:
+    """RPS Validator.ts verifyAMTVersion, checked before anything else of an activation: AMT 7.0-11.6 below build
+    3000 and AMT below 7 are refused with these words ("" = accepted)."""
+    parts = (dev.amt_version.split(".") + ["0", "0", "3000"])[:4]
+    ver = float(f"{int(parts[0])}.{parts[1]}")
+    if ver in (7.0, 7.1, 8.0, 8.1, 9.0, 9.1, 9.5, 10.0, 11.0, 11.5, 11.6) and int(parts[3]) < 3000:
+        return f"Device {dev.uuid} activation failed. Please check with your OEM for a firmware update."
+    if ver < 7:
+        return (f"Device {dev.uuid} activation failed. AMT version: {parts[0]}.{parts[1]}. Version less than 7 "
+                "cannot be remotely configured ")
+    return ""
+
+
 class DeviceShell(WindowsDhcpCmdlets):
     """One SSH session's view of one device's client OS (a ``dhcp_server`` device: also lab/windows_dhcp.py)."""
 
@@ -558,6 +571,9 @@ class DeviceShell(WindowsDhcpCmdlets):
             return Result(prompt, "".join(log), RPC_MISSING_PASSWORD)
         emit("info", f"connecting to {url}")
         emit("info", f"connected to {url}")
+        refused = _rps_version_gate(dev)
+        if refused:
+            return rps_error(refused)
         if dev.state != "pre":  # activated (by the legacy console, or by RPS before): "already activated" path
             return self._rpc_adopt(dev, password, profile, url, emit, rps_error, log, major, as_json, now)
         # rpc-go reports -d, else AMT's PKI suffix, else the OS suffix (createPayload; rpc.md 4.1)

@@ -150,3 +150,43 @@ def test_the_lab_prints_rpc_version_as_its_major_does(major):
         assert parse_rpc_version(out).major == major
     text = DeviceShell(fleet, fleet.device("V"), "migrator").run("rpc version").stdout
     assert ("───" in text) == (major == 3)
+
+
+# ---------------------------------------------------------------- RPS's firmware gate
+
+GATE = [
+    "Device 7d3f1c2a-5b9e-4e61-8c0d-2f4a6b8e1d93 activation failed. Please check with your OEM for a firmware update.",
+    "Device 7d3f1c2a-5b9e-4e61-8c0d-2f4a6b8e1d93 activation failed. AMT version: 6.2. Version less than 7 cannot be "
+    "remotely configured ",
+    "Only version 10.0.47 with build greater than 3000 can be remotely configured",
+]
+
+
+@pytest.mark.parametrize("said", GATE)
+def test_rps_firmware_gate_is_an_unsupported_version_not_a_suffix_problem(said):
+    from tasks.rules.classify import HostFacts, classify_failure
+    from tasks.rules.host_state import Cause
+
+    r = read_activation(0, "", f'time="t" level=error msg="{said}"\n')
+    assert r.hint == "unsupported_version" and not r.transient
+    # AMT 9.5 compares the last two labels, and its OS suffix does not match: still the firmware, not the suffix
+    facts = HostFacts(amt_version="9.5.60", os_suffix="fabrikam.com")
+    c = classify_failure(facts, "contoso.com", error_code=r.hint, message=r.server_error)
+    assert c.cause == Cause.UNSUPPORTED_VERSION and not c.inferred
+
+
+@pytest.mark.parametrize("version,refused", [("9.5.60.1952", True), ("6.2.61.3535", True), ("11.8.50.3425", False),
+                                             ("11.6.20.2900", True), ("12.0.70.1652", False)])
+def test_the_lab_rps_applies_the_same_gate(version, refused):
+    from lab.model import Fleet
+    from lab.shell import DeviceShell
+    from tests.lab_fixtures import BASE_FLEET
+
+    dev = {"name": "G", "address": "127.10.0.9", "os": "linux", "amt_version": version, "state": "pre",
+           "trusted_suffix": "contoso.com", "dhcp_suffix": "", "domain_name": "", "os_suffix": "contoso.com",
+           "faults": []}
+    fleet = Fleet.from_dict(dict(BASE_FLEET, devices=[dev]))
+    res = DeviceShell(fleet, fleet.device("G"), "migrator", sleep=lambda s: None).run(
+        "rpc activate -u wss://rps.contoso.com/activate --profile acm --json")
+    r = read_activation(res.status, res.stdout, res.stderr)
+    assert (r.hint == "unsupported_version") == refused

@@ -32,7 +32,7 @@ _NOT_REACHED = ("tool_error", "config_error")
 #: hints that say RPS or rpc refused before anything was asked of AMT: an activated AMT read afterwards was
 #: activated before this attempt (by the legacy console, or by RPS in an earlier run)
 _REFUSED_BEFORE_AMT = ("suffix_blank", "suffix_mismatch", "auth_failed", "config_error", "tool_error",
-                       "already_activated")
+                       "already_activated", "unsupported_version")
 
 
 class RpcProvisioner:

@@ -199,10 +199,15 @@ _MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
     # AMT 19+: a suffix RPS has no domain for surfaces as this instead of the message above (rps issue
     # #2590: "Failed to extract domain certificate.Failed to extract domain certificate.ACM activation failed")
     (re.compile(r"failed to extract domain certificate", re.I), "suffix_mismatch", False),
+    # RPS's own firmware gate (Validator.ts verifyAMTVersion: AMT < 7 "cannot be remotely configured"; 7.0-11.6
+    # below build 3000 "Please check with your OEM for a firmware update"; older RPS: "Only version 10.0.47 with
+    # build greater than 3000 can be remotely configured"): no suffix can fix it
+    (re.compile(r"cannot be remotely configured|can be remotely configured|"
+                r"check with your oem for a firmware update", re.I), "unsupported_version", False),
     (re.compile(r"password does not match stored version|incorrect password|"
                 r"missingorincorrectpassword|amtauthenticationfailed", re.I), "auth_failed", False),
     (re.compile(r"does not match list of available amt profiles|belongs to another tenant|"
-                r"already has a record in mps|missing password\.|"
+                r"already has a record in mps|missing password\.|protocol version not supported|"
                 r"rpsauthenticationfailed", re.I), "config_error", False),
     (re.compile(r"failed to activate in (admin|client) control mode|"
                 r"invalid domain certificate|acm activation failed|tls acm setup failed|"
@@ -262,7 +267,7 @@ class ActivationReport:
     claims_success: bool  # rpc-go logged RPS's success status (or 3.x's JSON summary said success)
     server_error: str  # the RPS/rpc-go error message, unwrapped; "" when none was logged
     hint: str | None  # suffix_blank | suffix_mismatch | auth_failed | config_error | internal_error |
-    #                   server_error | tool_error | unverified; None when nothing went wrong
+    #                   server_error | tool_error | unsupported_version | unverified; None when nothing went wrong
     transient: bool
     reported_suffix: str  # the suffix RPS says rpc-go reported (a mismatch message names it)
     success_status: str
