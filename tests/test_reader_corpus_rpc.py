@@ -190,3 +190,18 @@ def test_the_lab_rps_applies_the_same_gate(version, refused):
         "rpc activate -u wss://rps.contoso.com/activate --profile acm --json")
     r = read_activation(res.status, res.stdout, res.stderr)
     assert (r.hint == "unsupported_version") == refused
+
+
+# ---------------------------------------------------------------- AMT 19+: a failed ACM activation left in CCM
+
+def test_a_failed_acm_activation_that_left_amt_in_client_control_mode_is_not_provisioned():
+    # rps issue #2177: on AMT 19+ RPS starts an admin-mode profile in CCM; when ACM fails the device stays in CCM
+    ccm = _Res(0, '{"controlMode": "activated in client control mode", "uuid": "%s"}' % UUID, "")
+    out, _, _ = _provision(_Res(0, "", fx("activate_2x_json_extract_domain_cert_amt19.stderr")), ccm,
+                           api=_Mps({UUID: MpsDevice(UUID)}))
+    assert not out.ok and out.error_code == "suffix_mismatch" and "client control mode" in out.message
+    assert "rps issue #2177" in out.evidence["note"]
+    # the same activation that reached admin control mode is provisioned (the error kept as a warning)
+    out, _, _ = _provision(_Res(0, "", fx("activate_2x_json_extract_domain_cert_amt19.stderr")), ACTIVATED,
+                           api=_Mps({UUID: MpsDevice(UUID)}))
+    assert out.ok and out.warning
