@@ -205,3 +205,12 @@ def test_a_failed_acm_activation_that_left_amt_in_client_control_mode_is_not_pro
     out, _, _ = _provision(_Res(0, "", fx("activate_2x_json_extract_domain_cert_amt19.stderr")), ACTIVATED,
                            api=_Mps({UUID: MpsDevice(UUID)}))
     assert out.ok and out.warning
+
+
+def test_a_provisioning_certificate_amt_does_not_trust_is_no_suffix_problem():
+    # rps src/stateMachines/activation.ts COMPARE_DEVICE_HASHES
+    said = "Invalid domain certificate, hash does not exists in list of trusted root certificates on AMT"
+    r = read_activation(0, "", f'{{"level":"error","msg":"{said}","time":"t"}}\n')
+    assert r.hint == "config_error"
+    r = read_activation(0, "", '{"level":"error","msg":"Failed to upgrade to admin control mode.","time":"t"}\n')
+    assert r.hint == "internal_error"

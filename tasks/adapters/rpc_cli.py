@@ -208,8 +208,11 @@ _MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
                 r"missingorincorrectpassword|amtauthenticationfailed", re.I), "auth_failed", False),
     (re.compile(r"does not match list of available amt profiles|belongs to another tenant|"
                 r"already has a record in mps|missing password\.|protocol version not supported|"
+                # RPS activation.ts COMPARE_DEVICE_HASHES: the provisioning certificate's root is not among AMT's
+                # trusted root hashes: a certificate (or MEBx hash) matter, no suffix fixes it
+                r"hash does not exists? in list of trusted root certificates|"
                 r"rpsauthenticationfailed", re.I), "config_error", False),
-    (re.compile(r"failed to activate in (admin|client) control mode|"
+    (re.compile(r"failed to (?:activate in|upgrade to) (admin|client) control mode|"
                 r"invalid domain certificate|acm activation failed|tls acm setup failed|"
                 r"it is in unknown mode", re.I), "internal_error", False),
     (re.compile(r"failed to get amt (profile|domain certificate) from database|failed to save device information|"
