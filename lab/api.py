@@ -111,7 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
             if q.get("$count", ["false"])[-1] == "true":
                 return self._json(200, {"data": page, "totalCount": len(domains)})
             return self._json(200, page)
-        return self._json(404, {"message": f"no route {method} /{'/'.join(parts)}"})
+        # Kong's own answer when no route matches (Kong issue #10483: "404 - no Route matched with those values")
+        return self._json(404, {"message": "no Route matched with those values"})
 
     def _route(self, method: str) -> None:
         fleet = self.server.fleet

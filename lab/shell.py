@@ -48,6 +48,19 @@ def _logrus(ts: float, level: str, msg: str) -> str:
     return f'time="{t}" level={level} msg="{msg}"\n'
 
 
+def _rps_version_gate(dev: Device) -> str:
+    """RPS Validator.ts verifyAMTVersion, checked before anything else of an activation: AMT 7.0-11.6 below build
+    3000 and AMT below 7 are refused with these words ("" = accepted)."""
+    parts = (dev.amt_version.split(".") + ["0", "0", "3000"])[:4]
+    ver = float(f"{int(parts[0])}.{parts[1]}")
+    if ver in (7.0, 7.1, 8.0, 8.1, 9.0, 9.1, 9.5, 10.0, 11.0, 11.5, 11.6) and int(parts[3]) < 3000:
+        return f"Device {dev.uuid} activation failed. Please check with your OEM for a firmware update."
+    if ver < 7:
+        return (f"Device {dev.uuid} activation failed. AMT version: {parts[0]}.{parts[1]}. Version less than 7 "
+                "cannot be remotely configured ")
+    return ""
+
+
 class DeviceShell(WindowsDhcpCmdlets):
     """One SSH session's view of one device's client OS (a ``dhcp_server`` device: also lab/windows_dhcp.py)."""
 
@@ -399,8 +412,24 @@ class DeviceShell(WindowsDhcpCmdlets):
         if sub == "activate":
             return self.rpc_activate(rest)
         if sub == "version":
-            return Result("RPC\nVersion 2.36.0\nProtocol 4.0.0\n")
+            return self.rpc_version(rest)
         return Result("", f"unknown command: {sub}\n", RPC_BAD_ARGS)
+
+    def rpc_version(self, args: list[str]) -> Result:
+        """2.x: three lines (cmd/rpc/main.go; rpc-go issue #227 shows them); 3.x (internal/commands/version.go):
+        an underlined "RPC" title and 30-column rows, or json.MarshalIndent of its map (keys sorted)."""
+        if self._major() < 3:
+            if any(a.lstrip("-") == "json" for a in args):
+                return Result(json.dumps({"app": "RPC", "protocol": "4.0.0", "version": "2.36.0"}, indent=2,
+                                         sort_keys=True) + "\n")
+            return Result("RPC\nVersion 2.36.0\nProtocol 4.0.0\n")
+        info = {"app": "RPC", "version": "3.0.0-beta.50", "protocol": "4.0.0", "commit": "0000000",
+                "date": "2026-07-01", "go": "go1.24.4", "platform": "linux/amd64"}
+        if "--json" in args:
+            return Result(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        rows = [("Version", "version"), ("Protocol", "protocol"), ("Commit", "commit"), ("Built", "date"),
+                ("Go", "go"), ("Platform", "platform")]
+        return Result("\n  RPC\n  ───\n" + "".join(f"  {k:<30} {info[v]}\n" for k, v in rows) + "\n")
 
     # rpc-go's output follows its source, not the product's parser (research/rpc.md): logs go to
     # stderr through logrus (text `time=... level=... msg=...`, or JSON lines with --json); 2.x
@@ -545,6 +574,9 @@ class DeviceShell(WindowsDhcpCmdlets):
             return Result(prompt, "".join(log), RPC_MISSING_PASSWORD)
         emit("info", f"connecting to {url}")
         emit("info", f"connected to {url}")
+        refused = _rps_version_gate(dev)
+        if refused:
+            return rps_error(refused)
         if dev.state != "pre":  # activated (by the legacy console, or by RPS before): "already activated" path
             return self._rpc_adopt(dev, password, profile, url, emit, rps_error, log, major, as_json, now)
         # rpc-go reports -d, else AMT's PKI suffix, else the OS suffix (createPayload; rpc.md 4.1)
@@ -589,15 +621,19 @@ class DeviceShell(WindowsDhcpCmdlets):
         if major >= 3:
             for line in (f"Status: {status}", "Network: Wired Network Configured", "CIRA: ", "TLS: "):
                 emit("info", line)
-            if as_json:
+            if as_json:  # remote.go outputResult: json.MarshalIndent(map, "", "  ") (a Go map: keys sorted)
                 out = json.dumps({"status": "success", "message": "Device activated successfully via RPS",
                                   "rps_server": url, "profile": profile, "friendly_name": "",
-                                  "device_info": {"profile": profile}}) + "\n"
+                                  "device_info": {"profile": profile}}, indent=2, sort_keys=True) + "\n"
                 return Result(out, "".join(log), RPC_OK)
             emit("info", "Status: Device activated successfully via RPS")
             return Result("", "".join(log), RPC_OK)
+        # internal/rps/rps.go logComponentResult: "  %-*s" of "Label:" padded to the widest reported label + 1,
+        # then " " and the details with the mode as "[ACM]"; here Activation and Wired Network are reported
         emit("info", "Provisioning and Configuration Result : ")
-        emit("info", f"  Activation:      {status} [ACM]")
+        width = len("Wired Network") + 1
+        emit("info", f"  {'Activation:':<{width}} {status} [ACM]")
+        emit("info", f"  {'Wired Network:':<{width}} Wired Network Configured")
         return Result("", "".join(log), RPC_OK)
 
     def _rpc_adopt(self, dev: Device, password: str, profile: str, url: str, emit, rps_error, log: list[str],

@@ -45,7 +45,17 @@ def domain_option(option_data: list | None) -> dict | None:
 
 def _value(node: dict | None) -> str | None:
     opt = domain_option((node or {}).get("option-data"))
-    return None if opt is None else option15_text(opt.get("data", ""), opt.get("csv-format", True))
+    if opt is None:
+        return None
+    if _never(node) and not str(opt.get("data") or "").strip():
+        return None  # a cancellation only ("never-send" without data, as the ARM's example): sets no value
+    return option15_text(opt.get("data", ""), opt.get("csv-format", True))
+
+
+def _never(node: dict | None) -> bool:
+    """Kea >= 2.4 ``never-send: true`` on this level's option 15 (tasks.rules.dhcp_option15: sticky along the chain)."""
+    opt = domain_option((node or {}).get("option-data"))
+    return opt is not None and opt.get("never-send") is True
 
 
 def _pool_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
@@ -71,7 +81,8 @@ def _reservation(r: dict, where: str, subnet: ipaddress.IPv4Network | None = Non
     if ip and subnet is not None and ipaddress.ip_address(ip) not in subnet:
         ip = None
     name = ip or r.get("hw-address") or r.get("client-id") or r.get("hostname") or "?"
-    return o15.Reservation(ip, ids, _value(r), f"reservation {name}{where}", tuple(r.get("client-classes") or ()))
+    return o15.Reservation(ip, ids, _value(r), f"reservation {name}{where}", tuple(r.get("client-classes") or ()),
+                           _never(r))
 
 
 def _additional(subnet: dict, net: dict | None) -> set[str]:
@@ -88,15 +99,31 @@ def _classes(dhcp4: dict, subnet: dict, net: dict | None) -> tuple[o15.ClassOpti
     listed = _additional(subnet, net)
     out = []
     for c in dhcp4.get("client-classes") or []:
-        value = _value(c)
-        if value is None:
+        value, never = _value(c), _never(c)
+        if value is None and not never:
             continue
         late = c.get("only-if-required") or c.get("only-in-additional-list")
         test = str(c.get("test") or "")
         evaluated = (bool(test) and not late) or c.get("name") in listed
-        out.append(o15.ClassOption(str(c.get("name")), value, test or ("listed for additional evaluation"
-                                                                         if evaluated else ""), evaluated))
+        out.append(o15.ClassOption(str(c.get("name")), value or "", test or ("listed for additional evaluation"
+                                                                               if evaluated else ""), evaluated, never))
     return tuple(out)
+
+
+def config_of(answer) -> dict:
+    """``config-get``'s arguments (``{"Dhcp4": ..., "hash": ...}``) from what the control agent answers, in any of
+    the shapes it comes in: the list of one answer per service (the control agent), one answer object (kea-dhcp4's
+    own control socket), or the arguments themselves. An answer with a non-zero result is the server's error."""
+    if isinstance(answer, list):
+        answer = answer[0] if answer else {}
+    if isinstance(answer, dict) and "Dhcp4" not in answer and "result" in answer:
+        if answer.get("result") != 0:
+            raise DhcpError(f"config-get failed (result {answer.get('result')}): {answer.get('text', '')}",
+                            kind="config-get")
+        answer = answer.get("arguments")
+    if not isinstance(answer, dict) or not isinstance(answer.get("Dhcp4"), dict):
+        raise DhcpError("config-get holds no Dhcp4 section", kind="protocol")
+    return answer
 
 
 class KeaAdapter:
@@ -138,9 +165,10 @@ class KeaAdapter:
         except httpx.HTTPError as exc:
             raise DhcpError(f"{self.label()}: {command}: {type(exc).__name__}: {exc}", kind="unreachable",
                             source=self.label()) from None
-        if resp.status_code == 401:
-            raise DhcpError(f"{self.label()}: {command}: 401 (control agent wants credentials)", kind="auth",
-                            source=self.label())
+        if resp.status_code in (401, 403):  # 403: credentials accepted, command not allowed (Kea 2.5+ ACLs)
+            raise DhcpError(f"{self.label()}: {command}: {resp.status_code} (control agent "
+                            f"{'wants credentials' if resp.status_code == 401 else 'refuses this command'})",
+                            kind="auth", source=self.label())
         try:
             data = resp.json()
         except ValueError:
@@ -156,16 +184,16 @@ class KeaAdapter:
         return answer
 
     def config_get(self) -> dict:
-        args = self.command("config-get").get("arguments") or {}
-        if "Dhcp4" not in args:
-            raise DhcpError(f"{self.label()}: config-get holds no Dhcp4 section", kind="protocol", source=self.label())
-        return args
+        try:
+            return config_of(self.command("config-get"))
+        except DhcpError as exc:
+            raise DhcpError(f"{self.label()}: {exc}", kind=exc.kind, source=self.label()) from None
 
     # -- reading ------------------------------------------------------------------------------
     @staticmethod
     def find_subnet(config: dict, ref: KeaSubnetRef) -> tuple[dict, dict | None]:
         """(subnet, its shared network or None) in a config-get result."""
-        dhcp4 = config["Dhcp4"]
+        dhcp4 = config_of(config)["Dhcp4"]
         places = [(s, None) for s in dhcp4.get("subnet4") or []]
         for net in dhcp4.get("shared-networks") or []:
             places += [(s, net) for s in net.get("subnet4") or []]
@@ -182,16 +210,17 @@ class KeaAdapter:
     @staticmethod
     def layout(config: dict, ref: KeaSubnetRef) -> o15.Option15Layout:
         """Every place this subnet's clients can get option 15 from, as Kea's precedence orders them."""
+        config = config_of(config)
         subnet, net = KeaAdapter.find_subnet(config, ref)
         dhcp4 = config["Dhcp4"]
-        chain = [o15.Level(o15.SUBNET, _value(subnet), f"subnet {subnet.get('id')}")]
+        chain = [o15.Level(o15.SUBNET, _value(subnet), f"subnet {subnet.get('id')}", _never(subnet))]
         if net is not None:
-            chain.append(o15.Level(o15.SHARED_NETWORK, _value(net), f"shared network '{net.get('name')}'"))
-        chain.append(o15.Level(o15.GLOBAL, _value(dhcp4), "the global option-data"))
+            chain.append(o15.Level(o15.SHARED_NETWORK, _value(net), f"shared network '{net.get('name')}'", _never(net)))
+        chain.append(o15.Level(o15.GLOBAL, _value(dhcp4), "the global option-data", _never(dhcp4)))
         pools = []
         for p in subnet.get("pools") or []:
             first, last = _pool_range(str(p.get("pool", "")))
-            pools.append(o15.Pool(first, last, _value(p), f"pool {p.get('pool')}"))
+            pools.append(o15.Pool(first, last, _value(p), f"pool {p.get('pool')}", _never(p)))
         reservations = []
         # a subnet reservation is preferred over a global one for the same client (Kea ARM 2.2, "Host
         # Reservations in DHCPv4": reservations-global / reservations-in-subnet)
@@ -211,6 +240,7 @@ class KeaAdapter:
         inherited lifetimes into each subnet; the walk is still done so a configuration that does not
         (older/newer servers, hand-written files) reads the same.
         """
+        config = config_of(config)
         try:
             layout = KeaAdapter.layout(config, ref)
         except (ValueError, InvalidValue) as exc:

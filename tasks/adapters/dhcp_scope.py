@@ -172,7 +172,9 @@ def option15_text(data: object, csv_format: object = True) -> str:
         else:
             hexes = text[2:] if text.lower().startswith("0x") else text
         try:
-            text = bytes.fromhex(hexes).decode("ascii")
+            # RFC 2132 section 2: NVT ASCII options "SHOULD NOT include a trailing NULL", and "the receiver MUST be
+            # prepared to delete trailing NULLs if they exist"
+            text = bytes.fromhex(hexes).decode("ascii").rstrip("\x00")
         except (ValueError, UnicodeDecodeError):
             raise InvalidValue(f"option 15 data {text[:40]!r} (csv-format false) is not hex of an ASCII name") from None
     return normalize_dns_name(text)

@@ -11,6 +11,7 @@ are walked. The password is held as a `Secret` and only ever sent in the authori
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +70,42 @@ def parse_domain(item: dict) -> RpsDomain:
     return RpsDomain(str(item.get("profileName") or ""),
                      normalize_dns_name(str(item.get("domainSuffix") or ""), allow_blank=False),
                      _expiry(item.get("expirationDate")))
+
+
+def _json(body: bytes):
+    try:
+        return json.loads(body.decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
+
+
+def parse_device_answer(status: int, body: bytes, guid: str) -> MpsDevice | None:
+    """MPS's answer to ``GET /api/v1/devices/{guid}`` (mps src/routes/devices/get.ts and its tests): 200 the
+    record, 204 with no body when the device is another tenant's, 404 with NO body when MPS has no such device
+    (older MPS: a JSON error naming the device). A 404 with any other body is not MPS speaking of this device
+    but something in front of it: Kong's ``{"message":"no Route matched with those values"}`` (Kong issue
+    #10483), an HTML "Cannot GET" page: the URL or route is wrong, and "not registered" would be a wrong answer."""
+    guid = guid.lower()
+    text = body.strip()
+    if status == 404:
+        if not text:
+            return None
+        data = _json(text)
+        if isinstance(data, dict) and guid in json.dumps(data).lower():
+            return None
+        raise DmtApiError(f"GET device {guid} answered 404 from something other than MPS ({text[:80]!r}): "
+                          "check provisioning.api's URL (the gateway's /mps route)")
+    if status == 204:
+        return MpsDevice(guid, other_tenant=True)
+    if status != 200:
+        raise DmtApiError(f"MPS GET device {guid} answered {status}")
+    data = _json(text)
+    if data is None:
+        raise DmtApiError(f"MPS GET device {guid}: not JSON ({text[:60]!r})")
+    if not isinstance(data, dict) or str(data.get("guid", "")).lower() != guid:
+        raise DmtApiError(f"MPS GET device {guid}: the record is for another guid")
+    return MpsDevice(guid, str(data.get("hostname") or ""), str(data.get("dnsSuffix") or ""),
+                     str(data.get("tenantId") or ""))
 
 
 class DmtClient:
@@ -130,20 +167,7 @@ class DmtClient:
         if not guid or not all(c in "0123456789abcdef-" for c in guid):
             raise DmtApiError(f"{guid[:40]!r} is not a device GUID")
         resp = self._get(self.MPS_DEVICE.format(guid=guid))
-        if resp.status_code == 404:
-            return None
-        if resp.status_code == 204:
-            return MpsDevice(guid, other_tenant=True)
-        if resp.status_code != 200:
-            raise DmtApiError(f"MPS GET device {guid} answered {resp.status_code}")
-        try:
-            body = resp.json()
-        except ValueError:
-            raise DmtApiError(f"MPS GET device {guid}: not JSON") from None
-        if not isinstance(body, dict) or str(body.get("guid", "")).lower() != guid:
-            raise DmtApiError(f"MPS GET device {guid}: the record is for another guid")
-        return MpsDevice(guid, str(body.get("hostname") or ""), str(body.get("dnsSuffix") or ""),
-                         str(body.get("tenantId") or ""))
+        return parse_device_answer(resp.status_code, resp.content, guid)
 
     def domains(self) -> list[RpsDomain]:
         out: list[RpsDomain] = []

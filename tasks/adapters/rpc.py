@@ -21,6 +21,7 @@ an adoption is verified only by MPS's record of the device.
 from __future__ import annotations
 
 import logging
+import re
 
 from tasks.adapters.provisioner import ProvisionOutcome
 from tasks.inventory.model import Host, Inventory
@@ -32,7 +33,7 @@ _NOT_REACHED = ("tool_error", "config_error")
 #: hints that say RPS or rpc refused before anything was asked of AMT: an activated AMT read afterwards was
 #: activated before this attempt (by the legacy console, or by RPS in an earlier run)
 _REFUSED_BEFORE_AMT = ("suffix_blank", "suffix_mismatch", "auth_failed", "config_error", "tool_error",
-                       "already_activated")
+                       "already_activated", "unsupported_version")
 
 
 class RpcProvisioner:
@@ -153,6 +154,13 @@ class RpcProvisioner:
         if activated:
             registered, reg_note = self._registered(info.uuid)
             ev["mps"] = reg_note
+        if activated and registered is True and self._acm_left_in_ccm(report, info):
+            # AMT 19+: RPS starts an admin-mode profile in client control mode and upgrades it; when the upgrade
+            # fails the device stays in CCM (rps issue #2177): activated, registered, and not what was asked
+            ev["control_mode_after"] = info.control_mode
+            ev["note"] = "a failed admin-control-mode activation left AMT in client control mode (rps issue #2177)"
+            return ProvisionOutcome(False, report.hint or "internal_error", f"{report.server_error}; AMT was left in "
+                                    f"{info.control_mode}", transient=report.transient, evidence=ev)
         if activated and registered is True:
             ev["verified"] = "amtinfo + MPS" + (" (rpc's own output unreadable)" if report.hint == "unverified" else "")
             warning = self._contradiction(report, info)
@@ -200,6 +208,13 @@ class RpcProvisioner:
         if adopt_note:
             ev["adopt"] = adopt_note
         return ev
+
+    @staticmethod
+    def _acm_left_in_ccm(report, info) -> bool:
+        """rpc reported an admin-control-mode activation that failed, and AMT reads client control mode."""
+        said = report.server_error or ""
+        return (report.hint is not None and info.control == "ccm"
+                and bool(re.search(r"\bACM\b|admin control mode", said, re.I)))
 
     @staticmethod
     def _contradiction(report, info) -> str:

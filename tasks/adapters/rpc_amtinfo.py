@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tasks.adapters.commands import lenient_suffix
 from tasks.rules.suffix import InvalidValue
@@ -49,6 +49,7 @@ class AmtInfo:
 
     heci_available: bool | None = None  # 3.x only: false when rpc could not open the MEI
     form: str = ""  # json | text 2.x | text 3.x | text 3.x boxed | text 3.x table
+    complete: bool = True  # False: rpc stopped printing part-way (a crash): a row not read is unknown, not empty
 
     @property
     def activated(self) -> bool | None:
@@ -274,9 +275,32 @@ def _read_rows(rows: list[tuple[str, str, str]], form: str, notes: tuple[str, ..
     return _build(values, wired, form=form, notes=notes)
 
 
+#: the Go runtime's own report of a crash (runtime/panic.go, runtime/signal_windows.go): what follows it is a
+#: goroutine trace, and the rows rpc had not printed yet are missing (rpc-go issue #521: `amtinfo` of 2.34.1 on
+#: AMT 11.8 stops after `Control Mode` with "Exception 0xc0000005 0x8 0x0 0x0")
+_GO_CRASH = re.compile(r"^(?:panic: |fatal error: |Exception 0x[0-9a-fA-F]+\b|\[signal |goroutine \d+ \[)")
+
+
+def _cut_crash(lines: list[str]) -> tuple[list[str], str]:
+    """(the lines rpc printed before a Go runtime crash, a note on it; "" when it did not crash)."""
+    for i, line in enumerate(lines):
+        if _GO_CRASH.match(line.strip()):
+            printed = [x.strip() for x in lines[:i] if x.strip()]
+            last = f"after {printed[-1][:60]!r}" if printed else "before printing anything"
+            return lines[:i], f"rpc crashed {last} ({line.strip()[:60]}): the rows it had not printed are unknown"
+    return lines, ""
+
+
 def parse_amtinfo_text(text: str) -> AmtInfo:
     """Any text form of ``rpc amtinfo`` (see the module's docstring), told apart by its structure."""
-    lines = _ANSI.sub("", text or "").replace("\r", "").splitlines()
+    lines, crash = _cut_crash(_ANSI.sub("", text or "").replace("\r", "").splitlines())
+    info = _parse_lines(lines)
+    if crash:
+        info = replace(info, problems=info.problems + (crash,), complete=False)
+    return info
+
+
+def _parse_lines(lines: list[str]) -> AmtInfo:
     if any(_TABLE_TOP.match(x) for x in lines):
         return _read_rows(_table(lines), "text 3.x table", ())
     if any(_BOX_TOP.search(x) for x in lines):

@@ -128,7 +128,11 @@ def exit_meaning(code: int) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------------
 
 _LOGRUS = re.compile(r'(?:^|\s)level=(?P<level>\w+)\s+msg=(?:"(?P<q>(?:[^"\\]|\\.)*)"|(?P<bare>\S+))')
-_LOGRUS_SHORT = re.compile(r"^(?P<lvl>TRAC|DEBU|INFO|WARN|ERRO|FATA|PANI)\[\d+\]\s*(?P<msg>.*)$")
+#: logrus TextFormatter on a terminal: the level cut to four letters, then ``[seconds since start]`` or, with
+#: FullTimestamp, ``[2021-12-01T10:00:05Z]``, then the message padded to 44 columns (logrus text_formatter.go
+#: printColored); the level is wrapped in colour codes unless colours are off (rpc-go issue #27's paste)
+_LOGRUS_SHORT = re.compile(r"^(?P<lvl>TRAC|DEBU|INFO|WARN|ERRO|FATA|PANI)\[[^\]\s]*\]\s*(?P<msg>.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _SHORT_LEVELS = {"TRAC": "trace", "DEBU": "debug", "INFO": "info", "WARN": "warning", "ERRO": "error",
                  "FATA": "fatal", "PANI": "panic"}
 ERROR_LEVELS = ("error", "fatal", "panic")
@@ -147,7 +151,7 @@ def _unescape(text: str) -> str:
 
 def parse_log_line(line: str, stream: str = "stderr") -> LogLine | None:
     """One logrus line in any of its forms (JSON, text, 2021's short form); None for a blank line."""
-    text = line.strip()
+    text = _ANSI.sub("", line).strip()
     if not text:
         return None
     if text.startswith("{"):
@@ -195,12 +199,20 @@ _MESSAGE_HINTS: tuple[tuple[re.Pattern, str, bool], ...] = (
     # AMT 19+: a suffix RPS has no domain for surfaces as this instead of the message above (rps issue
     # #2590: "Failed to extract domain certificate.Failed to extract domain certificate.ACM activation failed")
     (re.compile(r"failed to extract domain certificate", re.I), "suffix_mismatch", False),
+    # RPS's own firmware gate (Validator.ts verifyAMTVersion: AMT < 7 "cannot be remotely configured"; 7.0-11.6
+    # below build 3000 "Please check with your OEM for a firmware update"; older RPS: "Only version 10.0.47 with
+    # build greater than 3000 can be remotely configured"): no suffix can fix it
+    (re.compile(r"cannot be remotely configured|can be remotely configured|"
+                r"check with your oem for a firmware update", re.I), "unsupported_version", False),
     (re.compile(r"password does not match stored version|incorrect password|"
                 r"missingorincorrectpassword|amtauthenticationfailed", re.I), "auth_failed", False),
     (re.compile(r"does not match list of available amt profiles|belongs to another tenant|"
-                r"already has a record in mps|missing password\.|"
+                r"already has a record in mps|missing password\.|protocol version not supported|"
+                # RPS activation.ts COMPARE_DEVICE_HASHES: the provisioning certificate's root is not among AMT's
+                # trusted root hashes: a certificate (or MEBx hash) matter, no suffix fixes it
+                r"hash does not exists? in list of trusted root certificates|"
                 r"rpsauthenticationfailed", re.I), "config_error", False),
-    (re.compile(r"failed to activate in (admin|client) control mode|"
+    (re.compile(r"failed to (?:activate in|upgrade to) (admin|client) control mode|"
                 r"invalid domain certificate|acm activation failed|tls acm setup failed|"
                 r"it is in unknown mode", re.I), "internal_error", False),
     (re.compile(r"failed to get amt (profile|domain certificate) from database|failed to save device information|"
@@ -222,9 +234,14 @@ _ALREADY = re.compile(r"\balready (?:activated|enabled in (?:admin|client) contr
 _SUFFIX_IN_MESSAGE = re.compile(r"Specified AMT domain suffix:\s*(?P<s>\S*?)\s+does not match", re.I)
 _EXIT_LINE = re.compile(r"^Error \d+: \w+$")
 _RPS_WRAP = re.compile(r"^(?:RPS activation failed:\s*)?rps returned error:\s*", re.I)
-_SUCCESS = re.compile(r"^(Status:\s*)?(activated to admin control mode|upgraded to admin control mode|"
-                      r"admin control mode|client control mode|already enabled in (admin|client) mode|"
-                      r"device activated successfully via rps)", re.I)
+#: RPS's success status (the control mode it reached, said first: "Admin control mode.", "Activated to admin
+#: control mode.", "already enabled in admin mode.") and rpc-go's own ("Device activated successfully via RPS",
+#: 3.x remote.go; "Device activated in Admin Control Mode", rpc-go's local and 3.x ACM paths, also what rpc-go's
+#: e2e tests expect of a remote activation). The mode is the whole status, not a word inside a failure
+#: sentence ("Failed to activate in admin control mode.") or a progress line.
+_SUCCESS = re.compile(r"^(?:Status:\s*)?(?:device\s+)?(?:(?:activated|upgraded)\s+(?:in|to)\s+|"
+                      r"already enabled in\s+)?(?:admin|client)(?: control)? mode\.?$|"
+                      r"^(?:Status:\s*)?device activated successfully via rps\.?$", re.I)
 _COMPONENT_OK = re.compile(r"^\s*Activation:\s+(Activated|Upgraded|Admin control|Client control|already)", re.I)
 _NOT_FOUND = re.compile(r"command not found|is not recognized as an internal or external command|"
                         r"no such file or directory|the term '.*' is not recognized", re.I)
@@ -253,7 +270,7 @@ class ActivationReport:
     claims_success: bool  # rpc-go logged RPS's success status (or 3.x's JSON summary said success)
     server_error: str  # the RPS/rpc-go error message, unwrapped; "" when none was logged
     hint: str | None  # suffix_blank | suffix_mismatch | auth_failed | config_error | internal_error |
-    #                   server_error | tool_error | unverified; None when nothing went wrong
+    #                   server_error | tool_error | unsupported_version | unverified; None when nothing went wrong
     transient: bool
     reported_suffix: str  # the suffix RPS says rpc-go reported (a mismatch message names it)
     success_status: str
@@ -264,6 +281,23 @@ class ActivationReport:
     @property
     def rejected(self) -> bool:
         return bool(self.server_error) or self.exit_status != 0
+
+
+def _status_text(msg: str) -> str:
+    """rpc-go before 2.x's StatusMessage decoding logged RPS's answer as it came, a JSON object
+    (``ERRO[0011] {"Status":"Device ... activation failed. ..."}``, rpc-go issue #27): its Status is the message."""
+    if msg.startswith("{") and msg.endswith("}"):
+        try:
+            data = json.loads(msg)
+        except json.JSONDecodeError:
+            return msg
+        if isinstance(data, dict) and isinstance(data.get("Status"), str) and data["Status"].strip():
+            return data["Status"].strip()
+    return msg
+
+
+def _is_success(msg: str) -> bool:
+    return bool(_SUCCESS.match(msg) or _COMPONENT_OK.match(msg))
 
 
 def _json_status(stdout: str) -> dict:
@@ -303,7 +337,7 @@ def _server_error(errors: list[str], summary: dict) -> str:
     # handleErrorAndExit): the message is the line before it, when there is one
     said = [m for m in errors if not _EXIT_LINE.match(m)] or errors
     for msg in reversed(said):  # the RPS message is the innermost one: unwrap 3.x's wrappers
-        inner = _RPS_WRAP.sub("", msg)
+        inner = _RPS_WRAP.sub("", msg).strip()
         if inner:
             server_error = inner if not server_error or len(inner) < len(server_error) else server_error
     if errors and not server_error:
@@ -343,15 +377,25 @@ def read_activation(exit_status: int, stdout: str, stderr: str, *, password_sent
     only when AMT reports it is activated (2.x internal/rps/message.go: ``CurrentMode != 0``; 3.x
     activate.go, issue #1346), so a prompt when none was sent means "already activated", not a wrong
     password; a prompt when one was sent means it did not reach rpc (sudo's env_reset, say)."""
-    entries = parse_log(stdout, "stdout") + parse_log(stderr, "stderr")
+    entries = [LogLine(e.level, _status_text(e.msg), e.stream)
+               for e in parse_log(stdout, "stdout") + parse_log(stderr, "stderr")]
     summary = _json_summary(stdout)
     if summary:
         entries = [e for e in entries if e.stream != "stdout"]
-    errors = [e.msg for e in entries if e.level in ERROR_LEVELS]
+    said_ok = [i for i, e in enumerate(entries) if e.level == "info" and _is_success(e.msg)]
+    # RPS's success status is its last word on the activation: an error logged before it was recovered from
+    # (rpc-go 3.x logs "device or resource busy" when LMS is busy, then falls back to the MEI and goes on,
+    # rpc-go issue #1065); errors after it (a configuration step that failed once AMT was activated) stand
+    last_ok = said_ok[-1] if said_ok else -1
+    errors = [e.msg for i, e in enumerate(entries) if e.level in ERROR_LEVELS and i > last_ok]
+    recovered = [e.msg for i, e in enumerate(entries) if e.level in ERROR_LEVELS and i < last_ok]
     others = [e.msg for e in entries if not e.level]
     problems: list[str] = []
+    if recovered:
+        problems.append(f"{len(recovered)} error line(s) before rpc's success status, recovered from: "
+                        + "; ".join(recovered)[:300])
     server_error = _server_error(errors, summary)
-    success = [e.msg for e in entries if e.level == "info" and (_SUCCESS.match(e.msg) or _COMPONENT_OK.match(e.msg))]
+    success = [entries[i].msg for i in said_ok]
     claims = bool(success) or _text(summary.get("status")).lower() == "success"
     name, code_hint = exit_meaning(exit_status)
     everything = "\n".join([stdout or "", stderr or ""])

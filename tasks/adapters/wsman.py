@@ -9,6 +9,7 @@ reprs.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import uuid
 import xml.etree.ElementTree as ET
@@ -178,10 +179,52 @@ def _strip_prefix(text: str | None) -> str:
     return text.split(":", 1)[1] if ":" in text and not text.startswith("http") else text
 
 
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}(?:;[^\r\n]*)?\r?\n")
+
+
+def _dechunk(body: bytes) -> bytes:
+    """HTTP/1.1 chunked framing (RFC 9112 7.1: hex size line, data, CRLF, ..., a 0 size line) removed. A capture
+    whose CRLFs became LFs no longer matches its sizes: then the XML is what lies between the first '<' and the
+    last '>'."""
+    out, rest = bytearray(), body.lstrip(b"\r\n")
+    while True:
+        m = _CHUNK_SIZE.match(rest)
+        if not m:
+            break
+        size = int(m.group().split(b";")[0].strip(), 16)
+        if size == 0:
+            return bytes(out)
+        chunk = rest[m.end():m.end() + size]
+        if len(chunk) < size:
+            break
+        out += chunk
+        rest = rest[m.end() + size:].lstrip(b"\r\n")
+    start, end = body.find(b"<"), body.rfind(b">")
+    return body[start:end + 1] if 0 <= start < end else body
+
+
+def http_body(raw: str | bytes) -> bytes:
+    """The XML of a WS-Man reply however it was captured: the body alone, the body still in its chunked framing
+    (AMT answers with Transfer-Encoding: chunked; RPS and rpc-go trace logs print it so: "04CE\\r\\n<?xml ..."),
+    or the whole HTTP response, status line and headers included."""
+    data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+    text = data.lstrip()
+    if text.startswith(b"HTTP/1."):
+        head, sep, body = text.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, body = text.partition(b"\n\n")
+        chunked = re.search(rb"(?im)^transfer-encoding:[ \t]*chunked", head)
+        return _dechunk(body) if chunked else body
+    if _CHUNK_SIZE.match(text) and b"<" in text[:12]:
+        return _dechunk(text)
+    return data
+
+
 def parse_response(xml_text: str | bytes) -> tuple[dict[str, str], ET.Element | None, SoapFault | None]:
-    """Parse a response into (header fields, first body element, fault); namespace prefixes ignored."""
+    """Parse a response into (header fields, first body element, fault); namespace prefixes ignored. The reply
+    may come with its HTTP framing (`http_body`)."""
     try:
-        root = ET.fromstring(xml_text)
+        root = ET.fromstring(http_body(xml_text))
     except ET.ParseError as exc:
         raise InvalidValue(f"WS-Man response is not XML: {exc}") from None
     if _local(root.tag) != "Envelope":
@@ -189,6 +232,16 @@ def parse_response(xml_text: str | bytes) -> tuple[dict[str, str], ET.Element | 
     header = {_local(c.tag): (c.text or "").strip() for c in (_child(root, "Header") or [])}
     body = _child(root, "Body")
     first = next(iter(body), None) if body is not None else None
+    if first is not None and _local(first.tag) == "Fault" and _child(first, "Code") is None and \
+            _child(first, "faultcode") is not None:
+        # SOAP 1.1 (faultcode / faultstring / detail), as some WS-Management stacks still answer
+        detail_el = _child(first, "detail")
+        return header, first, SoapFault(
+            code=_strip_prefix(_child(first, "faultcode").text),
+            subcode="",
+            reason=(_child(first, "faultstring").text or "").strip() if _child(first, "faultstring") is not None
+            else "",
+            detail=" ".join(t.strip() for t in detail_el.itertext() if t.strip()) if detail_el is not None else "")
     if first is not None and _local(first.tag) == "Fault":
         code_el = _child(first, "Code")
         subcode_el = _child(_child(code_el, "Subcode"), "Value")

@@ -97,6 +97,12 @@ def classify_failure(facts: HostFacts, cert_suffix: str, *, error_code: str | No
     version = AmtVersion.parse(facts.amt_version)
     if not version.compares_last_two_labels:
         return Classification(Cause.UNSUPPORTED_VERSION, False, {**base, "amt_version": str(version)})
+    if error_code == "unsupported_version":
+        # the provisioning server refused this firmware itself (RPS Validator.ts verifyAMTVersion): a firmware
+        # update, not a suffix, is what it needs
+        return Classification(Cause.UNSUPPORTED_VERSION, False, {**base, "amt_version": str(version), "note":
+                              "the provisioning server refuses this firmware (RPS: AMT < 7, or 7.0-11.6 below "
+                              "build 3000): update the firmware"})
     if error_code in ("device_unreachable", "unreachable"):
         return Classification(Cause.UNREACHABLE, False, base)
     if error_code in ("auth_failed",):

@@ -11,6 +11,12 @@ sets it:
   option sets in exactly that order. Among classes, "the value from the first class examined is used;
   classes are examined in the order they were associated" (ARM "Client Classification"): classes whose
   test matches come first, classes a host reservation names after them.
+* Kea 2.4+ ``never-send``: "if the never-send flag is set to true for a particular option the server does
+  not add it to the response", and the flag is sticky: "if they are enabled at least once along the
+  configuration inheritance chain, they get applied regardless of them being disabled in other places which
+  would usually be more prioritized" (Kea ARM, dhcp4-srv.rst, "Standard DHCPv4 Options"). So a never-send
+  option 15 anywhere in a client's chain means no option 15 for that client, whatever a more specific level
+  sets.
 * Windows Server DHCP: reservation > scope > server (MS-DHCPM DHCP_OPTION_SCOPE_TYPE: DhcpGlobalOptions,
   DhcpSubnetOptions, DhcpReservedOptions; `Get-DhcpServerv4OptionValue` reads each level on its own:
   no -ScopeId = server, -ScopeId = scope, -ReservedIP = reservation).
@@ -56,6 +62,7 @@ class Level:
     level: str
     domain_name: str | None
     label: str
+    never_send: bool = False  # Kea "never-send": true on option 15 here (see NEVER_SEND)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Pool:
     last: ipaddress.IPv4Address
     domain_name: str | None
     label: str
+    never_send: bool = False
 
     def holds(self, ip: ipaddress.IPv4Address) -> bool:
         return self.first <= ip <= self.last
@@ -78,6 +86,7 @@ class Reservation:
     domain_name: str | None
     label: str
     classes: tuple[str, ...] = ()  # Kea: client classes the reservation puts its client in
+    never_send: bool = False
 
     def matches(self, ip: str | None, macs: Iterable[str]) -> bool:
         for mac in macs:
@@ -95,6 +104,7 @@ class ClassOption:
     domain_name: str
     test: str
     evaluated: bool = True
+    never_send: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,19 +167,26 @@ def effective(layout: Option15Layout, address: str | None, macs: Iterable[str] =
         ip = _ipv4(res.ip)  # the reservation's address is the one the client gets
     places: list[tuple[str, str | None, str]] = []  # (level, value, where), most specific first
     maybe: list[tuple[str, str, str]] = []  # (level it would act at, value, condition)
+    cancel: list[str] = []  # where a never-send in this client's chain is set
     if res is not None:
         places.append((RESERVATION, res.domain_name, res.label))
+        cancel += [res.label] if res.never_send else []
     pool = next((p for p in layout.pools if ip is not None and p.holds(ip)), None)
     if pool is not None:
         places.append((POOL, pool.domain_name, pool.label))
+        cancel += [pool.label] if pool.never_send else []
     elif ip is None:  # address unknown: any pool may be its pool
-        maybe += [(POOL, p.domain_name, f"if its address is in {p.label}") for p in layout.pools
-                  if p.domain_name is not None]
+        maybe += [(POOL, "" if p.never_send else p.domain_name, f"if its address is in {p.label}")
+                  for p in layout.pools if p.domain_name is not None or p.never_send]
     for lvl in layout.chain:
         if lvl.level == layout.class_before:
-            places.extend(_class_places(layout.classes, res, maybe))
+            places.extend(_class_places(layout.classes, res, maybe, cancel))
         places.append((lvl.level, lvl.domain_name, lvl.label))
+        cancel += [lvl.label] if lvl.never_send else []
     found = [(lv, v, w) for lv, v, w in places if v is not None]
+    if cancel:  # sticky: no option 15 for this client, whatever a more specific level sets
+        return HostOption15("", NONE, f"never-send at {cancel[0]}: Kea sends no option 15",
+                            _below(found, ""), ())
     level, value, where = found[0] if found else (NONE, "", "no level sets option 15")
     # a possible value counts only where it would win over the one found (a pool over the subnet, a class
     # the client may match over the global value)
@@ -191,13 +208,16 @@ def _below_classes(level: str, layout: Option15Layout) -> bool:
     return names.index(level) >= names.index(layout.class_before)
 
 
-def _class_places(classes, res: Reservation | None, maybe: list) -> list[tuple[str, str | None, str]]:
+def _class_places(classes, res: Reservation | None, maybe: list, cancel: list) -> list[tuple[str, str | None, str]]:
     """Classes at their slot: the first one the client's reservation names (certain); classes with a test
-    the client may match go to ``maybe`` (they are examined first, so they would win)."""
+    the client may match go to ``maybe`` (they are examined first, so they would win). A never-send class
+    the reservation names cancels option 15 (``cancel``); one the client may match may leave it without."""
     named = res.classes if res is not None else ()
     for c in classes:
         if c.test and c.evaluated and c.name not in named:
-            maybe.append((CLIENT_CLASS, c.domain_name, f"if it matches class '{c.name}' (test: {c.test})"))
+            maybe.append((CLIENT_CLASS, "" if c.never_send else c.domain_name,
+                          f"if it matches class '{c.name}' (test: {c.test})"))
+    cancel += [f"class '{c.name}'" for c in classes if c.name in named and c.never_send]
     for c in classes:
         if c.name in named:
             return [(CLIENT_CLASS, c.domain_name, f"class '{c.name}' (named by {res.label})")]
@@ -213,8 +233,16 @@ def _distinct(alternatives, value) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _chain_cancel(layout: Option15Layout) -> str:
+    """Where a scope-wide level sets a never-send option 15 ("" = none): it holds for every client."""
+    return next((lvl.label for lvl in layout.chain if lvl.never_send), "")
+
+
 def scope_value(layout: Option15Layout) -> tuple[str, str, str]:
     """(value, level, where) for a client no pool, reservation or class of its own applies to."""
+    cancelled = _chain_cancel(layout)
+    if cancelled:
+        return "", NONE, f"never-send at {cancelled}: Kea sends no option 15"
     for lvl in layout.chain:
         if lvl.domain_name is not None:
             return lvl.domain_name, lvl.level, lvl.label
@@ -226,14 +254,20 @@ def placements(layout: Option15Layout) -> list[tuple[str, str, str]]:
     address can reach it), each pool and reservation with its own option 15, each class that can apply."""
     out = []
     value, level, where = scope_value(layout)
-    reachable = not layout.pools or any(p.domain_name is None for p in layout.pools) or \
-        any(r.domain_name is None and r.ip is not None and not in_pools(r.ip, layout.pools) for r in layout.reservations)
+    if _chain_cancel(layout):
+        return [(value, level, where)]
+    reachable = not layout.pools or any(p.domain_name is None and not p.never_send for p in layout.pools) or \
+        any(r.domain_name is None and not r.never_send and r.ip is not None and not in_pools(r.ip, layout.pools)
+            for r in layout.reservations)
     if reachable:
         out.append((value, level, where))
-    out += [(p.domain_name, POOL, p.label) for p in layout.pools if p.domain_name is not None]
-    out += [(r.domain_name, RESERVATION, r.label) for r in layout.reservations if r.domain_name is not None]
+    out += [("" if p.never_send else p.domain_name, POOL, p.label) for p in layout.pools
+            if p.domain_name is not None or p.never_send]
+    out += [("" if r.never_send else r.domain_name, RESERVATION, r.label) for r in layout.reservations
+            if r.domain_name is not None or r.never_send]
     if _below_classes(level, layout):
-        out += [(c.domain_name, CLIENT_CLASS, f"class '{c.name}'") for c in layout.classes if c.evaluated]
+        out += [("" if c.never_send else c.domain_name, CLIENT_CLASS, f"class '{c.name}'") for c in layout.classes
+                if c.evaluated]
     return out
 
 

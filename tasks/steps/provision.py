@@ -39,6 +39,9 @@ def next_step_for(cause: Cause, evidence: dict | None) -> str:
     AMT answered WS-Man with a fault is not a provisioning-server question, nor a powered-off host (a
     fault is an answer; wsa:DestinationUnreachable = AMT does not serve that resource)."""
     ev = evidence or {}
+    if cause == Cause.UNSUPPORTED_VERSION and ev.get("server_error_code") == "unsupported_version":
+        return "the provisioning server refuses this firmware (RPS: AMT < 7, or 7.0-11.6 below build 3000): " \
+               "update the AMT firmware, then rerun"
     if cause == Cause.UNKNOWN and ev.get("wsman_error") in ("fault", "protocol"):
         said = f" ({ev['wsman_detail']})" if ev.get("wsman_detail") else ""
         return (f"AMT is on and answered WS-Management with a {ev['wsman_error']}{said}, so its suffix could not be "
