@@ -194,13 +194,20 @@ def test_the_lab_rps_applies_the_same_gate(version, refused):
 
 # ---------------------------------------------------------------- AMT 19+: a failed ACM activation left in CCM
 
-def test_a_failed_acm_activation_that_left_amt_in_client_control_mode_is_not_provisioned():
-    # rps issue #2177: on AMT 19+ RPS starts an admin-mode profile in CCM; when ACM fails the device stays in CCM
+def test_a_failed_acm_activation_that_left_amt_in_client_control_mode_is_provisioned_in_ccm_with_a_warning():
+    # rps issue #2177: on AMT 19+ RPS starts an admin-mode profile in CCM; when ACM fails the device stays in CCM.
+    # AMT is activated and MPS holds it: provisioned (the read-back decides), with a warning that names the
+    # mode it is in, the mode asked for and the cause of the failed step
     ccm = _Res(0, '{"controlMode": "activated in client control mode", "uuid": "%s"}' % UUID, "")
     out, _, _ = _provision(_Res(0, "", fx("activate_2x_json_extract_domain_cert_amt19.stderr")), ccm,
                            api=_Mps({UUID: MpsDevice(UUID)}))
-    assert not out.ok and out.error_code == "suffix_mismatch" and "client control mode" in out.message
+    assert out.ok and "client control mode, not the admin control mode" in out.warning
+    assert "suffix_mismatch" in out.warning and out.evidence["rpc_hint"] == "suffix_mismatch"
     assert "rps issue #2177" in out.evidence["note"]
+    # without MPS's record the same read-back is not provisioned
+    out, _, _ = _provision(_Res(0, "", fx("activate_2x_json_extract_domain_cert_amt19.stderr")), ccm,
+                           api=_Mps({}))
+    assert not out.ok
     # the same activation that reached admin control mode is provisioned (the error kept as a warning)
     out, _, _ = _provision(_Res(0, "", fx("activate_2x_json_extract_domain_cert_amt19.stderr")), ACTIVATED,
                            api=_Mps({UUID: MpsDevice(UUID)}))

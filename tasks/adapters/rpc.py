@@ -154,16 +154,19 @@ class RpcProvisioner:
         if activated:
             registered, reg_note = self._registered(info.uuid)
             ev["mps"] = reg_note
-        if activated and registered is True and self._acm_left_in_ccm(report, info):
-            # AMT 19+: RPS starts an admin-mode profile in client control mode and upgrades it; when the upgrade
-            # fails the device stays in CCM (rps issue #2177): activated, registered, and not what was asked
-            ev["control_mode_after"] = info.control_mode
-            ev["note"] = "a failed admin-control-mode activation left AMT in client control mode (rps issue #2177)"
-            return ProvisionOutcome(False, report.hint or "internal_error", f"{report.server_error}; AMT was left in "
-                                    f"{info.control_mode}", transient=report.transient, evidence=ev)
         if activated and registered is True:
             ev["verified"] = "amtinfo + MPS" + (" (rpc's own output unreadable)" if report.hint == "unverified" else "")
             warning = self._contradiction(report, info)
+            if self._acm_left_in_ccm(report, info):
+                # AMT 19+: RPS starts an admin-mode profile in client control mode and upgrades it; when the
+                # upgrade fails the device stays in CCM (rps issue #2177). Still provisioned by THE RULE (AMT is
+                # activated and the new server holds it), but not in the mode the profile asked for: said so.
+                ev["note"] = "a failed admin-control-mode step left AMT in client control mode (rps issue #2177)"
+                ev["rpc_hint"] = report.hint
+                warning = (f"provisioned in client control mode, not the admin control mode the profile asked for: "
+                           f"RPS's admin-control-mode step failed ({report.server_error}; rps issue #2177). To reach "
+                           f"admin control mode: fix that cause ({report.hint}), `rpc deactivate`, then activate again. "
+                           + warning)
             if warning:
                 ev["warning"] = warning
                 return ProvisionOutcome(True, None, f"activated and registered ({info.control_mode}); rpc's own "
