@@ -63,9 +63,9 @@ def demo(
     window: str = typer.Option("20s", "--window", help="AMT window in the lab (24h in reality)"),
 ):
     """Generate a lab fleet, serve it in-process, run a whole wave, print the summary."""
-    # flows.cli imports this module, so its names are resolved at call time
-    from flows.cli import out as console
-    from flows.cli import run_wave
+    # the CLI mounts this module, so its names are resolved at call time
+    from flows.commands.base import out as console
+    from flows.commands.wave import run_wave
     from lab.generate import generate_fleet
     from lab.server import LabServer
 
@@ -91,7 +91,7 @@ def demo(
                   f"inventory: {inventory}\nelapsed:   {time.monotonic() - started:.0f}s", highlight=False)
     # the demo fleet fails some hosts on purpose (SSH down, wrong credentials, old firmware): a wave that
     # ran to its end with those left over is the demo working (exit 4 of `run`), not the demo failing
-    from flows.cli import EXIT_HOSTS_LEFT
+    from flows.commands.base import EXIT_HOSTS_LEFT
 
     raise typer.Exit(0 if code == EXIT_HOSTS_LEFT else code)
 
