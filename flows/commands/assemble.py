@@ -6,6 +6,7 @@ from __future__ import annotations
 from flows.commands import inventory as _inventory  # noqa: F401 - validate, suffix-check, plan, import-legacy
 from flows.commands import store as _store  # noqa: F401 - closeout, status, history
 from flows.commands import wave as _wave  # noqa: F401 - run, rerun, schedule, trust-hosts
+from flows.commands import forecast as _forecast  # noqa: F401 - forecast
 from flows.commands.base import app
 from flows.commands.mebx import mebx_app
 

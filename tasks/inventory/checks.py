@@ -53,6 +53,7 @@ def semantic_problems(inv: Inventory, smap: SourceMap, lost: Lost | None = None)
     _scopes(inv, smap, lost, errors, warnings)
     member_of = _wave_membership(inv, smap, lost, errors, warnings)
     _tls_trust(inv, smap, lost, errors)
+    _locations(inv, smap, warnings)
     if inv.waves:
         lonely = [h.name for h in inv.hosts if h.name.lower() not in member_of]
         if lonely:
@@ -124,3 +125,14 @@ def _tls_trust(inv: Inventory, smap: SourceMap, lost: Lost | None, errors: list[
                                    "on plain 16992)"))
     elif legacy is not None and legacy.ca_bundle and not inv.resolve(legacy.ca_bundle).is_file():
         errors.append(smap.problem(("credentials", "legacy_amt", "ca_bundle"), f"{legacy.ca_bundle}: no such file"))
+
+
+def _locations(inv: Inventory, smap: SourceMap, warnings: list[Problem]) -> None:
+    """A host whose location has no technicians can't get a visit the forecast can schedule."""
+    if not inv.technicians:
+        return
+    for i, h in enumerate(inv.hosts):
+        if h.location and h.location not in inv.technicians:
+            warnings.append(smap.problem(("hosts", i, "location"), f"no technicians at {h.location!r} (technicians: "
+                                         f"{', '.join(inv.technicians)}): a visit to {h.name} can't be forecast",
+                                         "warning"))

@@ -7,9 +7,9 @@ import ipaddress
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator
 
-from tasks.rules.durations import format_duration, parse_duration
+from tasks.rules.durations import Rate, format_duration, parse_duration, parse_rate
 from tasks.rules.suffix import AmtVersion, normalize_dns_name, normalize_host_name
 
 REMEDIATION_METHODS = ("amt_write", "dhcp_renew", "mebx")
@@ -102,6 +102,8 @@ Slug = Annotated[str, BeforeValidator(_slug)]
 EnvName = Annotated[str, BeforeValidator(_env_name)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# so many per period: 6/day (technician visits), 20/min (the provisioning server)
+RateText = Annotated[Rate, PlainValidator(parse_rate), PlainSerializer(str)]
 OsType = Literal["windows", "linux"]
 
 

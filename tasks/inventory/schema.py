@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr
 
-from tasks.inventory.fields import Slug, _Model
+from tasks.inventory.fields import RateText, Slug, _Model
 from tasks.inventory.sections import (Credentials, Defaults, DhcpScope, Host, HostToolsSection, Provisioning, Wave,
                                       Window, selector_matches)
 from tasks.inventory.yaml_source import Problem
@@ -24,6 +24,7 @@ class Inventory(_Model):
     host_tools: HostToolsSection = HostToolsSection()
     hosts: list[Host] = Field(min_length=1)
     waves: list[Wave] = []
+    technicians: dict[Slug, RateText] = {}  # MEBx visits a site's technicians make, e.g. {site-a: 6/day}
 
     _path: Path | None = PrivateAttr(default=None)
     _warnings: list[Problem] = PrivateAttr(default_factory=list)
@@ -76,6 +77,13 @@ class Inventory(_Model):
     def tools(self):
         """The client-side commands (`tasks.adapters.commands.HostTools`) from ``host_tools:``."""
         return self.host_tools.tools()
+
+    def location_of(self, host: Host) -> str | None:
+        """Where a technician visits the host: its `location`, else its first tag that names a site in
+        `technicians`, else None (no capacity known)."""
+        if host.location:
+            return host.location
+        return next((t for t in host.tags if t in self.technicians), None)
 
     def os_of(self, host: Host) -> str:
         return host.os or self.defaults.os

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from tasks.inventory.fields import (REMEDIATION_METHODS, Address, DnsSuffix, Duration, EnvName, HostName, OsType,
-                                    Port, Slug, Tag, Version, _address, _control_url, _Model)
+                                    Port, RateText, Slug, Tag, Version, _address, _control_url, _Model)
 from tasks.rules.suffix import AmtVersion
 
 
@@ -45,6 +45,9 @@ class Provisioning(_Model):
     certificate: str | None = None
     profile: Slug = "amt-migrate"
     concurrency_limit: Slug | None = None  # a Prefect global concurrency limit capping calls to the server
+    # the server's throughput (attempts it completes per period, e.g. 20/min): the forecast's pace for the
+    # passes; unset: measured from the attempts in the state store, else attempts are taken as instant
+    rate: RateText | None = None
 
     @field_validator("url")
     @classmethod
@@ -71,6 +74,9 @@ class Provisioning(_Model):
 class Window(_Model):
     interface_open: Duration = timedelta(hours=24)
     retry_interval: Duration = timedelta(hours=24)
+    # does a client retry a failed provisioning by itself, every retry_interval? ConfigMgr's in-band client
+    # does (the seed); rpc-go and RPS do not. Unset: yes for provisioning.server lab, no for rpc.
+    client_retries: bool | None = None
 
 
 class SshCredentials(_Model):
@@ -235,6 +241,7 @@ class Host(_Model):
     ssh_port: Port | None = None
     amt_port: Port | None = None
     amt_tls: bool | None = None  # None = defaults.amt_tls
+    location: Slug | None = None  # the site a technician visits (technicians:); default: a tag naming one
 
     @property
     def version(self) -> AmtVersion:
