@@ -12,6 +12,7 @@ from tasks.forecast import actuals
 from tasks.forecast.inputs import client_retries, setup_from, wave_start, waves_in
 from tasks.forecast.model import Setup, WaveIn, WaveOut
 from tasks.forecast.simulate import simulate
+from tasks.forecast.whatif import what_ifs
 from tasks.forecast.words import span
 from tasks.inventory.model import Inventory
 from tasks.rules.durations import format_duration
@@ -95,8 +96,6 @@ def build_forecast(inv: Inventory, wave: str | None = None, at: datetime | None 
     fc = Forecast(inv.name, now.timestamp(), setup, outs, assumptions(inv, setup, rate_source, inputs), inputs,
                   ran, states=states)
     if whatifs:
-        from tasks.forecast.whatif import what_ifs
-
         fc.whatifs = what_ifs(fc)
     return fc
 
@@ -152,11 +151,6 @@ def assumptions(inv: Inventory, setup: Setup, rate_source: str, inputs: list[Wav
     return out
 
 
-def with_change(fc: Forecast, setup: Setup | None = None, inputs: list[WaveIn] | None = None) -> list[WaveOut]:
-    """The same forecast with one change (a what-if): the same facts from the store, the same time."""
-    return simulate(setup or fc.setup, inputs or fc.inputs, fc.states, fc.made_at, "")
-
-
 def summary_line(w: WaveOut) -> str:
     """`wave-3: 50 % by ..., 90 % by ..., 100 % by ...; 4 need a person; server 120 attempts (...)`."""
     from tasks.forecast.words import when
@@ -170,4 +164,4 @@ def summary_line(w: WaveOut) -> str:
             + (f", {never} never (unsupported firmware)" if never else "") + f"; {server}")
 
 
-__all__ = ["build_forecast", "read_store", "Forecast", "Assumption", "StoreData", "with_change", "summary_line"]
+__all__ = ["build_forecast", "read_store", "Forecast", "Assumption", "StoreData", "summary_line"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from tasks.forecast import model as m
 from tasks.forecast.model import WaveIn, WaveOut
+from tasks.forecast.simulate import simulate
 from tasks.forecast.words import span, when
 
 DAY = 86400.0
@@ -84,12 +85,15 @@ def _rank(w: WhatIf) -> tuple:
 
 def what_ifs(fc) -> list[WhatIf]:
     """Every candidate change, computed against the forecast `fc` (tasks.forecast.build.Forecast), ranked."""
-    from tasks.forecast.build import with_change
-
     found = []
     for change, kind, setup, inputs in candidates(fc):
         found.append(compare(change, kind, fc.waves, with_change(fc, setup, inputs)))
     return sorted((w for w in found if w.hosts), key=_rank)
+
+
+def with_change(fc, setup=None, inputs=None) -> list[WaveOut]:
+    """The same forecast with one change: the same facts from the store, the same time."""
+    return simulate(setup or fc.setup, inputs or fc.inputs, fc.states, fc.made_at, "")
 
 
 def candidates(fc):
