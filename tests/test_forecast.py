@@ -88,7 +88,7 @@ def test_a_clients_own_renewal_and_retry_match_the_lab(lease, window, retry):
         assert rng.latest is None or lab[n] <= rng.latest + 1e-6, n
 
 
-def inventory(tmp_path, **over) -> "Path":  # noqa: F821
+def inventory(tmp_path, **over):
     """Four hosts, no SSH: two heal by themselves (scope heal), two need a technician (scope wrong, site-a)."""
     data = {
         "name": "fc",

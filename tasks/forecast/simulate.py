@@ -82,7 +82,7 @@ class WaveRun:
     def __init__(self, setup: Setup, server: Server, wave: WaveIn, origin: float):
         self.setup, self.server, self.wave, self.origin = setup, server, wave, origin
         self.plan = Plan()
-        self.p1_start = self.p1_end = origin
+        self.p1_start = self.p1_end = self.end = origin
         self.fixes: list[tuple[HostIn, float, list[Step]]] = []  # remediated, waiting for pass 2
 
     def pass1(self, hosts: list[HostIn]) -> dict[str, float]:
@@ -164,8 +164,18 @@ class WaveRun:
                               if self.wave.pass2_after else "")
         for h, _, steps in self.fixes:
             done = self.server.take(start)
+            self.end = max(self.end, done)
             self.plan.done.append(fixed(h, m.REMOTE_FIX, done, steps + [Step(done, "pass 2", f"{why}: provisioned")]))
         self.fixes = []
+
+    def publish_work_list(self) -> None:
+        """The technicians' work list is the wave's report (mebx-worklist.csv), written when the run ends:
+        no visit before then."""
+        end = max(self.end, self.p1_end)
+        for w in self.plan.waiting:
+            if w.ready != INF and w.ready < end:
+                w.ready = end
+                w.steps = w.steps + [Step(end, "work list", "the run ends: its report publishes the MEBx work list")]
 
 
 def why_stuck(setup: Setup, h: HostIn) -> str:
@@ -293,6 +303,7 @@ def simulate(setup: Setup, waves: list[WaveIn], states: dict[tuple[str, str], No
                 fresh.append(h)
         run.pass1(fresh)
         run.pass2()
+        run.publish_work_list()
         results.extend(run.plan.done)
         waiting_all.extend(run.plan.waiting)
         outs.append((wave, results, server.attempts - before))
