@@ -238,3 +238,56 @@ def test_cli_forecast_json_csv_and_bad_input(tmp_path):
                       (["--no-ssh", "tag:a;b"], "a name glob"), (["--json", "--csv"], "choose one")):
         res = runner.invoke(app, ["forecast", str(path), *bad])
         assert res.exit_code == 2 and word in res.output, (bad, res.output)
+
+
+def test_after_a_run_recorded_events_replace_predictions_and_late_hosts_are_named(tmp_path):
+    """A store with one run's history: the recorded host keeps its recorded time and chain; a host done later
+    than the forecast made at the run's start is late by the difference; one still waiting past that forecast is
+    late by the time since; hosts not yet run are forecast from now."""
+    from datetime import timedelta
+
+    from tasks.store.state import StateStore
+
+    path = inventory(tmp_path, state=f"sqlite:///{tmp_path / 'state.db'}")
+    inv = load_inventory(path)
+    store = StateStore(inv.state_url)
+    store.ensure_hosts("w", [(h.name, h.address) for h in inv.hosts])
+    t0 = START + timedelta(seconds=2)
+    times = iter([t0 + timedelta(seconds=s) for s in range(0, 1000)])
+    import tasks.store.state as st
+    real = st.utcnow
+    st.utcnow = lambda: next(times)
+    try:
+        store.transition("w", "OLD-1", "unsupported", stage="pass1", action="skip", outcome="unsupported",
+                         cause="unsupported_version")
+        for _ in range(20):
+            next(times)
+        store.transition("w", "HEAL-1", "failed", stage="pass1", action="provision", outcome="failed",
+                         cause="suffix_mismatch", attempted=True)
+        store.transition("w", "HEAL-1", "provisioned", stage="pass1", action="observe", outcome="ok",
+                         provisioned_in_pass=1)
+    finally:
+        st.utcnow = real
+    events = store.history()
+    store.close()
+    from tasks.forecast.build import read_store
+
+    now = START + timedelta(seconds=400)
+    fc = build_forecast(inv, "w", now, store=read_store(inv))
+    h = by_name(fc)
+    heal1 = h["HEAL-1"]
+    assert heal1.route == m.DONE and heal1.actual and heal1.expected == events[-1].at.timestamp()
+    assert [s.what for s in heal1.steps] == ["pass1: provision", "pass1: observe"]
+    assert all(s.actual for s in heal1.steps)
+    # the forecast made at the run's start (its first event, t0): HEAL-1 by its first retry at the latest
+    assert heal1.baseline is not None and heal1.late_by is None  # done 23 s after the start: early
+    assert h["OLD-1"].route == m.NEVER and h["OLD-1"].actual
+    # HEAL-2 and the technicians' hosts had no event: a run from now (as of 400 s) still to come
+    assert h["HEAL-2"].steps[0].at >= now.timestamp()
+    # late: done, at the start's forecast, by 5 s with the technician; still not done at 400 s: late by the difference
+    tech = h["TECH-2"]
+    assert tech.late_by == pytest.approx(now.timestamp() - tech.baseline)
+    assert tech.baseline == pytest.approx(t0.timestamp() + 25)
+    res = runner.invoke(app, ["forecast", str(path), "--at", now.isoformat()])
+    assert res.exit_code == 0, res.output
+    assert "late against the forecast made at w's start: " in res.stdout and "TECH-2 by 6 min" in res.stdout

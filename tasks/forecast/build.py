@@ -90,9 +90,11 @@ def build_forecast(inv: Inventory, wave: str | None = None, at: datetime | None 
     inputs = waves_in(inv, chosen, starts, store.evidence, suffixes, no_ssh)
     states = actuals.states(events, now.timestamp())
     outs = simulate(setup, inputs, states, now.timestamp(), rate_source)
-    if ran:
-        mark_late(outs, simulate(setup, [w for w in inputs if w.name in ran], rate_source=rate_source),
-                  now.timestamp())
+    if ran:  # the forecast made at each run's start: what the store knew then (its pace), nothing after
+        first = min(ran.values())
+        rate0, disc0, src0 = pace_of(inv, [e for e in store.events if e.at.timestamp() < first])
+        mark_late(outs, simulate(setup_from(inv, rate0, disc0), [w for w in inputs if w.name in ran],
+                                 rate_source=src0), now.timestamp())
     fc = Forecast(inv.name, now.timestamp(), setup, outs, assumptions(inv, setup, rate_source, inputs), inputs,
                   ran, states=states)
     if whatifs:
