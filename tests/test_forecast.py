@@ -291,3 +291,33 @@ def test_after_a_run_recorded_events_replace_predictions_and_late_hosts_are_name
     res = runner.invoke(app, ["forecast", str(path), "--at", now.isoformat()])
     assert res.exit_code == 0, res.output
     assert "late against the forecast made at w's start: " in res.stdout and "TECH-2 by 6 min" in res.stdout
+
+
+def test_the_forecast_page_is_one_self_contained_file_that_filters_in_a_browser(tmp_path):
+    import re
+    import shutil
+    import subprocess
+    import time
+
+    path = inventory(tmp_path)
+    page = tmp_path / "forecast.html"
+    res = runner.invoke(app, ["forecast", str(path), "--html", str(page)])
+    assert res.exit_code == 0 and f"wrote {page}" in res.stdout, res.output
+    text = page.read_text()
+    assert "<svg" in text and 'id="done-chart"' in text and "<table id=waves>" in text and "<table id=whatifs>" in text
+    assert not re.search(r"""(src|href)=["']?https?:""", text)  # nothing fetched from anywhere
+    assert "one more technician visit per period at site-a" in text and "TECH-2" in text
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    profile = tmp_path / f"profile-{time.monotonic_ns()}"
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=3000",
+                           "--dump-dom", page.resolve().as_uri() + "#s=technician&sort=host&dir=d"],
+                          capture_output=True, text=True, timeout=120, start_new_session=True)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    body = done.stdout[done.stdout.index('<table id="hosts">'):]
+    shown = [mm.group(2) for mm in re.finditer(r'<tr data-s="[^"]*"( hidden(?:="")?)?><td>([^<]+)</td>', body)
+             if not mm.group(1)]
+    assert shown == ["TECH-2", "TECH-1"]  # the technician's hosts only, Z to A

@@ -196,7 +196,9 @@ def _forecast_after_the_run(site, store, f):
     list in the store (it learns of them at the next run), and late against the forecast made at the start."""
     import json
 
-    res = runner.invoke(app, ["forecast", str(site.inventory), "--wave", "w", "--json", "--no-ssh", "tag:nossh"])
+    page = site.dir / "forecast.html"
+    res = runner.invoke(app, ["forecast", str(site.inventory), "--wave", "w", "--json", "--no-ssh", "tag:nossh",
+                              "--html", str(page)])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     hosts = {h["host"]: h for h in doc["hosts"]}
@@ -205,3 +207,24 @@ def _forecast_after_the_run(site, store, f):
         assert all(s["recorded"] for s in hosts[n]["steps"])
     assert hosts["SELF-Q"]["route"] == "self_heal" and hosts["SELF-Q"]["actual"] is False
     assert doc["waves"][0]["server"]["rate_source"] == "provisioning.rate 1/s"
+    _screenshot(page)
+
+
+def _screenshot(page):
+    """The page after the run (forecast and recorded), as README shows it: out/screenshots/forecast.png."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        return
+    out = Path(__file__).resolve().parent.parent / "out" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    profile = page.parent / "chromium-profile"
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1300,1700",
+                           "--virtual-time-budget=3000", f"--screenshot={out / 'forecast.png'}", page.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120, start_new_session=True)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
