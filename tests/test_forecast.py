@@ -168,7 +168,9 @@ def test_what_if_shorter_lease_saving_checked_on_the_lab(tmp_path):
     # the forecast's range holds what the lab did, before and after the change
     for n in ("HEAL-1", "HEAL-2"):
         assert h[n].earliest <= actual[200][n] <= h[n].latest
-    changed = next(w for w in __import__("tasks.forecast.whatif", fromlist=["x"]).candidates(fc) if w[1] == "lease")
+    from tasks.forecast.whatif import candidates
+
+    changed = next(w for w in candidates(fc) if w[1] == "lease")
     after = {o.name: o for w in simulate(fc.setup, changed[3], fc.states, fc.made_at) for o in w.hosts}
     for n in ("HEAL-1", "HEAL-2"):
         assert after[n].earliest <= actual[15][n] <= after[n].latest

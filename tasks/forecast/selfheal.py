@@ -11,6 +11,7 @@ and given as earliest, expected (mean) and latest.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 
 PHASES = 16  # phases of the unknown lease age sampled over [0, lease/2)
@@ -56,6 +57,7 @@ def first_heal(first_attempt: float, renew_origin: float, lease: float, window: 
     return None
 
 
+@lru_cache(maxsize=1 << 16)  # what-ifs ask the same question again and again
 def heal(first_attempt: float, renew_origin: float, lease: float, window: float, retry: float) -> Heal:
     """Over PHASES lease ages: the earliest, mean and latest success (among phases that succeed)."""
     results = []

@@ -29,6 +29,7 @@ class Inventory(_Model):
     _path: Path | None = PrivateAttr(default=None)
     _warnings: list[Problem] = PrivateAttr(default_factory=list)
     _cert_suffix: str = PrivateAttr(default="")
+    _scope_names: dict = PrivateAttr(default_factory=dict)  # (scope, address) -> the scope's name (or None)
 
     # -- derived views -------------------------------------------------------------------------
     @property
@@ -99,6 +100,17 @@ class Inventory(_Model):
         return host.amt_port or self.defaults.amt_port or (16993 if self.amt_tls_of(host) else 16992)
 
     def scope_of(self, host: Host) -> DhcpScope | None:
+        """The host's scope: named, else the narrowest whose subnet holds its address. Which one is remembered
+        by name (copies with live values keep the names), so a 10,000-host plan doesn't scan every subnet
+        for every question."""
+        key = (host.scope, host.address)
+        if key not in self._scope_names:
+            found = self._find_scope(host)
+            self._scope_names[key] = found.name if found is not None else None
+        name = self._scope_names[key]
+        return None if name is None else next(s for s in self.dhcp_scopes if s.name == name)
+
+    def _find_scope(self, host: Host) -> DhcpScope | None:
         if host.scope:
             return next(s for s in self.dhcp_scopes if s.name == host.scope)
         try:

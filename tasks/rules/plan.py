@@ -6,7 +6,7 @@ firmware applies, and says when a prediction is inferred rather than known.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 from tasks.rules.classify import legacy_credentials_apply
@@ -168,7 +168,7 @@ def plan_host(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | No
     """``suffixes``: the certificate suffixes the new server holds (RPS domains); else the inventory's one."""
     path, path_reason = host_path(inv, host, evidence)
     plan = _suffix_plan(inv, host, wave, suffixes, evidence)
-    return HostPlan(**{**plan.as_dict(), "path": path, "path_reason": path_reason})
+    return replace(plan, path=path, path_reason=path_reason)
 
 
 def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequence[str] | None = None,
