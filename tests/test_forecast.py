@@ -323,3 +323,33 @@ def test_the_forecast_page_is_one_self_contained_file_that_filters_in_a_browser(
     shown = [mm.group(2) for mm in re.finditer(r'<tr data-s="[^"]*"( hidden(?:="")?)?><td>([^<]+)</td>', body)
              if not mm.group(1)]
     assert shown == ["TECH-2", "TECH-1"]  # the technician's hosts only, Z to A
+
+
+def test_plan_prints_each_waves_forecast_line_and_status_marks_late_hosts(tmp_path):
+    path = inventory(tmp_path, state=f"sqlite:///{tmp_path / 'state.db'}")
+    res = runner.invoke(app, ["plan", str(path), "--offline"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.stdout.splitlines() if x.startswith("forecast w (5 hosts): "))
+    assert "50 % by 2026-01-05 08:0" in line and "90 % by never (without people)" in line
+    assert "2 need a person, 1 never (unsupported firmware); server 4 attempts, 4 s busy at 3600/h" in line
+    doc = json.loads(runner.invoke(app, ["plan", str(path), "--offline", "--json"]).stdout)
+    assert doc["forecast"][0]["wave"] == "w" and doc["forecast"][0]["need_a_person"] == ["TECH-1", "TECH-2"]
+    # a run that started at 08:00:02 and has done nothing since: by now every host is past its forecast
+    from tasks.store.state import StateStore
+
+    store = StateStore(load_inventory(path).state_url)
+    import tasks.store.state as st
+
+    real = st.utcnow
+    st.utcnow = lambda: START
+    try:
+        store.ensure_hosts("w", [("HEAL-1", "127.12.0.1")])
+    finally:
+        st.utcnow = real
+    store.close()
+    res = runner.invoke(app, ["status", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert rows[0]["host"] == "HEAL-1" and rows[0]["late_by_s"] > 0
+    res = runner.invoke(app, ["status", str(path)])
+    assert "late " in res.stdout and "1 host(s) late against the forecast made at their wave's start" in res.stdout

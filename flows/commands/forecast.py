@@ -51,6 +51,31 @@ def make_forecast(inventory: Path, wave: str | None, at: str | None, no_ssh: lis
     return inv, build_forecast(inv, wave, when, store=store, no_ssh=no_ssh, whatifs=whatifs)
 
 
+def wave_forecasts(inv, wave: str | None, suffixes=None, *, read_store_too: bool = True) -> list[dict]:
+    """Each wave's forecast (tasks.forecast.render.wave_dict, with its `line`) for `plan`; [] without waves."""
+    from tasks.forecast.build import StoreData, build_forecast, read_store
+    from tasks.forecast.render import wave_dict
+
+    if not inv.waves:
+        return []
+    url = inv.state_url
+    store = read_store(inv) if read_store_too or url.startswith("sqlite:///") else StoreData()
+    fc = build_forecast(inv, wave, store=store, suffixes=suffixes, whatifs=False)
+    return [wave_dict(w) for w in fc.waves]
+
+
+def late_hosts(inventory: Path, wave: str | None = None) -> dict[tuple[str, str], float]:
+    """(wave, host) -> seconds late against the forecast made at its wave's start (for `status`)."""
+    from tasks.forecast.build import build_forecast, read_store
+
+    inv = _load(inventory, show_warnings=False)
+    waves = [w.name for w in inv.waves]
+    if not waves or (wave is not None and wave not in waves):
+        return {}
+    fc = build_forecast(inv, wave, store=read_store(inv), whatifs=False)
+    return {(w.name, h.name): h.late_by for w in fc.waves for h in w.hosts if h.late_by}
+
+
 @app.command()
 def forecast(
     inventory: Path,

@@ -128,14 +128,11 @@ def plan(
         fail(str(exc.args[0]))
     p.warnings.extend(domain_warnings)
     rows = [h.as_dict() for h in p.hosts]
+    from flows.commands.forecast import wave_forecasts
+
+    forecasts = wave_forecasts(inv, wave, suffixes, read_store_too=live)
     if as_json:
-        sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": inv.certificate_suffix,
-                                     "certificate_suffixes": suffixes or [inv.certificate_suffix],
-                                     "domains": [{"suffix": d.suffix, "profile_name": d.name,
-                                                  "expires": d.expires.isoformat() if d.expires else None}
-                                                 for d in domains or []],
-                                     "counts": p.counts(), "paths": p.path_counts(), "warnings": p.warnings,
-                                     "scopes": p.scopes, "hosts": rows}, indent=2) + "\n")
+        _plan_json(inv, p, rows, suffixes, domains, forecasts)
         return
     cols = ["host", "address", "wave", "amt_version", "outcome", "cause", "suffix_source", "suffix_used", "rule",
             "remediation", "reason", "path", "path_reason"]  # new columns last: scripts reading by position keep working
@@ -154,8 +151,20 @@ def plan(
     out.print("  ".join(f"{k}: {v}" for k, v in sorted(p.counts().items())), highlight=False)
     for w_name, per in p.path_counts().items():
         out.print(f"paths in {w_name}: " + "  ".join(f"{k}: {v}" for k, v in per.items()), highlight=False)
+    for f in forecasts:
+        out.print(f"forecast {f['line']}", highlight=False, markup=False)
     for w in p.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+def _plan_json(inv: Inventory, p, rows: list[dict], suffixes, domains, forecasts: list[dict]) -> None:
+    sys.stdout.write(json.dumps({"inventory": inv.name, "certificate_suffix": inv.certificate_suffix,
+                                 "certificate_suffixes": suffixes or [inv.certificate_suffix],
+                                 "domains": [{"suffix": d.suffix, "profile_name": d.name,
+                                              "expires": d.expires.isoformat() if d.expires else None}
+                                             for d in domains or []],
+                                 "counts": p.counts(), "paths": p.path_counts(), "warnings": p.warnings,
+                                 "scopes": p.scopes, "hosts": rows, "forecast": forecasts}, indent=2) + "\n")
 
 
 def _discovered_evidence(inv: Inventory, live: bool) -> dict[str, dict]:

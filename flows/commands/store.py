@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from flows.commands.base import (_check_store_wave, _check_wave, _emit_rows, _load, _one_format, _open_store,
+from flows.commands.base import (_ago, _check_store_wave, _check_wave, _emit_rows, _load, _one_format, _open_store,
                                  _valid_filters, app, fail, out, window_text)
 
 
@@ -81,23 +81,40 @@ def status(
         ev = r.get("evidence") or {}
         r["path"] = ev.get("path") or "reprovision"
         r["next_step"] = r["next_step"] or ev.get("next_step")
+    late = _late(inventory, state, wave)
     for r, rec in zip(rows, records):
         if rec.window_closes_at is not None:
             r["window_closes_at"] = rec.window_closes_at.isoformat(timespec="seconds")
         if (rec.evidence or {}).get("unverified") and rec.status == "remediated":
             r["status"] = "remediated (unverified)" if not (as_json or as_csv) else r["status"]
+        r["late_by_s"] = None if (rec.wave, rec.host) not in late else round(late[(rec.wave, rec.host)], 1)
     if as_json or as_csv:
         cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window_closes_at", "attempts", "next_step",
-                "path"]  # new column last: scripts reading the CSV by position keep working
+                "path", "late_by_s"]  # new columns last: scripts reading the CSV by position keep working
         _emit_rows(rows, cols, as_json=as_json, as_csv=as_csv, title="Host status")
         return
     for r, rec in zip(rows, records):
         r["window"] = window_text(rec.window_closes_at)
-    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window", "attempts", "next_step", "path"]
+        r["late"] = "" if r["late_by_s"] is None else f"late {_ago(r['late_by_s'])}"
+    cols = ["host", "wave", "status", "cause", "provisioned_in_pass", "window", "attempts", "next_step", "path"] + (
+        ["late"] if late else [])
     _emit_rows(rows, cols, as_json=False, as_csv=False, title="Host status")
     totals = Counter(r.status for r in records)
     out.print(f"{len(records)} host(s): " + (", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "none"),
               highlight=False)
+    shown_late = sum(1 for r in rows if r["late_by_s"] is not None)
+    if shown_late:
+        out.print(f"{shown_late} host(s) late against the forecast made at their wave's start "
+                  f"(`amt-migrate forecast` says why)", highlight=False)
+
+
+def _late(inventory: Optional[Path], state: Optional[str], wave: Optional[str]) -> dict:
+    """Hosts late against their forecast; only with an INVENTORY (the forecast needs it) and its own store."""
+    if inventory is None or state is not None:
+        return {}
+    from flows.commands.forecast import late_hosts
+
+    return late_hosts(inventory, wave)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from tasks.forecast.words import span
 from tasks.inventory.model import Inventory
 from tasks.rules.durations import format_duration
 
-LATE_GRACE = 1.0  # seconds: a host done within this of its forecast's latest time is on time
+LATE_GRACE = 0.05  # of the window (at least 1 s): a host done within this of its forecast's latest time is on time
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def build_forecast(inv: Inventory, wave: str | None = None, at: datetime | None 
         first = min(ran.values())
         rate0, disc0, src0 = pace_of(inv, [e for e in store.events if e.at.timestamp() < first])
         mark_late(outs, simulate(setup_from(inv, rate0, disc0), [w for w in inputs if w.name in ran],
-                                 rate_source=src0), now.timestamp())
+                                 rate_source=src0), now.timestamp(), max(1.0, LATE_GRACE * setup.window))
     fc = Forecast(inv.name, now.timestamp(), setup, outs, assumptions(inv, setup, rate_source, inputs), inputs,
                   ran, states=states)
     if whatifs:
@@ -102,7 +102,7 @@ def build_forecast(inv: Inventory, wave: str | None = None, at: datetime | None 
     return fc
 
 
-def mark_late(outs: list[WaveOut], baseline: list[WaveOut], now: float) -> None:
+def mark_late(outs: list[WaveOut], baseline: list[WaveOut], now: float, grace: float = 1.0) -> None:
     """Each host against the forecast made at its wave's start: done (or still not done now) after that
     forecast's latest time is late, by that much."""
     before = {(w.name, h.name): h for w in baseline for h in w.hosts}
@@ -115,7 +115,7 @@ def mark_late(outs: list[WaveOut], baseline: list[WaveOut], now: float) -> None:
             seen = h.expected if h.actual and h.expected is not None else now
             if h.actual and h.expected is None:
                 continue
-            if seen > b.latest + LATE_GRACE and (h.actual or now > b.latest):
+            if seen > b.latest + grace and (h.actual or now > b.latest):
                 h.late_by = seen - b.latest
 
 
