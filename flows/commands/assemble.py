@@ -9,6 +9,7 @@ from flows.commands import wave as _wave  # noqa: F401 - run, rerun, schedule, t
 from flows.commands import forecast as _forecast  # noqa: F401 - forecast
 from flows.commands.base import app
 from flows.commands.mebx import mebx_app
+from flows.commands.waves import waves_app
 
 
 def _mount_subcommands() -> None:
@@ -16,6 +17,7 @@ def _mount_subcommands() -> None:
 
     app.add_typer(dhcp_app, name="dhcp", help="DHCP scopes (Kea, Windows DHCP): show option 15 and lease; set them.")
     app.add_typer(mebx_app, name="mebx")
+    app.add_typer(waves_app, name="waves")
 
 
 def _mount_optional() -> None:
