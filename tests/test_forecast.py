@@ -331,7 +331,7 @@ def test_plan_prints_each_waves_forecast_line_and_status_marks_late_hosts(tmp_pa
     assert res.exit_code == 0, res.output
     line = next(x for x in res.stdout.splitlines() if x.startswith("forecast w (5 hosts): "))
     assert "50 % by 2026-01-05 08:0" in line and "90 % by never (without people)" in line
-    assert "2 need a person, 1 never (unsupported firmware); server 4 attempts, 4 s busy at 3600/h" in line
+    assert "2 need a person, 1 never (unsupported firmware); server 4 attempts, 4 s busy at 3,600/h" in line
     doc = json.loads(runner.invoke(app, ["plan", str(path), "--offline", "--json"]).stdout)
     assert doc["forecast"][0]["wave"] == "w" and doc["forecast"][0]["need_a_person"] == ["TECH-1", "TECH-2"]
     # a run that started at 08:00:02 and has done nothing since: by now every host is past its forecast

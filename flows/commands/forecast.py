@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +75,43 @@ def late_hosts(inventory: Path, wave: str | None = None) -> dict[tuple[str, str]
         return {}
     fc = build_forecast(inv, wave, store=read_store(inv), whatifs=False)
     return {(w.name, h.name): h.late_by for w in fc.waves for h in w.hosts if h.late_by}
+
+
+def forecast_vs_actual(inventory: Path, wave: str) -> list[str]:
+    """The forecast made at the wave's run start against what the store recorded: 50/90/100 % then and now,
+    who is late and by how much (the demo's closing lines)."""
+    from tasks.forecast.build import StoreData, build_forecast, read_store
+    from tasks.forecast.words import after, span
+
+    inv = _load(inventory, show_warnings=False)
+    store = read_store(inv)
+    now = build_forecast(inv, wave, store=store, whatifs=False)
+    start = now.ran.get(wave)
+    if start is None:
+        return [f"{wave} has not run: nothing to hold its forecast against"]
+    then = build_forecast(inv, wave, datetime.fromtimestamp(start, tz=timezone.utc),
+                          store=StoreData(evidence=store.evidence), whatifs=False).waves[0]
+    w = now.waves[0]
+    recorded = sorted(h.expected for h in w.hosts if h.actual and h.expected is not None)
+
+    def q(times: list[float], share: float, missing: str) -> str:
+        need = max(1, math.ceil(share * len(w.hosts) - 1e-9))
+        return after(times[need - 1], start) if need <= len(times) else missing
+
+    planned = sorted(h.expected for h in then.hosts if h.expected is not None)
+    lines = [f"forecast of {wave} made at its run's start, against what happened ({len(w.hosts)} hosts, times after "
+             f"the start):",
+             "  forecast: " + ", ".join(f"{int(x * 100)} % {q(planned, x, 'not without people')}"
+                                        for x in (0.5, 0.9, 1.0))
+             + f"; {len(then.people)} need a person, {sum(1 for h in then.hosts if h.route == 'never')} never",
+             "  happened: " + ", ".join(f"{int(x * 100)} % {q(recorded, x, 'not yet')}" for x in (0.5, 0.9, 1.0))
+             + f"; {len(recorded)} provisioned"]
+    late = sorted((h for h in w.hosts if h.late_by), key=lambda h: -h.late_by)
+    if late:
+        lines.append(f"  late: {len(late)} host(s), " + ", ".join(f"{h.name} by {span(h.late_by)}" for h in late[:5])
+                     + (" ..." if len(late) > 5 else ""))
+    lines.append(f"  why, per host: amt-migrate forecast {inventory} --wave {wave} --why (or --html FILE)")
+    return lines
 
 
 @app.command()

@@ -13,7 +13,7 @@ from tasks.forecast.inputs import client_retries, setup_from, wave_start, waves_
 from tasks.forecast.model import Setup, WaveIn, WaveOut
 from tasks.forecast.simulate import simulate
 from tasks.forecast.whatif import what_ifs
-from tasks.forecast.words import span
+from tasks.forecast.words import per_hour, span
 from tasks.inventory.model import Inventory
 from tasks.rules.durations import format_duration
 
@@ -38,6 +38,7 @@ class Forecast:
     ran: dict[str, float] = field(default_factory=dict)  # wave -> when its first run started (store)
     whatifs: list = field(default_factory=list)
     states: dict = field(default_factory=dict)
+    baseline: list[WaveOut] = field(default_factory=list)  # the forecast made at each run's start (waves that ran)
 
 
 @dataclass
@@ -90,13 +91,14 @@ def build_forecast(inv: Inventory, wave: str | None = None, at: datetime | None 
     inputs = waves_in(inv, chosen, starts, store.evidence, suffixes, no_ssh)
     states = actuals.states(events, now.timestamp())
     outs = simulate(setup, inputs, states, now.timestamp(), rate_source)
+    baseline: list[WaveOut] = []
     if ran:  # the forecast made at each run's start: what the store knew then (its pace), nothing after
         first = min(ran.values())
         rate0, disc0, src0 = pace_of(inv, [e for e in store.events if e.at.timestamp() < first])
-        mark_late(outs, simulate(setup_from(inv, rate0, disc0), [w for w in inputs if w.name in ran],
-                                 rate_source=src0), now.timestamp(), max(1.0, LATE_GRACE * setup.window))
+        baseline = simulate(setup_from(inv, rate0, disc0), [w for w in inputs if w.name in ran], rate_source=src0)
+        mark_late(outs, baseline, now.timestamp(), max(1.0, LATE_GRACE * setup.window))
     fc = Forecast(inv.name, now.timestamp(), setup, outs, assumptions(inv, setup, rate_source, inputs), inputs,
-                  ran, states=states)
+                  ran, states=states, baseline=baseline)
     if whatifs:
         fc.whatifs = what_ifs(fc)
     return fc
@@ -136,7 +138,7 @@ def assumptions(inv: Inventory, setup: Setup, rate_source: str, inputs: list[Wav
                    "RFC 2131 §4.4.5 (no options 58/59 assumed); scope lease from dhcp_scopes[].lease or the DHCP server"),
         Assumption("AMT window before the wave", "closed: nothing records when AMT first met the network",
                    "a conservative default"),
-        Assumption("provisioning server", (f"{setup.rate * 3600:.4g} attempts/h" if setup.rate else "instant") +
+        Assumption("provisioning server", (f"{per_hour(setup.rate)} attempts" if setup.rate else "instant") +
                    "; one queue shared by the waves in start order", rate_source),
         Assumption("discovery", f"{setup.discovery:.3g} s per host before pass 1",
                    "measured in the state store" if setup.discovery else "not measured: taken as instant"),
@@ -160,7 +162,7 @@ def summary_line(w: WaveOut) -> str:
     parts = [f"{int(q * 100)} % by {when(w.quantile(q)) if w.quantile(q) is not None else 'never (without people)'}"
              for q in (0.5, 0.9, 1.0)]
     never = sum(1 for h in w.hosts if h.route == "never")
-    server = (f"server {w.attempts} attempts, {span(w.server_busy)} busy at {w.rate * 3600:.4g}/h"
+    server = (f"server {w.attempts} attempts, {span(w.server_busy)} busy at {per_hour(w.rate)}"
               if w.rate else f"server {w.attempts} attempts (rate not known)")
     return (f"{w.name} ({len(w.hosts)} hosts): " + ", ".join(parts) + f"; {len(w.people)} need a person"
             + (f", {never} never (unsupported firmware)" if never else "") + f"; {server}")

@@ -19,30 +19,33 @@ WAVE_COLOURS = ["#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f"
 
 
 def done_over_time_chart(fc: Forecast) -> str:
-    """Per wave: hosts done over time as forecast (solid), at the latest (dotted), and as recorded (thick)."""
+    """Per wave: hosts done over time as forecast (solid; for a wave that ran, the forecast made at its start),
+    at the latest (dotted), as recorded (thick) and, for a wave under way, as forecast now (dash-dot)."""
     from tasks.store.charts import _save, plt  # matplotlib set up once, for every chart of the project
 
     import matplotlib.dates as mdates
 
     fig, ax = plt.subplots(figsize=(10, 4.2))
+    start = {b.name: b for b in fc.baseline}
     for i, w in enumerate(fc.waves):
         colour = WAVE_COLOURS[i % len(WAVE_COLOURS)]
-        for key, style, label in (("expected", "-", "forecast"), ("latest", ":", "at the latest")):
-            times = sorted(getattr(h, key) for h in w.hosts if getattr(h, key) is not None)
-            if times:
-                _steps(ax, times, colour, style, 1.5, f"{w.name} {label}")
-        recorded = sorted(h.expected for h in w.hosts if h.actual and h.expected is not None)
-        if recorded:
-            _steps(ax, recorded, colour, "-", 4.0, f"{w.name} recorded", alpha=0.45)
+        planned = start.get(w.name, w)
+        made = "forecast at its start" if w.name in start else "forecast"
+        for key, style, label in (("expected", "-", made), ("latest", ":", "at the latest")):
+            _steps(ax, [getattr(h, key) for h in planned.hosts], colour, style, 1.5, f"{w.name} {label}")
+        if w.name in start:
+            _steps(ax, [h.expected for h in w.hosts if h.actual], colour, "-", 4.0, f"{w.name} recorded", alpha=0.45)
+            _steps(ax, [h.expected for h in w.hosts], colour, "-.", 1.0, f"{w.name} forecast now")
         ax.axhline(len(w.hosts), color=colour, linewidth=0.6, alpha=0.4)
     ax.axvline(_dt(fc.made_at), color="#c62828", linestyle="--", linewidth=1)
     ax.text(_dt(fc.made_at), 0, " as of", color="#c62828", fontsize=8)
     ax.set_ylabel("hosts done")
-    ax.set_title("hosts done over time: forecast, at the latest, recorded (UTC)")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    ax.set_title("hosts done over time (UTC)")
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.legend(fontsize=8, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
-    fig.autofmt_xdate()
     fig.tight_layout()
     return _save(fig)[0]
 
@@ -52,9 +55,10 @@ def _dt(t: float) -> datetime:
 
 
 def _steps(ax, times, colour, style, width, label, alpha=1.0):
-    xs = [_dt(t) for t in times]
-    ax.step(xs, range(1, len(xs) + 1), where="post", color=colour, linestyle=style, linewidth=width, label=label,
-            alpha=alpha)
+    xs = [_dt(t) for t in sorted(t for t in times if t is not None)]
+    if xs:
+        ax.step(xs, range(1, len(xs) + 1), where="post", color=colour, linestyle=style, linewidth=width, label=label,
+                alpha=alpha)
 
 
 CSS_EXTRA = ".route{padding:1px 6px;border-radius:3px;color:#fff;font-size:12px;white-space:nowrap}.chain{font-size:12px}"
@@ -114,9 +118,12 @@ def forecast_html(fc: Forecast) -> str:
 
     e = html.escape
     late = [(w.name, h) for w in fc.waves for h in w.hosts if h.late_by]
+    late.sort(key=lambda x: -x[1].late_by)
     late_html = ("<p>No host is late against the forecast made at its wave's start.</p>" if not late else
-                 "<ul id=late>" + "".join(f"<li>{e(h.name)} ({e(wn)}): late by {e(span(h.late_by))}</li>"
-                                          for wn, h in sorted(late, key=lambda x: -x[1].late_by)) + "</ul>")
+                 f"<p>{len(late)} host(s) late against the forecast made at their wave's start; the latest first "
+                 "(all in the table below, column <i>late</i>):</p><ul id=late>"
+                 + "".join(f"<li>{e(h.name)} ({e(wn)}): late by {e(span(h.late_by))}</li>" for wn, h in late[:12])
+                 + (f"<li>and {len(late) - 12} more</li>" if len(late) > 12 else "") + "</ul>")
     assumptions = "".join(f"<li><b>{e(a.name)}</b>: {e(a.value)} <span class=muted>({e(a.source)})</span></li>"
                           for a in fc.assumptions)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(fc.inventory)}: forecast</title>"

@@ -99,7 +99,12 @@ def what_ifs(fc) -> list[WhatIf]:
             before[key] = with_change(fc, None, [w for w in fc.inputs if w.name in key])
         changed = [w for w in (inputs or fc.inputs) if w.name in key]
         found.append(compare(change, kind, before[key], with_change(fc, setup, changed)))
-    return sorted((w for w in found if w.hosts), key=_rank)
+    return sorted((w for w in found if _matters(w)), key=_rank)
+
+
+def _matters(w: WhatIf) -> bool:
+    """A change that moves no host, or moves them by less than a second in all, is not worth a line."""
+    return bool(w.hosts) and (w.newly_done or w.newly_stuck or abs(w.host_days_saved) * DAY >= 1.0)
 
 
 def with_change(fc, setup=None, inputs=None) -> list[WaveOut]:

@@ -40,3 +40,9 @@ def after(at: float | None, origin: float) -> str:
     if at is None:
         return "never"
     return ("+" if at >= origin else "-") + span(at - origin)
+
+
+def per_hour(per_second: float) -> str:
+    """A rate as attempts per hour: `10,800/h`, `0.5/h`."""
+    value = per_second * 3600
+    return f"{value:,.0f}/h" if value >= 100 else f"{value:.3g}/h"
