@@ -353,3 +353,18 @@ def test_plan_prints_each_waves_forecast_line_and_status_marks_late_hosts(tmp_pa
     assert rows[0]["host"] == "HEAL-1" and rows[0]["late_by_s"] > 0
     res = runner.invoke(app, ["status", str(path)])
     assert "late " in res.stdout and "1 host(s) late against the forecast made at their wave's start" in res.stdout
+
+
+def test_the_live_view_shows_the_forecast_made_at_the_runs_start_against_what_was_reached():
+    from flows.live import Snapshot, StageProgress, live_markdown
+
+    t0 = START.timestamp()
+    snap = Snapshot("inv", "w", "run", "pass1", {"pass1": StageProgress(3, 4, "running")},
+                    {"provisioned": 3, "pending": 1}, {}, [], at=START,
+                    forecast={"start": t0, 0.5: t0 + 60, 0.9: t0 + 3600, 1.0: None},
+                    reached={0.5: datetime.fromtimestamp(t0 + 90, tz=timezone.utc)})
+    md = live_markdown(snap)
+    assert "## Forecast vs actual" in md
+    assert "| 50 % | 2026-01-05 08:01:00 UTC (+1 min) | 2026-01-05 08:01:30 UTC (+1 min 30 s) |" in md
+    assert "| 90 % | 2026-01-05 09:00:00 UTC (+1 h) | not yet |" in md
+    assert "| 100 % | not without people | not yet |" in md

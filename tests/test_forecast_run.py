@@ -119,6 +119,11 @@ def test_forecast_matches_what_the_run_and_the_fleet_then_do(tmp_path, monkeypat
         assert ran_to_its_end(migrate_wave(str(site.inventory), "w", inventory_name="site", return_state=True))
         run_end = time.time()  # the report, and with it the technician's work list, is written
         inv = load_inventory(site.inventory)
+        from tasks.store.reports import reports_dir
+
+        report = (reports_dir(inv) / "w" / "report.html").read_text()
+        assert "<h2>Forecast vs actual</h2><table id=forecast>" in report and 'href="forecast.html"' in report
+        assert "<table id=whatifs>" in (reports_dir(inv) / "w" / "forecast.html").read_text()
         store = StateStore(inv.state_url)
         events = store.history(wave="w")
         start = min(e.at for e in events)
