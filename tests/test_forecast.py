@@ -20,6 +20,7 @@ from tasks.forecast import model as m
 from tasks.forecast.build import StoreData, build_forecast
 from tasks.forecast.selfheal import first_heal, heal
 from tasks.forecast.simulate import simulate
+from tasks.forecast.whatif import candidates
 from tasks.inventory.model import load_inventory
 from tests.lab_fixtures import make_fleet
 
@@ -168,8 +169,6 @@ def test_what_if_shorter_lease_saving_checked_on_the_lab(tmp_path):
     # the forecast's range holds what the lab did, before and after the change
     for n in ("HEAL-1", "HEAL-2"):
         assert h[n].earliest <= actual[200][n] <= h[n].latest
-    from tasks.forecast.whatif import candidates
-
     changed = next(w for w in candidates(fc) if w[1] == "lease")
     after = {o.name: o for w in simulate(fc.setup, changed[3], fc.states, fc.made_at) for o in w.hosts}
     for n in ("HEAL-1", "HEAL-2"):
@@ -368,3 +367,46 @@ def test_the_live_view_shows_the_forecast_made_at_the_runs_start_against_what_wa
     assert "| 50 % | 2026-01-05 08:01:00 UTC (+1 min) | 2026-01-05 08:01:30 UTC (+1 min 30 s) |" in md
     assert "| 90 % | 2026-01-05 09:00:00 UTC (+1 h) | not yet |" in md
     assert "| 100 % | not without people | not yet |" in md
+
+
+def test_what_if_no_ssh_loss_checked_on_the_lab(tmp_path):
+    """The no-SSH what-if against the lab fleet run both ways: with SSH, a renew inside the window pass 1 opened
+    and pass 2 (what the run does); without, the client's own renewal and retry."""
+    path = inventory(tmp_path, credentials={"ssh": {"user": "m", "key_env": "K"}},
+                     hosts=[{"name": f"K-{i}", "address": f"127.12.0.{i}", "amt_version": "11.8.50",
+                             "os_suffix": "contoso.local", "tags": ["kiosk"]} for i in range(1, 4)],
+                     waves=[{"name": "w", "hosts": ["*"], "start": START.isoformat(),
+                             "remediation": ["dhcp_renew", "mebx"]}])
+    fc = build_forecast(load_inventory(path), store=StoreData())
+    risk = next(x for x in fc.whatifs if x.kind == "no_ssh")
+    h = by_name(fc)
+    names = ["K-1", "K-2", "K-3"]
+    scopes = [{"name": "heal", "subnet": "127.12.0.0/16", "domain_name": "contoso.com", "lease": 200}]
+    # with SSH: pass 1 at the forecast's times, the renew when remediation starts, pass 2 at the forecast's times
+    clock = ManualClock(START.timestamp())
+    fleet = make_fleet(*[dev(n, f"127.12.0.{i}") for i, n in enumerate(names, 1)], clock=clock, window=30,
+                       retry_interval=30, scopes=scopes)
+    for n in names:
+        clock.set(h[n].steps[0].at)
+        assert fleet.provision(n)["result"] == "failed"
+    renew_at = next(s.at for s in h["K-1"].steps if s.what == "remediation: dhcp_renew")
+    clock.set(renew_at)
+    assert all(fleet.dhcp_renew(n)["amt_took"] for n in names)
+    with_ssh = {}
+    for n in names:
+        clock.set(max(clock.now(), h[n].expected))
+        assert fleet.provision(n)["result"] == "success"
+        with_ssh[n] = clock.now()
+    assert with_ssh == {n: pytest.approx(h[n].expected) for n in names}
+    # without: the lab heals them by itself
+    fleet2 = make_fleet(*[dev(n, f"127.12.0.{i}") for i, n in enumerate(names, 1)],
+                        clock=ManualClock(START.timestamp()), window=30, retry_interval=30, scopes=scopes)
+    without = heal_in_lab(fleet2, {n: h[n].steps[0].at for n in names})
+    lost = sum(without[n] - with_ssh[n] for n in names) / 86400
+    assert lost > 0 and risk.host_days_saved < 0
+    changed = next(c for c in candidates(fc) if c[1] == "no_ssh")[3]
+    after = {o.name: o for w in simulate(fc.setup, changed, fc.states, fc.made_at) for o in w.hosts}
+    for n in names:
+        assert after[n].earliest <= without[n] <= after[n].latest
+    width = sum(after[n].latest - after[n].earliest for n in names) / 86400
+    assert abs(-risk.host_days_saved - lost) <= width
