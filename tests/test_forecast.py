@@ -22,7 +22,9 @@ from tasks.forecast.selfheal import first_heal, heal
 from tasks.forecast.simulate import simulate
 from tasks.forecast.whatif import candidates
 from tasks.inventory.model import load_inventory
-from tests.lab_fixtures import make_fleet
+
+pytest.register_assert_rewrite("tests.lab_fixtures")
+from tests.lab_fixtures import make_fleet  # noqa: E402
 
 runner = CliRunner()
 START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)

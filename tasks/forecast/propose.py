@@ -71,6 +71,11 @@ def pack(groups: list[Group], max_hosts: int, visit_limit: dict[str, float]) -> 
         if len(g.hosts) > max_hosts:
             notes.append(f"{g.key}: {len(g.hosts)} hosts, more than --max-hosts {max_hosts}: kept whole in a wave of "
                          f"its own")
+        over = [f"{n} at {loc} (capacity {visit_limit[loc]:g} a window)" for loc, n in g.visits.items()
+                if loc in visit_limit and n > visit_limit[loc]]
+        if over:
+            notes.append(f"{g.key}: technician visits {', '.join(over)}: no other group shares its wave; its last "
+                         f"visits come after the window")
         home = next((w for w in waves if len(w.hosts) + len(g.hosts) <= max_hosts and _visits_fit(w, g, visit_limit)),
                     None)
         if home is None:

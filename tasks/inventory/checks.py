@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 
 from tasks.inventory.schema import Inventory
-from tasks.inventory.sections import selector_matches
+from tasks.inventory.sections import plain_name, selector_matches
 from tasks.inventory.yaml_source import Problem, SourceMap
 
 @dataclass
@@ -98,9 +98,16 @@ def _wave_membership(inv: Inventory, smap: SourceMap, lost: Lost | None, errors:
                      warnings: list[Problem]) -> dict[str, int]:
     """Every selector matches a host, every host is in at most one wave; host name (lower case) -> wave index."""
     member_of: dict[str, int] = {}
+    names = {h.name.lower() for h in inv.hosts}
+    tags = {t for h in inv.hosts for t in h.tags}
     for wi, w in enumerate(inv.waves):
         for si, sel in enumerate(w.hosts):
-            matched = [h for h in inv.hosts if selector_matches(sel, h)]
+            if plain_name(sel):
+                matched = sel.lower() in names
+            elif sel.startswith("tag:"):
+                matched = sel[4:] in tags
+            else:
+                matched = any(selector_matches(sel, h) for h in inv.hosts)
             if not matched and not (lost is not None and lost.hides_selector(sel)):
                 errors.append(smap.problem(("waves", wi, "hosts", si), f"selector {sel!r} matches no host"))
         for h in inv.select(w.hosts):

@@ -9,7 +9,7 @@ from pydantic import Field, PrivateAttr
 
 from tasks.inventory.fields import RateText, Slug, _Model
 from tasks.inventory.sections import (Credentials, Defaults, DhcpScope, Host, HostToolsSection, Provisioning, Wave,
-                                      Window, selector_matches)
+                                      Window, plain_name, selector_matches)
 from tasks.inventory.yaml_source import Problem
 
 
@@ -134,7 +134,11 @@ class Inventory(_Model):
 
     def select(self, selectors: list[str]) -> list[Host]:
         """Hosts matching any selector (name globs, case-insensitive, or tag:NAME), in inventory order."""
-        return [h for h in self.hosts if any(selector_matches(s, h) for s in selectors)]
+        names = {s.lower() for s in selectors if plain_name(s)}  # a wave listing thousands of names stays O(n)
+        tags = {s[4:] for s in selectors if s.startswith("tag:")}
+        globs = [s for s in selectors if not plain_name(s) and not s.startswith("tag:")]
+        return [h for h in self.hosts if h.name.lower() in names or not tags.isdisjoint(h.tags)
+                or any(selector_matches(g, h) for g in globs)]
 
     def wave_hosts(self, wave: str | Wave) -> list[Host]:
         w = self.wave(wave) if isinstance(wave, str) else wave

@@ -317,3 +317,8 @@ def selector_matches(selector: str, host: Host) -> bool:
         return selector[4:] in host.tags
     return fnmatch.fnmatchcase(host.name.lower(), selector.lower())
 
+
+def plain_name(selector: str) -> bool:
+    """A selector that is a host name, no glob: it matches that host alone (case-insensitive)."""
+    return not selector.startswith("tag:") and not any(c in selector for c in "*?[")
+
