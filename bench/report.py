@@ -116,11 +116,23 @@ def state_section(d: dict) -> list[str]:
     return lines + [""]
 
 
+def forecast_section(d: dict) -> list[str]:
+    p = d["parameters"]
+    lines = [f"## Forecast at scale: {p['hosts']:,} hosts, {p['waves']} waves, {p['sites']} sites (`{d['_file']}`)", "",
+             f"`{d['command']}` — {d['what_ifs']} what-ifs computed; page {_f(d['page_mb'], 1)} MB; {d['date']}", "",
+             "| command | wall (s) | CPU (s) | peak RSS (MB) | output (MB) |", "|---|---:|---:|---:|---:|"]
+    for label, t in d["timings"].items():
+        lines.append(f"| `{label}` | {_f(t['wall_s'], 1)} | {_f(t['cpu_s'], 1)} | {_f(t['peak_rss_mb'], 0)} | "
+                     f"{_f(t['output_mb'], 1)} |")
+    return lines + [""]
+
+
 def write_readme(path: Path | None = None) -> Path:
     path = path or RESULTS / "README.md"
     lines = [HEADER]
     results = _load()
-    for kind, fn in (("wave", wave_section), ("ssh_peers", peers_section), ("state_scale", state_section)):
+    for kind, fn in (("wave", wave_section), ("ssh_peers", peers_section), ("state_scale", state_section),
+                     ("forecast_scale", forecast_section)):
         for d in sorted((x for x in results if x.get("benchmark") == kind),
                         key=lambda x: x.get("parameters", {}).get("hosts", 0)):
             lines += fn(d)
@@ -211,6 +223,13 @@ def readme_block(results: list[dict] | None = None) -> str:
         t = state["timings"]
         out += [f"State at {hosts:,} hosts (`bench/results/{state['_file']}`): "
                 + "; ".join(f"`{k}` {_f(v['wall_s'], 1)} s / {_f(v['peak_rss_mb'], 0)} MB" for k, v in t.items()) + ".", ""]
+    fc = named.get("forecast-10000")
+    if fc:
+        t = fc["timings"]
+        out += [f"Forecast of {fc['parameters']['hosts']:,} hosts in {fc['parameters']['waves']} waves with "
+                f"{fc['what_ifs']} what-ifs (`bench/results/forecast-10000.json`, {fc['date'][:10]}): "
+                + "; ".join(f"`{k}` {_f(v['wall_s'], 1)} s wall / {_f(v['cpu_s'], 1)} s CPU / "
+                            f"{_f(v['peak_rss_mb'], 0)} MB" for k, v in t.items()) + ".", ""]
     out.append(END)
     return "\n".join(out)
 

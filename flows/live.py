@@ -16,6 +16,7 @@ Everything here is derived from the state store, never from Prefect's API (which
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class Snapshot:
     soonest: list[dict]  # {"host", "status", "cause", "closes_at"}
     halted: str | None = None
     at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    forecast: dict | None = None  # the forecast made when the run started (flows/forecast_view.py)
+    reached: dict = field(default_factory=dict)  # share of hosts done -> when a refresh first saw it
 
 
 def run_kind(ctx: WaveContext) -> str:
@@ -121,6 +124,8 @@ class WaveView:
         self._last = 0.0
         self._lock = threading.Lock()
         self._mebx_told: set[str] = set()
+        self.forecast: dict | None = None
+        self.reached: dict = {}
 
     # -- Prefect artifacts, made on the wave's run (self.ctx.flow_run_id), not the stage subflow's
     def _client(self):
@@ -191,7 +196,15 @@ class WaveView:
 
     # -- the snapshot and the artifact
     def snapshot(self) -> Snapshot:
-        return take_snapshot(self.ctx, self.kind, self.stages, self.in_flight, self.halted)
+        snap = take_snapshot(self.ctx, self.kind, self.stages, self.in_flight, self.halted)
+        if self.forecast:
+            total = sum(snap.by_status.values())
+            done = sum(snap.by_status.get(k, 0) for k in DONE)
+            for share in (0.5, 0.9, 1.0):
+                if total and done >= math.ceil(share * total - 1e-9):
+                    self.reached.setdefault(share, snap.at)
+            snap.forecast, snap.reached = self.forecast, dict(self.reached)
+        return snap
 
     def refresh(self, force: bool = False) -> Snapshot | None:
         with self._lock:
@@ -272,6 +285,9 @@ def live_markdown(s: Snapshot) -> str:
             more = f" and {g['count'] - len(g['hosts'])} more" if g["count"] > len(g["hosts"]) else ""
             lines.append(f"| {g['status']} | {g['cause'] or '-'} | {g['count']} | {g['next']} | "
                          f"{', '.join(g['hosts'])}{more} |")
+    from flows.forecast_view import live_lines
+
+    lines += live_lines(s.forecast, s.reached)
     if s.soonest:
         lines += ["", "## Windows closing soonest (hosts not finished)", "",
                   "| host | status | cause | closes (UTC) | time left |", "|---|---|---|---|---|"]
@@ -327,6 +343,10 @@ _views: dict[int, WaveView] = {}
 
 def open_view(ctx: WaveContext) -> WaveView:
     view = _views[id(ctx)] = WaveView(ctx)
+    if ctx.restrict is None:  # a shard's parent shows the wave's forecast, not each shard
+        from flows.forecast_view import start_forecast
+
+        view.forecast = view._safely("forecast", lambda: start_forecast(ctx.inv, ctx.wave.name, ctx.store))
     emit(ctx.inv.name, ctx.wave.name, "amt-migrate.wave.started",
          payload={"kind": view.kind, "hosts": len(ctx.selected) if ctx.selected is not None else len(ctx.hosts_by_name),
                   "flow_run_id": ctx.flow_run_id, "from_stage": ctx.from_stage})

@@ -233,7 +233,7 @@ def report_wave(run: WaveRun) -> dict:
     create_table_artifact(mebx or [{"host": "", "why_remote_failed": "no host needs a technician"}],
                           key=artifact_key(ctx.inv.name, run.wave, "mebx-worklist"),
                           description=f"Technician (MEBx) work list: enter DNS suffix {ctx.cert_suffix}")
-    files = write_wave_reports(ctx.inv, ctx.store, run.wave, halted=run.halted)
+    files = write_wave_reports(ctx.inv, ctx.store, run.wave, halted=run.halted, forecast_html=forecast_section(ctx))
     create_table_artifact(host_rows(records), key=artifact_key(ctx.inv.name, run.wave, "hosts"),
                           description=f"Hosts of {run.wave}: status, cause, evidence, window, next step")
     md = summary_markdown(ctx.inv, summary, halted=run.halted, files=files)
@@ -245,6 +245,18 @@ def report_wave(run: WaveRun) -> dict:
     windows_closing(ctx)  # the event automations use to warn of windows about to close
     return {"summary": summary.__dict__, "files": {k: str(v) for k, v in files.items()}, "markdown": md,
             "waiting": run.waiting}
+
+
+def forecast_section(ctx: WaveContext) -> str:
+    """report.html's forecast vs actual (and forecast.html beside it); a forecast that fails never fails the run."""
+    from flows.forecast_view import report_section
+    from tasks.store.reports import reports_dir
+
+    try:
+        return report_section(ctx.inv, ctx.wave.name, reports_dir(ctx.inv) / ctx.wave.name)
+    except Exception as exc:  # noqa: BLE001 - the report must be written whatever the forecast does
+        get_run_logger().warning("forecast for report.html failed: %s", exc)
+        return ""
 
 
 def close_wave(run: WaveRun) -> None:

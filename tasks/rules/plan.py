@@ -6,7 +6,7 @@ firmware applies, and says when a prediction is inferred rather than known.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 from tasks.rules import dhcp_option15 as o15
@@ -190,9 +190,9 @@ def plan_host(inv: Inventory, host: Host, wave: Wave | None, evidence: dict | No
     path, path_reason = host_path(inv, host, evidence)
     plan = _suffix_plan(inv, host, wave, suffixes, evidence)
     option = host_option15(inv, host, evidence)
-    return HostPlan(**{**plan.as_dict(), "path": path, "path_reason": path_reason,
-                       "option15": option.domain_name if option else None,
-                       "option15_from": option.describe() if option else None})
+    return replace(plan, path=path, path_reason=path_reason,
+                   option15=option.domain_name if option else None,
+                   option15_from=option.describe() if option else None)
 
 
 def _suffix_plan(inv: Inventory, host: Host, wave: Wave | None, suffixes: Sequence[str] | None = None,

@@ -286,7 +286,7 @@ def _badge(status: str) -> str:
 
 def report_html(inv: Inventory, s: WaveSummary, records: list[HostRecord], timeline: list[dict], *,
                 halted: str | None, status_svg: str, timeline_svg: str, chart_files: dict[str, Path],
-                now: datetime) -> str:
+                now: datetime, forecast_html: str = "") -> str:
     """One self-contained page (inline CSS, SVG and JS; no CDN, no server): what a lead forwards."""
     e = html.escape
     prov, unsup = s.by_status.get(Status.PROVISIONED, 0), s.by_status.get(Status.UNSUPPORTED, 0)
@@ -348,6 +348,7 @@ def report_html(inv: Inventory, s: WaveSummary, records: list[HostRecord], timel
             + ("<table id=causes><thead><tr><th>status</th><th>cause</th><th>hosts</th><th>next step</th>"
                f"<th>e.g.</th></tr></thead><tbody>{cause_rows}</tbody></table>" if cause_rows else "<p>Nothing.</p>")
             + (f"<ul id=next>{cmds}</ul>" if cmds else "")
+            + (f"<h2>Forecast vs actual</h2>{forecast_html}" if forecast_html else "")
             + f"<h2>Windows: attempts and deadlines</h2>{timeline_html}"
             f"<h2>Technician (MEBx) work list</h2>{work_html}"
             f'<h2>Hosts</h2><div id=filters><input id=q placeholder="filter: host, cause, evidence…"> '
@@ -357,8 +358,10 @@ def report_html(inv: Inventory, s: WaveSummary, records: list[HostRecord], timel
             f"<script>{_JS}</script></body></html>")
 
 
-def write_wave_reports(inv: Inventory, store: StateStore, wave: str, *, halted: str | None = None) -> dict[str, Path]:
-    """CSV + HTML report, its charts (PNG and SVG, for e-mail) and the MEBx work list, beside the state."""
+def write_wave_reports(inv: Inventory, store: StateStore, wave: str, *, halted: str | None = None,
+                       forecast_html: str = "") -> dict[str, Path]:
+    """CSV + HTML report, its charts (PNG and SVG, for e-mail) and the MEBx work list, beside the state;
+    `forecast_html`: the forecast's section (flows/forecast_view.py), made by the caller."""
     from tasks.store.charts import TIMELINE_HOSTS, status_cause_chart, timeline_chart
 
     records = store.hosts(wave)
@@ -383,7 +386,7 @@ def write_wave_reports(inv: Inventory, store: StateStore, wave: str, *, halted: 
     else:
         charts.pop("timeline_png")
     page = report_html(inv, summary, records, timeline, halted=halted, status_svg=status_svg,
-                       timeline_svg=timeline_svg, chart_files=charts, now=now)
+                       timeline_svg=timeline_svg, chart_files=charts, now=now, forecast_html=forecast_html)
     _atomic_write(files["report_html"], page)
     return {**files, **charts}
 
