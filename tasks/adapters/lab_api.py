@@ -22,9 +22,9 @@ class LabProvisioner:
     def provision(self, host: Host) -> ProvisionOutcome:
         try:
             resp = self._client.post("/api/v1/provision", json={"host": host.name, "profile": self.profile})
-        except httpx.TransportError as exc:
-            return ProvisionOutcome(False, "server_error", f"provisioning server unreachable: {type(exc).__name__}",
-                                    transient=True)
+        except httpx.TransportError as exc:  # refused, reset, timed out: no answer about the host at all
+            return ProvisionOutcome(False, "server_unreachable",
+                                    f"provisioning server {self.url} unreachable: {type(exc).__name__}", transient=True)
         if resp.status_code >= 500:
             return ProvisionOutcome(False, "server_error", f"provisioning server answered {resp.status_code}",
                                     transient=True, evidence={"http_status": resp.status_code})

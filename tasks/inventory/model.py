@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from tasks.rules.durations import format_duration, parse_duration
+from tasks.inventory.outages import Outages
 from tasks.rules.suffix import AmtVersion, normalize_dns_name, normalize_host_name, suffix_from_certificate_cn
 from tasks.inventory.yaml_source import InputError, Problem, SourceMap, load_yaml_with_lines
 
@@ -425,6 +426,7 @@ class Inventory(_Model):
     dhcp_scopes: list[DhcpScope] = []
     defaults: Defaults = Defaults()
     host_tools: HostToolsSection = HostToolsSection()
+    outages: Outages = Outages()  # riding through the run's own infrastructure going away (tasks/inventory/outages.py)
     hosts: list[Host] = Field(min_length=1)
     waves: list[Wave] = []
 
