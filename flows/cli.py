@@ -544,6 +544,8 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         return EXIT_WAITING
     if final.is_completed():
         return 0
+    if (final.name or "").startswith("Stopped:"):  # its own infrastructure went away mid-run (flows/outages.py)
+        return EXIT_BAD_INPUT
     return EXIT_HOSTS_LEFT if (final.name or "").startswith("Completed with") else 1
 
 

@@ -77,7 +77,10 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
     """One wave end to end. `selection` (statuses, causes, host glob, from_stage) makes it a rerun of a subset;
     `from_stage` resumes a plain run later (a scheduled pass 2); `state` overrides the inventory's state URL;
     `shard` limits a child run of a sharded wave to its hosts."""
-    run = open_wave(inventory, wave, selection, state, from_stage, shard)
+    try:
+        run = open_wave(inventory, wave, selection, state, from_stage, shard)
+    except StateUnavailable as exc:
+        return Failed(name=STATE_DB_DOWN, message=stopped_message(str(exc), inventory, wave))
     if isinstance(run, State):
         return run  # refused before any host was touched
     try:

@@ -34,6 +34,29 @@ FIRST_DELAYS = (2, 10)  # a batch whose hosts met a 5xx: two retries, as before 
 LATER_DELAY_STEPS = (20, 30)  # then, while the server does not answer at all: 20 s, then every 30 s
 
 
+def state_db_failed(exc: StateUnavailable):
+    """A task or stage's Failed state for the state database gone: returned, not raised, so Prefect neither
+    retries it nor logs a traceback per batch; the wave's flow turns it into its last word (flows/migrate.py)."""
+    from prefect.states import Failed
+
+    return Failed(name=STATE_DB_DOWN, message=str(exc), data=exc)
+
+
+def stops_when_state_is_lost(fn):
+    """For a batch task or stage flow body: the state database gone past its bound ends it with
+    state_db_failed instead of an exception."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StateUnavailable as exc:
+            return state_db_failed(exc)
+
+    return run
+
+
 def retry_delays(retry_for: timedelta) -> list[float]:
     """Delays between a batch's tries, adding up to `retry_for` (the last one cut to fit), at least two."""
     budget = max(retry_for.total_seconds(), 1.0)

@@ -19,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.outages import FIRST_DELAYS, _retry_condition, batch_retries, provisioning_outage
+from flows.outages import (FIRST_DELAYS, _retry_condition, batch_retries, provisioning_outage,
+                           stops_when_state_is_lost)
 from tasks.rules.host_state import counts_toward_failure_limit
 from tasks.steps import provision as provisioning
 from tasks.steps.context import WaveContext, lookup
@@ -68,6 +69,7 @@ RETRIES = dict(retries=2, retry_delay_seconds=list(FIRST_DELAYS), retry_jitter_f
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
+@stops_when_state_is_lost
 def discover_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
     ctx = lookup(ctx_key)
     outcomes = provisioning.run_leased(ctx, names, lambda n: discover_host(ctx, n))
@@ -76,6 +78,7 @@ def discover_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
+@stops_when_state_is_lost
 def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> list[HostOutcome]:
     """Transient server errors raise at the end so Prefect retries the batch; finished hosts are skipped then."""
     ctx = lookup(ctx_key)
@@ -90,6 +93,7 @@ def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> list[HostOu
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
+@stops_when_state_is_lost
 def remediate_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
     """A retried batch continues its hosts where the store has them (remediating hosts resume)."""
     ctx = lookup(ctx_key)
@@ -260,6 +264,7 @@ class _BatchRun:
 # -- stages as subflows, so the operator sees each in the UI ------------------------------------
 
 @flow(name="discovery")
+@stops_when_state_is_lost
 def discovery_stage(ctx_key: str) -> str | None:
     ctx = lookup(ctx_key)
     names = discovery_order(ctx, stage_hosts(ctx, "discovery", ctx.selected))
@@ -269,6 +274,7 @@ def discovery_stage(ctx_key: str) -> str | None:
 
 
 @flow(name="provision-pass")
+@stops_when_state_is_lost
 def pass_stage(ctx_key: str, pass_no: int) -> str | None:
     ctx = lookup(ctx_key)
     stage = f"pass{pass_no}"
@@ -288,6 +294,7 @@ def pass_stage(ctx_key: str, pass_no: int) -> str | None:
 
 
 @flow(name="remediation")
+@stops_when_state_is_lost
 def remediation_stage(ctx_key: str) -> str | None:
     ctx = lookup(ctx_key)
     names = stage_hosts(ctx, "remediate", ctx.selected)

@@ -132,7 +132,7 @@ class OutageGuard:
             if self._tripped:
                 raise StateUnavailable(self._tripped) from None
             if kind == "stop":
-                self._tripped = f"{self.what} can't be written: {first_line(exc)}"
+                self._tripped = f"{self.what} can't be used: {_sqlite_words(exc, self.retry_for)}"
             else:
                 if self._since is None:
                     self._since = now
@@ -154,6 +154,22 @@ class OutageGuard:
             self._since = None
             self.outages += 1
         log.warning("%s answers again after %s: the run goes on", self.what, _seconds(took))
+
+
+def _sqlite_words(exc: DBAPIError, waited: float) -> str:
+    """What a SQLite result code means for the operator, then SQLite's own words."""
+    name = getattr(exc.orig, "sqlite_errorname", "") or ""
+    said = first_line(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (f"another process holds the file locked (waited {_seconds(waited)}, outages.state_retry_for; "
+                f"SQLite: {said})")
+    if name.startswith("SQLITE_READONLY"):
+        return f"the file is read-only (SQLite: {said})"
+    if name.startswith("SQLITE_IOERR"):
+        return f"the file can't be written: a read-only or failing file system (SQLite: {said})"
+    if name.startswith("SQLITE_FULL"):
+        return f"the disk is full (SQLite: {said})"
+    return f"SQLite: {said} ({name})"
 
 
 def _seconds(s: float) -> str:
