@@ -25,7 +25,7 @@ from tasks.store.state import StateStore
 from tests.outage_helpers import check_against_lab, decisions, fleet, missing_attempts, set_outages, wait_for, wave
 from tests.pg_fixture import PgCluster, pg_bindir
 from tests.site_fixtures import start_site
-from tests.test_reliability_crash import lab_attempts, prefect_api_url, run_env, start_run  # noqa: F401 - fixture
+from tests.test_reliability_crash import prefect_api_url, run_env, start_run  # noqa: F401 - fixture
 
 LATENCY = {"provision": "1s-1500ms", "renew": "200ms-300ms", "ssh": "10ms-30ms"}
 
