@@ -70,7 +70,8 @@ def count(url: str, sql: str) -> int:
 
 
 def decisions(url: str, stage: str = "pass1") -> int:
-    return count(url, f"SELECT count(*) FROM amtmig_events WHERE stage = '{stage}' AND action IN {DECISIONS}")
+    return count(url, f"SELECT count(*) FROM amtmig_events WHERE stage = '{stage}' AND action IN {DECISIONS} "
+                      f"AND outcome NOT IN ('not asked', 'transient')")
 
 
 def wait_for(what: str, cond: Callable[[], bool], proc: subprocess.Popen | None = None, timeout: float = 180,
