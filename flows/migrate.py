@@ -259,6 +259,7 @@ def report_wave(run: WaveRun) -> dict:
 def close_wave(run: WaveRun) -> None:
     close_view(run.ctx)
     if not run.ctx.store.guard.tripped:
+        mark_orphaned_runs(run.ctx)  # runs whose machine was lost while this one worked: gone by now
         forget_run(run.ctx.store, run.wave, run.ctx.flow_run_id)  # ended, whatever its state: not an orphan
     unregister(run.key)
     run.ctx.store.close()

@@ -179,7 +179,7 @@ def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable
         if todo and not run.halted and not run.lost:
             from tasks.steps.leases import wait_until_free
 
-            todo = wait_until_free(ctx.store, ctx.wave.name, todo, ctx.worker)
+            todo = wait_until_free(ctx.store, ctx.wave.name, todo, ctx.worker, say=get_run_logger().info)
     view.stage_finished(stage, run.halted)
     if run.lost:
         raise run.lost

@@ -62,7 +62,7 @@ class LeaseKeeper:
 
 
 def wait_until_free(store: StateStore, wave: str, hosts: list[str], owner: str, *, poll: float = 1.0,
-                    stop: threading.Event | None = None) -> list[str]:
+                    stop: threading.Event | None = None, say=log.info) -> list[str]:
     """Block until some of `hosts` are no longer held by another live worker (finished and released, or its
     lease ran out); returns those. Polls the store, starting at `poll` seconds and backing off to 10."""
     said = False
@@ -73,7 +73,7 @@ def wait_until_free(store: StateStore, wave: str, hosts: list[str], owner: str, 
             return free
         if not said:
             latest = max((t for t in held.values() if t is not None), default=None)
-            log.info("%d host(s) of %s are held by another worker; waiting for them (leases run to %s at the "
+            say("%d host(s) of %s are held by another worker; waiting for them (leases run to %s at the "
                      "latest unless renewed)", len(held), wave,
                      f"{latest:%H:%M:%S} UTC" if latest else "no expiry")
             said = True
