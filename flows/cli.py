@@ -519,9 +519,19 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
 
     from flows import terminal
 
-    with tags(f"wave:{wave}", f"inventory:{inv.name}"), terminal.progress(out):
-        final = migrate_wave(str(inventory.resolve()), wave, inventory_name=inv.name, selection=selection,
-                             state=state, return_state=True)
+    try:
+        with tags(f"wave:{wave}", f"inventory:{inv.name}"), terminal.progress(out):
+            final = migrate_wave(str(inventory.resolve()), wave, inventory_name=inv.name, selection=selection,
+                                 state=state, return_state=True)
+    except Exception as exc:  # its Prefect server gone past the client's retries: a clean stop (flows/outages.py)
+        from rich.markup import escape
+
+        from flows.outages import prefect_api_lost, stopped_message
+
+        lost = prefect_api_lost(exc)
+        if lost is None:
+            raise
+        fail(escape(f"Stopped: {stopped_message(lost, str(inventory), wave)}"))
     report = None
     try:
         report = final.result(raise_on_failure=False)

@@ -258,9 +258,6 @@ def report_wave(run: WaveRun) -> dict:
 
 def close_wave(run: WaveRun) -> None:
     close_view(run.ctx)
-    if not run.ctx.store.guard.tripped:
-        mark_orphaned_runs(run.ctx)  # runs whose machine was lost while this one worked: gone by now
-        forget_run(run.ctx.store, run.wave, run.ctx.flow_run_id)  # ended, whatever its state: not an orphan
     unregister(run.key)
     run.ctx.store.close()
 
@@ -285,7 +282,15 @@ def final_state(run: WaveRun, report: dict) -> State:
     if not run.shard:
         wave_finished(run.ctx.inv.name, run.wave, name, message, report["summary"], run.halted)
     red = run.halted or needs_someone(report["summary"])
+    ended(run)
     return (Failed if red else Completed)(name=name, message=message, data=report)
+
+
+def ended(run: WaveRun) -> None:
+    """The run reached its last word: it is no orphan (a run that lost its Prefect server keeps its mark, so the
+    next run says on the server what became of it); runs whose machine was lost meanwhile are marked now."""
+    mark_orphaned_runs(run.ctx)
+    forget_run(run.ctx.store, run.wave, run.ctx.flow_run_id)
 
 
 def _missing_concurrency_limit(name: str | None) -> str | None:

@@ -148,3 +148,23 @@ def mark_orphaned_runs(ctx) -> list[str]:
     if marked:
         log.warning("earlier run(s) of %s left Running by an outage, now marked Crashed: %s", wave, ", ".join(marked))
     return marked
+
+
+def prefect_api_lost(exc: BaseException) -> str | None:
+    """A run that raised out of Prefect's engine: was it because its Prefect server went away? Asks the API's
+    /health (PREFECT_API_URL) once; returns what to tell the operator, or None (the server answers: not an
+    outage, let the error be seen). The embedded server (no PREFECT_API_URL) lives in this process: never."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    if not api:
+        return None
+    import httpx
+
+    try:
+        if httpx.get(f"{api.rstrip('/')}/health", timeout=5).status_code < 500:
+            return None
+    except httpx.HTTPError:
+        pass
+    return (f"Prefect server {api} did not answer ({type(exc).__name__}: {str(exc)[:200]}) past the client's retries "
+            f"(PREFECT_CLIENT_MAX_RETRIES); the run stopped")
