@@ -157,13 +157,14 @@ def _batch_name(stage: str, batch: list[str]) -> str:
 
 
 def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable, *, batch_size: int,
-                check_halt: bool = True, on_failed_batch: Callable[[list[str], BaseException], None] | None = None
-                ) -> str | None:
+                check_halt: bool = True, on_failed_batch: Callable[[list[str], BaseException], None] | None = None,
+                take_over: bool = True) -> str | None:
     """Hand batches to the task runner as hosts finish, update the stage's progress artifact, and stop
     handing out once the wave is halted. Returns the halt reason, if any. (Discovery records facts, not
-    failures: it does not check the halt, which would only re-read an earlier run's failures.) Hosts another
-    worker held are offered again once it released them or its lease ran out. The state database gone
-    past its bound raises StateUnavailable here, after the batches in flight ended."""
+    failures: it does not check the halt, which would only re-read an earlier run's failures.) With
+    `take_over`, hosts another worker held are offered again once it released them or its lease ran out
+    (discovery does not wait: a host another worker is reading needs no second reading). The state database
+    gone past its bound raises StateUnavailable here, after the batches in flight ended."""
     view = view_for(ctx)
     view.stage_started(stage, len(names))
     if not names:
@@ -175,7 +176,7 @@ def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable
     while todo:
         run.queue.extend(todo[i:i + batch_size] for i in range(0, len(todo), batch_size))
         run.drain()
-        todo = run.take_leased_elsewhere()
+        todo = run.take_leased_elsewhere() if take_over else []
         if todo and not run.halted and not run.lost:
             from tasks.steps.leases import wait_until_free
 
@@ -270,7 +271,7 @@ def discovery_stage(ctx_key: str) -> str | None:
     names = discovery_order(ctx, stage_hosts(ctx, "discovery", ctx.selected))
     return run_batches(ctx, "discovery", names,
                        lambda label, b: discover_batch.with_options(task_run_name=label).submit(ctx_key, b),
-                       batch_size=ctx.wave.batch_size, check_halt=False)
+                       batch_size=ctx.wave.batch_size, check_halt=False, take_over=False)
 
 
 @flow(name="provision-pass")

@@ -27,7 +27,8 @@ def fleet(prefix: str, n: int, net: int) -> list[dict]:
     provisioned, so any host left otherwise is the outage's doing."""
     out = []
     for i in range(n):
-        kw = dict(trusted="contoso.com") if i % 3 != 2 else dict(dhcp="fabrikam.com", os="linux" if i % 2 else "windows")
+        kw = (dict(trusted="contoso.com") if i % 3 != 2
+              else dict(dhcp="fabrikam.com", os="linux" if i % 2 else "windows"))
         out.append(device(f"{prefix}-{i:02d}", f"127.10.{net}.{i + 1}", **kw))
     return out
 

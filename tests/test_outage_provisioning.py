@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from tasks.inventory.model import load_inventory
 from tasks.store.state import StateStore
-from tests.outage_helpers import check_against_lab, count, decisions, fleet, missing_attempts, set_outages, wait_for, wave
+from tests.outage_helpers import (check_against_lab, count, decisions, fleet, missing_attempts, set_outages, wait_for,
+                                  wave)
 from tests.site_fixtures import start_site
 from tests.test_reliability_crash import prefect_api_url, run_env, start_run  # noqa: F401 - fixture
 from tests.test_outage_state_db import _flow_run_state

@@ -479,4 +479,5 @@ def _merge_evidence(old: dict | None, new: dict) -> dict:
     return {k: v for k, v in merged.items() if v is not None}
 
 
-__all__ = ["StateStore", "StateError", "StateUnavailable", "HostRecord", "Event", "IllegalTransition", "SCHEMA_VERSION", "worker_id", "utcnow"]
+__all__ = ["StateStore", "StateError", "StateUnavailable", "HostRecord", "Event", "IllegalTransition", "SCHEMA_VERSION",
+           "worker_id", "utcnow"]
