@@ -136,3 +136,44 @@ def test_outage_settings_are_checked_with_the_inventory(tmp_path):
     f.write_text(base + "outages: {state_retry: 30s}\n")
     with pytest.raises(InputError, match="did you mean state_retry_for"):
         load_inventory(f)
+
+
+def test_a_gateway_that_cannot_reach_the_provisioning_server_is_an_outage_and_a_503_an_answer():
+    """502/504 come from a gateway about the server behind it (RFC 9110 15.6.3, 15.6.5): the run's outage;
+    503 is the server's own answer (busy) about this request: the host's problem, retried then failed."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tasks.adapters.lab_api import LabProvisioner
+    from tasks.inventory.model import Host
+
+    status = {"code": 502}
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"<html><body>Bad Gateway</body></html>"
+            self.send_response(status["code"])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        p = LabProvisioner(f"http://127.0.0.1:{httpd.server_address[1]}", "amt-migrate")
+        host = Host(name="A", address="10.0.0.1", amt_version="11.8")
+        got = {}
+        for code in (502, 504, 503, 500):
+            status["code"] = code
+            out = p.provision(host)
+            got[code] = (out.error_code, out.transient, out.reached_device)
+        p.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert got[502] == got[504] == ("server_unreachable", True, False)
+    assert got[503] == got[500] == ("server_error", True, True)
