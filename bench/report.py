@@ -206,7 +206,11 @@ def readme_block(results: list[dict] | None = None) -> str:
                 f"with the database restarted for {p['down_s']:g} s ({p['restart_at']}) and without "
                 f"(`bench/results/outage-db-restart.json`, {outage['date'][:10]}; {outage['note']}):", "",
                 *_outage_rows(outage), "",
-                f"The run rode the restart through (wall +{_f(outage['delta_wall_s'], 1)} s); in both runs every attempt "
+                f"The run {'rode the restart through' if hit['rode_through'] else 'did not ride the restart through'}: "
+                f"its stages took +{_f(outage['delta_stages_wall_s'], 1)} s (pass 1 "
+                f"+{_f(hit['stages']['pass1']['wall_s'] - outage['baseline']['stages']['pass1']['wall_s'], 1)} s for "
+                f"{_f(hit['outage'].get('down_s'), 1)} s down), the whole process +{_f(outage['delta_wall_s'], 1)} s "
+                f"(the rest is Prefect's embedded server starting, which varies run to run); in both runs every attempt "
                 f"the lab saw is counted in the store ({len(hit['integrity']['hosts_attempts_differ'])} hosts differ) and "
                 f"none came after a success ({hit['integrity']['after_success']}).", ""]
     before, after = named.get("wave-1000-before-restructure"), named.get("wave-1000-after-restructure")
