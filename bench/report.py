@@ -11,7 +11,8 @@ HEADER = """# Benchmark results
 
 Produced by `make bench` (= `.venv/bin/python -m bench.run --quick`) or `make bench BENCH_ARGS=--full`;
 one part alone: `.venv/bin/python -m bench.wave --hosts 1000`, `.venv/bin/python -m bench.ssh_peers`,
-`.venv/bin/python -m bench.state_scale --hosts 100000`. Every number below comes from the JSON file named
+`.venv/bin/python -m bench.state_scale --hosts 100000`, `.venv/bin/python -m bench.outage` (a wave with its
+PostgreSQL state store restarted for 10 s, against the same wave without; not part of `make bench`). Every number below comes from the JSON file named
 in its section (machine, date, parameters inside). Single machine, 2 cores shared by the lab, the SSH
 servers and the client: read the numbers as ratios. How each number is measured: `bench/wave.py`,
 `bench/ssh_peers.py`, `bench/state_scale.py` (module docstrings).
