@@ -11,7 +11,8 @@ HEADER = """# Benchmark results
 
 Produced by `make bench` (= `.venv/bin/python -m bench.run --quick`) or `make bench BENCH_ARGS=--full`;
 one part alone: `.venv/bin/python -m bench.wave --hosts 1000`, `.venv/bin/python -m bench.ssh_peers`,
-`.venv/bin/python -m bench.state_scale --hosts 100000`. Every number below comes from the JSON file named
+`.venv/bin/python -m bench.state_scale --hosts 100000`, `.venv/bin/python -m bench.outage` (a wave with its
+PostgreSQL state store restarted for 10 s, against the same wave without; not part of `make bench`). Every number below comes from the JSON file named
 in its section (machine, date, parameters inside). Single machine, 2 cores shared by the lab, the SSH
 servers and the client: read the numbers as ratios. How each number is measured: `bench/wave.py`,
 `bench/ssh_peers.py`, `bench/state_scale.py` (module docstrings).
@@ -127,12 +128,37 @@ def forecast_section(d: dict) -> list[str]:
     return lines + [""]
 
 
+def _outage_rows(d: dict) -> list[str]:
+    rows = ["| run | exit | `run` wall (s) | stages wall (s) | " + " | ".join(f"{st} (s)" for st in
+                                                                         ("discovery", "pass1", "remediate", "pass2"))
+            + " | final |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for label, r in (("without", d["baseline"]), (f"{d['parameters']['down_s']:g} s restart", d["with_restart"])):
+        st = r["stages"]
+        rows.append(f"| {label} | {r['exit']} | {_f(r['wall_s'], 1)} | {_f(r['stages_wall_s'], 1)} | "
+                    + " | ".join(_f(st.get(k, {}).get("wall_s"), 1) for k in ("discovery", "pass1", "remediate", "pass2"))
+                    + " | " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["final_status"].items())) + " |")
+    return rows
+
+
+def outage_section(d: dict) -> list[str]:
+    p, hit = d["parameters"], d["with_restart"]
+    return [f"## The state database restarted mid-wave: {p['hosts']:,} hosts (`{d['_file']}`)", "",
+            f"`{d['command']}` — {p['state']}; restart at {p['restart_at']}; {d['date']}; {d['note']}", "",
+            *_outage_rows(d), "",
+            f"- the restart lasted {_f(hit['outage'].get('down_s'), 1)} s; the run met it: {hit['met_outage']}, rode it "
+            f"through: {hit['rode_through']}; wall +{_f(d['delta_wall_s'], 1)} s, stages +{_f(d['delta_stages_wall_s'], 1)} s",
+            f"- integrity (both runs): hosts whose store attempts differ from the lab's: "
+            f"{len(d['baseline']['integrity']['hosts_attempts_differ'])} / {len(hit['integrity']['hosts_attempts_differ'])}; "
+            f"attempts after a success: {d['baseline']['integrity']['after_success']} / {hit['integrity']['after_success']}",
+            ""]
+
+
 def write_readme(path: Path | None = None) -> Path:
     path = path or RESULTS / "README.md"
     lines = [HEADER]
     results = _load()
-    for kind, fn in (("wave", wave_section), ("ssh_peers", peers_section), ("state_scale", state_section),
-                     ("forecast_scale", forecast_section)):
+    for kind, fn in (("wave", wave_section), ("outage", outage_section), ("ssh_peers", peers_section),
+                     ("state_scale", state_section), ("forecast_scale", forecast_section)):
         for d in sorted((x for x in results if x.get("benchmark") == kind),
                         key=lambda x: x.get("parameters", {}).get("hosts", 0)):
             lines += fn(d)
@@ -185,6 +211,20 @@ def readme_block(results: list[dict] | None = None) -> str:
         lat = ", ".join(f"{k} {v}" for k, v in p["latency"].items())
         out += [f"Whole wave, {p['hosts']:,} lab hosts, concurrency {p['concurrency']}, latency {lat} "
                 f"(`bench/results/{key}.json`, {d['date'][:10]}):", "", *_wave_rows(d), "", _wave_facts(d), ""]
+    outage = named.get("outage-db-restart")
+    if outage:
+        p, hit = outage["parameters"], outage["with_restart"]
+        out += [f"The same kind of wave, {p['hosts']:,} hosts at concurrency {p['concurrency']} on a PostgreSQL state store, "
+                f"with the database restarted for {p['down_s']:g} s ({p['restart_at']}) and without "
+                f"(`bench/results/outage-db-restart.json`, {outage['date'][:10]}; {outage['note']}):", "",
+                *_outage_rows(outage), "",
+                f"The run {'rode the restart through' if hit['rode_through'] else 'did not ride the restart through'}: "
+                f"its stages took +{_f(outage['delta_stages_wall_s'], 1)} s (pass 1 "
+                f"+{_f(hit['stages']['pass1']['wall_s'] - outage['baseline']['stages']['pass1']['wall_s'], 1)} s for "
+                f"{_f(hit['outage'].get('down_s'), 1)} s down), the whole process +{_f(outage['delta_wall_s'], 1)} s "
+                f"(the rest is Prefect's embedded server starting, which varies run to run); in both runs every attempt "
+                f"the lab saw is counted in the store ({len(hit['integrity']['hosts_attempts_differ'])} hosts differ) and "
+                f"none came after a success ({hit['integrity']['after_success']}).", ""]
     before, after = named.get("wave-1000-before-restructure"), named.get("wave-1000-after-restructure")
     if before and after:
         out += ["The layout change of issue 9 (rooms, the story in flows/migrate.py, dataclass outcomes), measured side "

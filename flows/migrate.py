@@ -22,6 +22,7 @@ from prefect.states import Completed, Failed, State
 
 from flows.between import ask_go_no_go, schedule_pass2
 from flows.live import close_view, needs_someone, open_view, state_words, view_for, wave_finished, windows_closing
+from flows.outages import PROVISIONING_DOWN, STATE_DB_DOWN, mark_orphaned_runs, stopped_message
 from flows.shards import run_shards
 from flows.stages import run_stage
 from tasks.inventory.model import load_inventory
@@ -29,7 +30,8 @@ from tasks.rules.host_state import Status
 from tasks.rules.selection import Selection
 from tasks.steps.context import WaveContext, build_context, register, unregister
 from tasks.store.reports import artifact_key, host_rows, summarize, summary_markdown, worklist_rows, write_wave_reports
-from tasks.store.state import StateStore
+from tasks.steps.leases import forget_run, register_run
+from tasks.store.state import StateStore, StateUnavailable
 
 STAGES = ("discovery", "pass1", "remediate", "pass2")
 UNFINISHED = (Status.PENDING, Status.REMEDIATING, Status.REMEDIATED)
@@ -75,7 +77,10 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
     """One wave end to end. `selection` (statuses, causes, host glob, from_stage) makes it a rerun of a subset;
     `from_stage` resumes a plain run later (a scheduled pass 2); `state` overrides the inventory's state URL;
     `shard` limits a child run of a sharded wave to its hosts."""
-    run = open_wave(inventory, wave, selection, state, from_stage, shard)
+    try:
+        run = open_wave(inventory, wave, selection, state, from_stage, shard)
+    except StateUnavailable as exc:
+        return Failed(name=STATE_DB_DOWN, message=stopped_message(str(exc), inventory, wave))
     if isinstance(run, State):
         return run  # refused before any host was touched
     try:
@@ -91,6 +96,8 @@ def migrate_wave(inventory: str, wave: str, inventory_name: str | None = None, s
             pass_2(run)
         mark_completed(run)
         report = report_wave(run)
+    except StateUnavailable as exc:  # the state database stayed away past outages.state_retry_for
+        return state_db_lost(run, exc)
     finally:
         close_wave(run)
     return final_state(run, report)
@@ -104,7 +111,7 @@ def open_wave(inventory: str, wave: str, selection: dict | None, state: str | No
 
     logger = get_run_logger()
     inv = load_inventory(inventory)
-    store = StateStore(state or inv.state_url)
+    store = StateStore(state or inv.state_url, retry_for=inv.outages.state_retry_for)
     w = inv.wave(wave)
     sel = Selection.from_dict(selection)
     store.ensure_hosts(w.name, [(h.name, h.address) for h in inv.wave_hosts(w)])
@@ -126,6 +133,8 @@ def open_wave(inventory: str, wave: str, selection: dict | None, state: str | No
         logger.info("rerun of %d host(s) from %s: %s", len(ctx.selected), sel.from_stage,
                     ", ".join(sorted(ctx.selected)[:50]))
     sharded = not shard and bool(w.shard_size) and len(ctx.hosts_by_name) > w.shard_size
+    register_run(ctx.lease_keeper, ctx.flow_run_id)  # this run at work on the wave, beaten with its leases
+    mark_orphaned_runs(ctx)  # earlier runs an outage left "Running" on the server: said Crashed, and why
     open_view(ctx)  # the live artifact on this run's page, and the "wave started" event
     return WaveRun(ctx, register(ctx), inventory, state, STAGES[STAGES.index(ctx.from_stage):], shard=bool(shard),
                    sharded=sharded)
@@ -265,15 +274,35 @@ def close_wave(run: WaveRun) -> None:
     run.ctx.store.close()
 
 
+def state_db_lost(run: WaveRun, exc: StateUnavailable) -> State:
+    """The run's last word when its state database went away for good: no report (it would need the
+    database), every host as last recorded, the command that continues."""
+    message = stopped_message(str(exc), run.inventory, run.wave)
+    get_run_logger().error("%s", message)
+    wave_finished(run.ctx.inv.name, run.wave, STATE_DB_DOWN, message, {"by_status": {}, "total": 0}, str(exc))
+    return Failed(name=STATE_DB_DOWN, message=message, data={"outage": "state", "message": message})
+
+
 def final_state(run: WaveRun, report: dict) -> State:
     """Completed only when every host is done (or only waits for pass 2); a wave that leaves hosts failed
     or for a technician ends Failed-typed (red in the UI and counted by the dashboard) under a name that
     says so ("Completed with 5 failed, 2 for a technician"); a halted wave is Failed, named "Halted"."""
     name, message = state_words(report["summary"], halted=run.halted, note=run.note)
+    if run.ctx.outage:  # the provisioning server went away: the run stopped, it did not halt on the hosts
+        name, message = PROVISIONING_DOWN, stopped_message(run.ctx.outage, run.inventory, run.wave) + f"; {message}"
+        report = {**report, "outage": "provisioning"}
     if not run.shard:
         wave_finished(run.ctx.inv.name, run.wave, name, message, report["summary"], run.halted)
     red = run.halted or needs_someone(report["summary"])
+    ended(run)
     return (Failed if red else Completed)(name=name, message=message, data=report)
+
+
+def ended(run: WaveRun) -> None:
+    """The run reached its last word: it is no orphan (a run that lost its Prefect server keeps its mark, so the
+    next run says on the server what became of it); runs whose machine was lost meanwhile are marked now."""
+    mark_orphaned_runs(run.ctx)
+    forget_run(run.ctx.store, run.wave, run.ctx.flow_run_id)
 
 
 def _missing_concurrency_limit(name: str | None) -> str | None:

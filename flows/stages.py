@@ -19,11 +19,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.outages import (FIRST_DELAYS, _retry_condition, batch_retries, provisioning_outage,
+                           stops_when_state_is_lost)
 from tasks.rules.host_state import counts_toward_failure_limit
 from tasks.steps import provision as provisioning
 from tasks.steps.context import WaveContext, lookup
 from tasks.steps.discover import discover_host
 from tasks.steps.outcome import HostOutcome, Result, results_line
+from tasks.store.state import StateUnavailable
 from tasks.steps.remediate import remediate_host
 from tasks.steps.stage_hosts import discovery_order, stage_hosts
 from flows.live import STAGE_TITLES, view_for
@@ -59,10 +62,14 @@ def batch_state(outcomes: list[HostOutcome]) -> State:
 
 # -- tasks: one run per batch -------------------------------------------------------------------
 
-RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
+# Prefect retries a batch twice with backoff (a 5xx, a passing error); never when the state database is gone
+# (the run stops), and for longer while the provisioning server does not answer (flows/outages.py)
+RETRIES = dict(retries=2, retry_delay_seconds=list(FIRST_DELAYS), retry_jitter_factor=0.5,
+               retry_condition_fn=_retry_condition)
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
+@stops_when_state_is_lost
 def discover_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
     ctx = lookup(ctx_key)
     outcomes = provisioning.run_leased(ctx, names, lambda n: discover_host(ctx, n))
@@ -71,6 +78,7 @@ def discover_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
+@stops_when_state_is_lost
 def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> list[HostOutcome]:
     """Transient server errors raise at the end so Prefect retries the batch; finished hosts are skipped then."""
     ctx = lookup(ctx_key)
@@ -79,11 +87,13 @@ def provision_batch(ctx_key: str, names: list[str], pass_no: int) -> list[HostOu
     _log(outcomes)
     transient = [o.host for o in outcomes if o.result is Result.TRANSIENT]
     if transient:
-        raise provisioning.TransientHosts(transient)
+        raise provisioning.TransientHosts(transient, [o.host for o in outcomes if o.result is Result.TRANSIENT
+                                                      and o.detail == "unreachable"])
     return batch_state(outcomes)
 
 
 @task(cache_policy=NO_CACHE, **RETRIES)
+@stops_when_state_is_lost
 def remediate_batch(ctx_key: str, names: list[str]) -> list[HostOutcome]:
     """A retried batch continues its hosts where the store has them (remediating hosts resume)."""
     ctx = lookup(ctx_key)
@@ -147,82 +157,145 @@ def _batch_name(stage: str, batch: list[str]) -> str:
 
 
 def run_batches(ctx: WaveContext, stage: str, names: list[str], submit: Callable, *, batch_size: int,
-                check_halt: bool = True, on_failed_batch: Callable[[list[str]], None] | None = None) -> str | None:
+                check_halt: bool = True, on_failed_batch: Callable[[list[str], BaseException], None] | None = None,
+                take_over: bool = True) -> str | None:
     """Hand batches to the task runner as hosts finish, update the stage's progress artifact, and stop
     handing out once the wave is halted. Returns the halt reason, if any. (Discovery records facts, not
-    failures: it does not check the halt, which would only re-read an earlier run's failures.)"""
-    logger = get_run_logger()
+    failures: it does not check the halt, which would only re-read an earlier run's failures.) With
+    `take_over`, hosts another worker held are offered again once it released them or its lease ran out
+    (discovery does not wait: a host another worker is reading needs no second reading). The state database
+    gone past its bound raises StateUnavailable here, after the batches in flight ended."""
     view = view_for(ctx)
     view.stage_started(stage, len(names))
     if not names:
-        logger.info("%s: no host to work on", stage)
+        get_run_logger().info("%s: no host to work on", stage)
         view.stage_finished(stage, None)
         return None
-    batches = [names[i:i + batch_size] for i in range(0, len(names), batch_size)]
-    most_batches = batches_in_flight(ctx, batch_size)
-    queued_enough = 2 * ctx.wave.max_concurrency  # hosts handed out but unfinished before we hold back
-    queue = deque(batches)
-    running: dict[cf.Future, tuple[object, list[str]]] = {}
-    finished = 0
-    halted = None
-    while queue or running:
-        while queue and len(running) < most_batches and ctx.unfinished_hosts < queued_enough and not halted:
-            batch = queue.popleft()
-            ctx.batch_started(batch)
-            fut = submit(_batch_name(stage, batch), batch)
-            running[fut.wrapped_future] = (fut, batch)
-        if not running:
-            break
-        # wake on a finished batch, or every half second to hand out more hosts as stuck batches idle
-        done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
-        for raw in done:
-            fut, batch = running.pop(raw)
-            ctx.batch_finished(batch)
-            result = fut.result(raise_on_failure=False)
-            if isinstance(result, BaseException):
-                logger.warning("%s: a batch of %d hosts failed after retries: %s", stage, len(batch), result)
-                if on_failed_batch:
-                    on_failed_batch(batch)
-            elif isinstance(result, list):
-                view.hosts_answered(result)
-            finished += len(batch)
-        view.stage_progress(stage, finished)
-        if check_halt and not halted:
-            halted = halt_reason(ctx)
-            if halted:
-                not_started = sum(len(b) for b in queue)
-                logger.error("wave %s halted in %s: %s; %d host(s) not started", ctx.wave.name, stage, halted,
-                             not_started)
-                ctx.store.record_wave_event(ctx.wave.name, stage=stage, action="halt", outcome="halted",
-                                            evidence={"reason": halted, "not_started": not_started},
-                                            flow_run_id=ctx.flow_run_id)
-    view.stage_finished(stage, halted)
-    return halted
+    run = _BatchRun(ctx, stage, submit, batch_size, check_halt, on_failed_batch)
+    todo = names
+    while todo:
+        run.queue.extend(todo[i:i + batch_size] for i in range(0, len(todo), batch_size))
+        run.drain()
+        todo = run.take_leased_elsewhere() if take_over else []
+        if todo and not run.halted and not run.lost:
+            from tasks.steps.leases import wait_until_free
+
+            todo = wait_until_free(ctx.store, ctx.wave.name, todo, ctx.worker, say=get_run_logger().info)
+    view.stage_finished(stage, run.halted)
+    if run.lost:
+        raise run.lost
+    return run.halted
+
+
+class _BatchRun:
+    """One stage's batches in flight: submitted while the host pool wants work, results taken as they end."""
+
+    def __init__(self, ctx: WaveContext, stage: str, submit: Callable, batch_size: int, check_halt: bool,
+                 on_failed_batch):
+        self.ctx, self.stage, self.submit, self.check_halt, self.on_failed_batch = \
+            ctx, stage, submit, check_halt, on_failed_batch
+        self.most_batches = batches_in_flight(ctx, batch_size)
+        self.queued_enough = 2 * ctx.wave.max_concurrency  # hosts handed out but unfinished before we hold back
+        self.queue: deque[list[str]] = deque()
+        self.running: dict[cf.Future, tuple[object, list[str]]] = {}
+        self.finished = 0
+        self.halted: str | None = None
+        self.lost: BaseException | None = None  # StateUnavailable from a batch: the run stops
+        self.leased_elsewhere: list[str] = []
+
+    def drain(self) -> None:
+        ctx = self.ctx
+        while self.queue or self.running:
+            while (self.queue and len(self.running) < self.most_batches and ctx.unfinished_hosts < self.queued_enough
+                   and not self.halted and not self.lost):
+                batch = self.queue.popleft()
+                ctx.batch_started(batch)
+                fut = self.submit(_batch_name(self.stage, batch), batch)
+                self.running[fut.wrapped_future] = (fut, batch)
+            if not self.running:
+                break
+            # wake on a finished batch, or every half second to hand out more hosts as stuck batches idle
+            done, _ = cf.wait(list(self.running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            for raw in done:
+                fut, batch = self.running.pop(raw)
+                ctx.batch_finished(batch)
+                self.took(batch, fut.result(raise_on_failure=False))
+            if self.lost:
+                continue  # no store to read: let the batches in flight end, then raise
+            view_for(ctx).stage_progress(self.stage, self.finished)
+            if not self.halted:
+                self.check()
+
+    def took(self, batch: list[str], result) -> None:
+        logger = get_run_logger()
+        self.finished += len(batch)
+        if isinstance(result, StateUnavailable):
+            self.lost = self.lost or result
+        elif isinstance(result, provisioning.TransientHosts):
+            logger.warning("%s: a batch of %d hosts failed after retries: %s", self.stage, len(batch), result)
+            if self.on_failed_batch and not self.lost:
+                self.on_failed_batch(batch, result)
+        elif isinstance(result, BaseException):
+            # not the hosts' doing (Prefect's API away, a bug): they stay as the store has them; the next run
+            # continues them
+            logger.error("%s: a batch of %d hosts (%s …) failed: %r; its hosts stay as the store has them",
+                         self.stage, len(batch), batch[0], result)
+        elif isinstance(result, list):
+            view_for(self.ctx).hosts_answered(result)
+            self.leased_elsewhere += [o.host for o in result if o.result is Result.LEASED_ELSEWHERE]
+
+    def check(self) -> None:
+        ctx = self.ctx
+        self.halted = ctx.outage or (halt_reason(ctx) if self.check_halt else None)
+        if self.halted:
+            not_started = sum(len(b) for b in self.queue)
+            self.queue.clear()
+            get_run_logger().error("wave %s %s in %s: %s; %d host(s) not started", ctx.wave.name,
+                                   "stopped" if ctx.outage else "halted", self.stage, self.halted, not_started)
+            ctx.store.record_wave_event(ctx.wave.name, stage=self.stage, action="halt",
+                                        outcome="stopped" if ctx.outage else "halted",
+                                        evidence={"reason": self.halted, "not_started": not_started},
+                                        flow_run_id=ctx.flow_run_id)
+
+    def take_leased_elsewhere(self) -> list[str]:
+        todo, self.leased_elsewhere = self.leased_elsewhere, []
+        return todo
 
 
 # -- stages as subflows, so the operator sees each in the UI ------------------------------------
 
 @flow(name="discovery")
+@stops_when_state_is_lost
 def discovery_stage(ctx_key: str) -> str | None:
     ctx = lookup(ctx_key)
     names = discovery_order(ctx, stage_hosts(ctx, "discovery", ctx.selected))
     return run_batches(ctx, "discovery", names,
                        lambda label, b: discover_batch.with_options(task_run_name=label).submit(ctx_key, b),
-                       batch_size=ctx.wave.batch_size, check_halt=False)
+                       batch_size=ctx.wave.batch_size, check_halt=False, take_over=False)
 
 
 @flow(name="provision-pass")
+@stops_when_state_is_lost
 def pass_stage(ctx_key: str, pass_no: int) -> str | None:
     ctx = lookup(ctx_key)
     stage = f"pass{pass_no}"
     names = stage_hosts(ctx, stage, ctx.selected)
+    retries = batch_retries(ctx.inv.outages.provisioning_retry_for)
+
+    def gave_up(batch: list[str], exc: provisioning.TransientHosts) -> None:
+        provisioning.give_up_transient(ctx, batch, pass_no, exc.unreachable)
+        if exc.unreachable and not ctx.outage:  # the server itself is away: the stage stops handing out hosts
+            ctx.outage = provisioning_outage(ctx.inv.provisioning.url, ctx.inv.outages.provisioning_retry_for,
+                                             exc.unreachable)
+
     return run_batches(ctx, stage, names,
-                       lambda label, b: provision_batch.with_options(task_run_name=label).submit(ctx_key, b, pass_no),
-                       batch_size=ctx.wave.batch_size,
-                       on_failed_batch=lambda b: provisioning.give_up_transient(ctx, b, pass_no))
+                       lambda label, b: provision_batch.with_options(task_run_name=label, **retries).submit(
+                           ctx_key, b, pass_no),
+                       batch_size=ctx.wave.batch_size, on_failed_batch=gave_up)
 
 
 @flow(name="remediation")
+@stops_when_state_is_lost
 def remediation_stage(ctx_key: str) -> str | None:
     ctx = lookup(ctx_key)
     names = stage_hosts(ctx, "remediate", ctx.selected)

@@ -326,6 +326,29 @@ class _ApiHTTPServer(ThreadingHTTPServer):
     def server_bind(self):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+        self.open_connections: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    # a stopped server must not go on answering on kept-alive connections: a server (or gateway) that goes
+    # away resets them, so stop() shuts down every connection it still holds
+    def process_request(self, request, client_address):
+        with self._open_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._open_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        with self._open_lock:
+            conns = list(self.open_connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class ApiService:
@@ -345,7 +368,10 @@ class ApiService:
         return self
 
     def stop(self) -> None:
-        self.httpd.stop_event.set()
+        # listener first, then the connections it holds (a request in flight loses its answer, as when a server
+        # or its gateway goes away mid-request), then wake the handlers still sleeping out their latency
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.drop_connections()
+        self.httpd.stop_event.set()
         self._thread.join(timeout=5)

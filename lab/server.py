@@ -132,6 +132,19 @@ class LabServer:
             self._tmp.cleanup()
             self._tmp = None
 
+    # -------------------------------------------------------------- outages of the new server
+    def stop_api(self) -> None:
+        """The provisioning server (and its gateway) goes away: its port refuses connections until
+        start_api(). The devices, their SSH and WS-Management stay up; the fleet keeps its state."""
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+
+    def start_api(self) -> None:
+        """The provisioning server comes back on the same port, with the same fleet behind it."""
+        if self.api is None:
+            self.api = ApiService(self.fleet, self.http_port).start()
+
     def __enter__(self) -> "LabServer":
         return self.start()
 

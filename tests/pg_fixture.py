@@ -146,14 +146,20 @@ class PgCluster:
         # trust for 127.0.0.1 only (initdb --auth=trust already wrote it; be explicit for readers)
         with open(self.datadir / "pg_hba.conf", "w") as f:
             f.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
-        log = open(self.dir / "postgres.log", "wb")
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
+        """Start the postmaster in its own session (with a reaper) and wait until it accepts connections."""
+        log = open(self.dir / "postgres.log", "ab")
         self.proc = subprocess.Popen(
-            [*run_as, str(self.bindir / "postgres"), "-D", str(self.datadir), "-k", str(self.sockdir),
+            [*_run_as(), str(self.bindir / "postgres"), "-D", str(self.datadir), "-k", str(self.sockdir),
              "-p", str(self.port), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
              "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", f"TimeZone={PG_TIMEZONE}",
              "-c", "max_connections=200"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        stop_reaper(self.reaper)
         self.reaper = start_reaper(self.proc.pid, signal.SIGINT, self.dir)  # SIGINT: postgres' fast shutdown
         deadline = time.monotonic() + 60
         while True:
@@ -167,7 +173,28 @@ class PgCluster:
                     self.stop()
                     raise RuntimeError(f"postgres did not accept connections in 60 s:\n{self.log_tail()}") from None
                 time.sleep(0.1)
-        return self
+
+    # -- outages (tests/test_outages_*.py): the server goes away with clients connected, and comes back
+    def stop_server(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m MODE -w`: fast rolls back open transactions and disconnects every client; the
+        cluster's files stay for start_server()."""
+        if self.proc is None:
+            return
+        res = subprocess.run([*_run_as(), str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", mode,
+                              "-w", "-t", "60"], capture_output=True, text=True, timeout=90)
+        if res.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop -m {mode} failed: {res.stdout}{res.stderr}")
+        self.proc.wait(30)
+
+    def start_server(self) -> None:
+        """The same postgres command line again, on the same port and data directory."""
+        self._launch()
+
+    def restart(self, mode: str = "fast") -> None:
+        """What `pg_ctl restart -m fast` does (stop in that mode, start with the same options again), with the
+        new postmaster kept as this fixture's child so teardown and the reaper still stop it."""
+        self.stop_server(mode)
+        self.start_server()
 
     def log_tail(self, n: int = 30) -> str:
         try:

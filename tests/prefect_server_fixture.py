@@ -114,12 +114,14 @@ def server_env(home: Path, port: int) -> dict[str, str]:
     return env
 
 
-def start_server(home: Path, timeout: float = START_TIMEOUT) -> tuple[subprocess.Popen, PrefectServer]:
+def start_server(home: Path, timeout: float = START_TIMEOUT, port: int | None = None
+                 ) -> tuple[subprocess.Popen, PrefectServer]:
+    """A server on `port` (default: a free one); again on the same home and port = the same server restarted."""
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = server_env(home, port)
     log = home / "server.log"
-    with open(log, "wb") as fh:
+    with open(log, "ab") as fh:
         proc = subprocess.Popen(PREFECT + ["server", "start", "--host", "127.0.0.1", "--port", str(port),
                                            "--analytics-off", "--ui"],
                                 cwd=home, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)

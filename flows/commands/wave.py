@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from flows.commands.base import (EXIT_HOSTS_LEFT, EXIT_WAITING, STAGE_CHOICES, _check_choices, _check_wave,
+from flows.commands.base import (EXIT_BAD_INPUT, EXIT_HOSTS_LEFT, EXIT_WAITING, STAGE_CHOICES, _check_choices, _check_wave,
                                  _emit_rows, _load, _open_store, _valid_filters, app, err, fail, out)
 from tasks.inventory.model import Inventory
 
@@ -48,9 +48,19 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
 
     from flows import terminal
 
-    with tags(f"wave:{wave}", f"inventory:{inv.name}"), terminal.progress(out):
-        final = migrate_wave(str(inventory.resolve()), wave, inventory_name=inv.name, selection=selection,
-                             state=state, return_state=True)
+    try:
+        with tags(f"wave:{wave}", f"inventory:{inv.name}"), terminal.progress(out):
+            final = migrate_wave(str(inventory.resolve()), wave, inventory_name=inv.name, selection=selection,
+                                 state=state, return_state=True)
+    except Exception as exc:  # its Prefect server gone past the client's retries: a clean stop (flows/outages.py)
+        from rich.markup import escape
+
+        from flows.outages import prefect_api_lost, stopped_message
+
+        lost = prefect_api_lost(exc)
+        if lost is None:
+            raise
+        fail(escape(f"Stopped: {stopped_message(lost, str(inventory), wave)}"))
     report = None
     try:
         report = final.result(raise_on_failure=False)
@@ -73,6 +83,8 @@ def run_wave(inventory: Path, wave: str, *, selection: dict | None = None, state
         return EXIT_WAITING
     if final.is_completed():
         return 0
+    if (final.name or "").startswith("Stopped:"):  # its own infrastructure went away mid-run (flows/outages.py)
+        return EXIT_BAD_INPUT
     return EXIT_HOSTS_LEFT if (final.name or "").startswith("Completed with") else 1
 
 

@@ -22,9 +22,15 @@ class LabProvisioner:
     def provision(self, host: Host) -> ProvisionOutcome:
         try:
             resp = self._client.post("/api/v1/provision", json={"host": host.name, "profile": self.profile})
-        except httpx.TransportError as exc:
-            return ProvisionOutcome(False, "server_error", f"provisioning server unreachable: {type(exc).__name__}",
-                                    transient=True)
+        except httpx.TransportError as exc:  # refused, reset, timed out: no answer about the host at all
+            return ProvisionOutcome(False, "server_unreachable",
+                                    f"provisioning server {self.url} unreachable: {type(exc).__name__}", transient=True)
+        if resp.status_code in (502, 504):
+            # a gateway answering for a server it could not reach (RFC 9110 15.6.3/15.6.5): the server itself is
+            # away, as when it refuses connections; a 500/503 is the server's own answer about this request
+            return ProvisionOutcome(False, "server_unreachable",
+                                    f"provisioning server {self.url}: its gateway answered {resp.status_code}",
+                                    transient=True, evidence={"http_status": resp.status_code})
         if resp.status_code >= 500:
             return ProvisionOutcome(False, "server_error", f"provisioning server answered {resp.status_code}",
                                     transient=True, evidence={"http_status": resp.status_code})

@@ -16,7 +16,8 @@ from tasks.inventory.model import Host, Inventory
 @dataclass(frozen=True)
 class ProvisionOutcome:
     ok: bool
-    error_code: str | None = None  # internal_error | device_unreachable | unreachable | auth_failed | server_error | suffix_*
+    error_code: str | None = None  # internal_error | device_unreachable | unreachable | auth_failed | server_error
+    #                               | server_unreachable (no answer at all: the run's own outage) | suffix_*
     message: str = ""
     transient: bool = False  # worth retrying the same request later (server busy/down)
     evidence: dict = field(default_factory=dict)
@@ -28,7 +29,7 @@ class ProvisionOutcome:
     def reached_device(self) -> bool:
         """Did the attempt reach AMT? Only then did it reopen the interface window."""
         return self.error_code not in ("device_unreachable", "unreachable", "auth_failed", "tool_error",
-                                       "config_error", "already_activated")
+                                       "config_error", "already_activated", "server_unreachable")
 
 
 @runtime_checkable

@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr
 from tasks.inventory.fields import RateText, Slug, _Model
 from tasks.inventory.sections import (Credentials, Defaults, DhcpScope, Host, HostToolsSection, Provisioning, Wave,
                                       Window, plain_name, selector_matches)
+from tasks.inventory.outages import Outages
 from tasks.inventory.yaml_source import Problem
 
 
@@ -22,6 +23,7 @@ class Inventory(_Model):
     dhcp_scopes: list[DhcpScope] = []
     defaults: Defaults = Defaults()
     host_tools: HostToolsSection = HostToolsSection()
+    outages: Outages = Outages()  # riding through the run's own infrastructure going away (tasks/inventory/outages.py)
     hosts: list[Host] = Field(min_length=1)
     waves: list[Wave] = []
     technicians: dict[Slug, RateText] = {}  # MEBx visits a site's technicians make, e.g. {site-a: 6/day}

@@ -36,7 +36,7 @@ class WaveContext:
     renew_settle: float = 10.0  # how long a read-back waits for an asynchronous renew's lease (renew_check)
     selected: set[str] | None = None  # a rerun's fixed subset; None = a plain run
     worker: str = field(default_factory=worker_id)  # this run's name in host leases
-    lease_ttl: timedelta = timedelta(minutes=15)  # a dead worker's hosts are free again after this
+    lease_ttl: timedelta = timedelta(minutes=15)  # a lost worker's hosts are free again after this (outages.lease_ttl)
     from_stage: str = "discovery"
     start_at: dict[str, str] | None = None  # a rerun: the stage each selected host starts at
     restrict: set[str] | None = None  # a shard's hosts (child run of a sharded wave)
@@ -44,6 +44,9 @@ class WaveContext:
     # is retried whole when some of its hosts met server errors: these are not asked again, and
     # giving up on the batch must not relabel them server_error.
     _answered: dict[int, set[str]] = field(default_factory=lambda: {1: set(), 2: set()})
+    # the run's own infrastructure went away past its bound (provisioning server unreachable): what, said once;
+    # the stage stops handing out hosts and the run ends "Stopped: ..." (exit 2), every host as it stood
+    outage: str | None = None
 
     def __post_init__(self) -> None:
         # one pool of max_concurrency threads for every host step of the run, whatever batch it is in
@@ -51,6 +54,9 @@ class WaveContext:
         self._unfinished: dict[str, int] = {}  # batch (its first host) -> hosts not finished yet
         self._unfinished_lock = threading.Lock()
         self.hosts_by_name = {h.name: h for h in self.inv.wave_hosts(self.wave)}
+        from tasks.steps.leases import LeaseKeeper
+
+        self.lease_keeper = LeaseKeeper(self.store, self.wave.name, self.worker, self.lease_ttl)
 
     # hosts handed to batches and not finished yet: the flow submits more batches only while this is
     # low, so the pool always has work queued but never thousands of idle batch threads. Counted per
@@ -114,6 +120,7 @@ class WaveContext:
                            self.legacy_password.reveal(), timeout=20.0)
 
     def close(self) -> None:
+        self.lease_keeper.stop()
         self.host_pool.shutdown(wait=False, cancel_futures=True)
         self.provisioner.close()
 
@@ -149,7 +156,7 @@ def build_context(inv: Inventory, wave: str, store: StateStore, *, flow_run_id: 
         unavailable["legacy_amt"] = "no credentials.legacy_amt in the inventory"
     provisioner = make_provisioner(inv, ssh_runner)
     return WaveContext(inv, inv.wave(wave), store, provisioner, ssh_runner, password, unavailable,
-                       flow_run_id=flow_run_id)
+                       flow_run_id=flow_run_id, lease_ttl=inv.outages.lease_ttl)
 
 
 def register(ctx: WaveContext) -> str:

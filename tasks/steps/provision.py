@@ -17,6 +17,7 @@ from tasks.inventory.model import Host
 from tasks.rules.suffix import AmtVersion, InvalidValue
 from tasks.steps.context import WaveContext
 from tasks.steps.outcome import HostOutcome, Result
+from tasks.store.state import StateUnavailable
 
 log = logging.getLogger("amt_migrate")
 
@@ -50,11 +51,16 @@ def next_step_for(cause: Cause, evidence: dict | None) -> str:
 
 
 class TransientHosts(Exception):
-    """Some hosts met a transient server problem; raising lets Prefect retry the batch with backoff."""
+    """Some hosts met a transient server problem; raising lets Prefect retry the batch with backoff.
+    `unreachable`: those for which the server did not answer at all (an outage of the run's own
+    infrastructure, retried for outages.provisioning_retry_for), as against a 5xx answer for that host."""
 
-    def __init__(self, hosts: list[str]):
+    def __init__(self, hosts: list[str], unreachable: list[str] | None = None):
         self.hosts = hosts
-        super().__init__(f"{len(hosts)} host(s) met a transient provisioning-server error: {', '.join(hosts[:10])}")
+        self.unreachable = list(unreachable or [])
+        what = "could not reach the provisioning server" if self.unreachable else \
+            "met a transient provisioning-server error"
+        super().__init__(f"{len(hosts)} host(s) {what}: {', '.join(hosts[:10])}")
 
 
 def host_version(host: Host, evidence: dict | None) -> AmtVersion:
@@ -136,9 +142,13 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
             return routed
     now = ctx.now()
     if outcome.transient:
-        store.record(wave, name, stage=stage, action="provision", outcome="transient", cause=Cause.SERVER_ERROR,
-                     evidence={"server_message": outcome.message, **outcome.evidence}, flow_run_id=ctx.flow_run_id)
-        return HostOutcome(name, Result.TRANSIENT, Cause.SERVER_ERROR)
+        # the host's status and cause stay what they were: the event says this run could not get an answer
+        unreachable = outcome.error_code == "server_unreachable"
+        store.record(wave, name, stage=stage, action="provision", outcome="not asked" if unreachable else "transient",
+                     cause=Cause.SERVER_ERROR, evidence={"run_problem" if unreachable else "server_message":
+                                                         outcome.message, **outcome.evidence},
+                     flow_run_id=ctx.flow_run_id)
+        return HostOutcome(name, Result.TRANSIENT, Cause.SERVER_ERROR, detail="unreachable" if unreachable else "")
     reached = outcome.reached_device
     closes = now + ctx.inv.window.interface_open if reached else None  # every attempt reopens the window
     if outcome.ok:
@@ -151,14 +161,15 @@ def provision_host(ctx: WaveContext, name: str, pass_no: int) -> HostOutcome:
             return out
     status = Status.UNSUPPORTED if c.cause == Cause.UNSUPPORTED_VERSION else Status.FAILED
     store.transition(wave, name, status, stage=stage, action="provision", outcome="failed", cause=c.cause,
-                     evidence={**c.as_evidence(), **outcome.evidence}, attempted=reached, window_closes_at=closes,
+                     evidence={**c.as_evidence(), "run_problem": None, **outcome.evidence}, attempted=reached,
+                     window_closes_at=closes,
                      next_step=next_step_for(c.cause, c.evidence), flow_run_id=ctx.flow_run_id)
     ctx.answered(pass_no).add(name)
     return HostOutcome(name, Result(status.value), c.cause)
 
 
 def _provisioned(ctx: WaveContext, name: str, stage: str, pass_no: int, outcome, closes) -> HostOutcome:
-    evidence = {"server_message": outcome.message, **outcome.evidence}
+    evidence = {"server_message": outcome.message, "run_problem": None, **outcome.evidence}
     if outcome.warning:  # what AMT and the new server read back overruled what the tool said: in the history
         evidence["warning"] = outcome.warning
         log.warning("%s: provisioned, with a warning: %s", name, outcome.warning)
@@ -266,21 +277,25 @@ def still_wanted(ctx: WaveContext, stage: str, rec) -> bool:
                  start=(ctx.start_at or {}).get(rec.host))
 
 
-def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> None:
-    """After Prefect's retries are spent, a host still meeting server errors is failed(server_error)."""
+def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int, unreachable: Iterable[str] = ()) -> None:
+    """After Prefect's retries are spent, a host still meeting server errors is failed(server_error); one the
+    server never answered for (`unreachable`: the run's own outage) keeps its status and cause."""
+    unreachable = set(unreachable)
     for name in names:
         if name in ctx.answered(pass_no):
             continue
         rec = ctx.store.get(ctx.wave.name, name)
         if rec.status in (Status.PROVISIONED, Status.UNSUPPORTED, Status.REMEDIATING):
             continue
-        if rec.status != Status.PENDING:
-            # the run's own infrastructure failed, not the host: its recorded status and cause (auth_failed,
-            # remediated, needs_mebx, ...) still say what is true of it; the event says this run could not ask
+        if rec.status != Status.PENDING or name in unreachable:
+            # the run's own infrastructure failed, not the host: its recorded status and cause (pending,
+            # auth_failed, remediated, needs_mebx, ...) still say what is true of it; the event says this run
+            # could not ask
+            why = ("provisioning server did not answer within outages.provisioning_retry_for" if name in unreachable
+                   else "provisioning server kept failing after retries")
             ctx.store.record(ctx.wave.name, name, stage=f"pass{pass_no}", action="provision", outcome="not asked",
                              cause=Cause.SERVER_ERROR,
-                             evidence={"run_problem": "provisioning server kept failing after retries; "
-                                                      "the host's status and cause are unchanged"},
+                             evidence={"run_problem": f"{why}; the host's status and cause are unchanged"},
                              flow_run_id=ctx.flow_run_id)
             continue
         ctx.store.transition(ctx.wave.name, name, Status.FAILED, stage=f"pass{pass_no}", action="provision",
@@ -291,32 +306,43 @@ def give_up_transient(ctx: WaveContext, names: Iterable[str], pass_no: int) -> N
 
 def run_hosts(names: list[str], step: Callable[[str], HostOutcome], pool: ThreadPoolExecutor) -> list[HostOutcome]:
     """Run a per-host step for a batch on the wave's shared host pool; an unexpected exception is
-    that host's outcome, not the batch's.
+    that host's outcome, not the batch's — except the state database gone past its bound, which stops the
+    batch (and the run): no host is worked on that could not be recorded.
 
     The pool (max_concurrency threads) is shared by every batch of the wave: it, not the batch,
     bounds hosts in flight, so a batch waiting on one dead host never leaves the others idle.
     """
+    lost: list[StateUnavailable] = []
 
     def guarded(name: str) -> HostOutcome:
         try:
             return step(name)
+        except StateUnavailable as exc:  # the run's outage, not this host's: no traceback per host
+            lost.append(exc)
+            return HostOutcome(name, Result.ERROR, detail="state database unavailable")
         except Exception as exc:  # noqa: BLE001 - one host's bug must not sink its batch
             log.exception("%s: unexpected error", name)
             return HostOutcome(name, Result.ERROR, detail=type(exc).__name__)
 
     futures = [pool.submit(guarded, name) for name in names]
-    return [f.result() for f in futures]
+    outcomes = [f.result() for f in futures]
+    if lost:
+        raise lost[0]
+    return outcomes
 
 
 def run_leased(ctx: WaveContext, names: list[str], step: Callable[[str], HostOutcome]) -> list[HostOutcome]:
     """Claim the batch's hosts in the store first, so two runs or workers on one wave never work
-    the same host at once; a host another live worker holds is left to it."""
+    the same host at once; a host another live worker holds is left to it (the stage offers it again
+    once that worker released it or its lease ran out: flows/stages.py)."""
     claimed = ctx.store.lease(ctx.wave.name, names, ctx.worker, ctx.lease_ttl)
+    ctx.lease_keeper.start()
     outcomes = [HostOutcome(n, Result.LEASED_ELSEWHERE) for n in names if n not in claimed]
     if names:
         ctx.hosts_done(names, len(names) - len(claimed))
     try:
         outcomes += run_hosts([n for n in names if n in claimed], ctx.counted(names, step), ctx.host_pool)
     finally:
-        ctx.store.release(ctx.wave.name, claimed, ctx.worker)
+        if not ctx.store.guard.tripped:  # a store that is gone can't release: the leases run out instead
+            ctx.store.release(ctx.wave.name, claimed, ctx.worker)
     return outcomes

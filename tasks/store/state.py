@@ -9,106 +9,31 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import socket
 import sqlite3
-import time
-import uuid
-from collections.abc import Iterable, Iterator
 import threading
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from sqlalchemy import (
-    bindparam,
-    JSON,
-    DateTime,
-    Index,
-    Integer,
-    String,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from tasks.rules.host_state import Cause, IllegalTransition, Status, check_transition
+from tasks.store.leases import LeaseMixin, worker_id
+from tasks.store.outage import OutageGuard, StateError, StateUnavailable
+from tasks.store.tables import _Base, _EventRow, _HostRow, _Meta, _aware, utcnow
 
 SCHEMA_VERSION = 1
-
-
-class StateError(Exception):
-    """The store can't be opened or used (bad URL, newer schema, unreachable database)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive, PostgreSQL in its session's TimeZone; everything here is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    if value is not None and value.utcoffset() != timedelta(0):
-        return value.astimezone(timezone.utc)
-    return value
+STATE_RETRY_FOR = timedelta(minutes=2)  # the inventory's outages.state_retry_for overrides it for a run
 
 
 def _lock_key(name: str) -> int:
     """A stable signed 64-bit key for pg_advisory_xact_lock."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class _Meta(_Base):
-    __tablename__ = "amtmig_meta"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(256))
-
-
-class _HostRow(_Base):
-    __tablename__ = "amtmig_hosts"
-    __table_args__ = (UniqueConstraint("wave", "host"), Index("ix_hosts_wave_status", "wave", "status"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    wave: Mapped[str] = mapped_column(String(128))
-    host: Mapped[str] = mapped_column(String(253))
-    address: Mapped[str] = mapped_column(String(253), default="")
-    status: Mapped[str] = mapped_column(String(32), default=Status.PENDING.value)
-    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    provisioned_in_pass: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    window_closes_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    next_step: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    last_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class _EventRow(_Base):
-    __tablename__ = "amtmig_events"
-    __table_args__ = (Index("ix_events_host", "host"), Index("ix_events_wave", "wave"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    wave: Mapped[str] = mapped_column(String(128))
-    host: Mapped[str] = mapped_column(String(253))
-    stage: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(32))
-    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    status_before: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    status_after: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    flow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -186,14 +111,15 @@ def _switch_to_wal(cur, timeout: float = 60.0) -> None:
 _READ_ONLY = "amtmig_read_only"  # an execution option: this connection only reads
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
-    """WAL + immediate transactions: concurrent writers queue instead of failing with 'database is locked'."""
+def _sqlite_pragmas(engine: Engine, busy_seconds: float) -> None:
+    """WAL + immediate transactions: concurrent writers queue instead of failing with 'database is locked'.
+    Another process holding the file locked longer than the run's state bound is a stop (tasks/store/outage.py)."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={max(1000, int(busy_seconds * 1000))}")
         _switch_to_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -204,11 +130,12 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-class StateStore:
+class StateStore(LeaseMixin):
     """Per-host status with a legal-transition guard, and the history that explains it."""
 
-    def __init__(self, url: str, *, create: bool = True):
+    def __init__(self, url: str, *, create: bool = True, retry_for: timedelta = STATE_RETRY_FOR):
         self.url = url
+        self.retry_for = retry_for.total_seconds()
         try:
             if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
                 path = url[len("sqlite:///"):]
@@ -233,7 +160,10 @@ class StateStore:
         # handler, which sleeps up to 100 ms per retry and starved a 10,000-host wave of throughput.
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         if self.engine.dialect.name == "sqlite":
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine, self.retry_for)
+        # a restart or failover of the database mid-run: every read and write is retried for retry_for, then
+        # the store trips and the run stops naming it (tasks/store/outage.py)
+        self.guard = OutageGuard(f"state database {self._safe_url()}", self.retry_for)
         self._session = sessionmaker(self.engine, expire_on_commit=False)  # writes: see _tx
         self._read = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
         # statements built once: building them per write cost more CPU than the writes themselves
@@ -244,6 +174,9 @@ class StateStore:
             self._select_host = self._select_host.with_for_update()
         self._update_host = update(hosts).where(hosts.c.id == bindparam("rid"))
         self._insert_event = _EventRow.__table__.insert()
+        events = _EventRow.__table__
+        self._event_at = select(events.c.id).where(events.c.wave == bindparam("w"), events.c.host == bindparam("h"),
+                                                   events.c.at == bindparam("at"))
         self._prepare(create)
 
     def _safe_url(self) -> str:
@@ -295,46 +228,60 @@ class StateStore:
         with self._write_lock, self._session.begin() as session:
             yield session
 
+    def _retry(self, fn):
+        """One transaction, retried while the database is away (reads and idempotent writes only)."""
+        return self.guard.run(lambda _retrying: fn())
+
     # -- writes ------------------------------------------------------------------------------
     def ensure_hosts(self, wave: str, hosts: Iterable[tuple[str, str]]) -> int:
         """Add missing (host, address) rows as pending; existing rows keep their status. Returns rows added."""
         hosts = list(hosts)
-        with self._tx() as s:
-            self._pg_lock(s, f"enrol:{wave}")  # workers enrolling one wave at once: no duplicate-key failure
-            existing = set(s.execute(select(_HostRow.host).where(_HostRow.wave == wave)).scalars())
-            new = [(h, a) for h, a in hosts if h not in existing]
-            now = utcnow()
-            if new:
-                s.execute(_HostRow.__table__.insert(), [
-                    {"wave": wave, "host": h, "address": a, "status": Status.PENDING.value, "attempts": 0, "updated_at": now}
-                    for h, a in new
-                ])
-                s.execute(_EventRow.__table__.insert(), [
-                    {"at": now, "wave": wave, "host": h, "stage": "plan", "action": "enrol", "outcome": "ok",
-                     "status_after": Status.PENDING.value}
-                    for h, _ in new
-                ])
-        return len(new)
+
+        def enrol() -> int:
+            with self._tx() as s:
+                self._pg_lock(s, f"enrol:{wave}")  # workers enrolling one wave at once: no duplicate-key failure
+                existing = set(s.execute(select(_HostRow.host).where(_HostRow.wave == wave)).scalars())
+                new = [(h, a) for h, a in hosts if h not in existing]
+                now = utcnow()
+                if new:
+                    s.execute(_HostRow.__table__.insert(), [
+                        {"wave": wave, "host": h, "address": a, "status": Status.PENDING.value, "attempts": 0,
+                         "updated_at": now} for h, a in new])
+                    s.execute(_EventRow.__table__.insert(), [
+                        {"at": now, "wave": wave, "host": h, "stage": "plan", "action": "enrol", "outcome": "ok",
+                         "status_after": Status.PENDING.value} for h, _ in new])
+            return len(new)
+
+        return self._retry(enrol)
 
     def _write_host(self, wave: str, host: str, change) -> HostRecord:
         """Read one host row, let `change(row)` return (row updates, event values), write both at once.
 
         SQLAlchemy Core rather than the ORM: these are the hot writes of a 10,000-host wave and the
-        ORM's per-transaction overhead (~2 ms CPU) made the store the wave's bottleneck.
+        ORM's per-transaction overhead (~2 ms CPU) made the store the wave's bottleneck. Retried while the
+        database is away; a retry first looks for its own event (same host, same timestamp): a try whose
+        COMMIT went through but whose answer was lost is not written twice.
         """
-        with self._write_lock, self.engine.begin() as conn:
-            row = conn.execute(self._select_host, {"w": wave, "h": host}).mappings().one_or_none()
-            if row is None:
-                raise KeyError(f"{host} is not in wave {wave} in this state store")
-            updates, event_values = change(row)
-            now = utcnow()
-            updates["updated_at"] = now
-            conn.execute(self._update_host, {"rid": row["id"], **updates})
-            conn.execute(self._insert_event, {"at": now, "wave": wave, "host": host, **event_values})
-        merged = {**row, **updates}
-        return HostRecord(merged["wave"], merged["host"], merged["address"], merged["status"], merged["cause"],
-                          merged["provisioned_in_pass"], _aware(merged["window_closes_at"]), merged["attempts"],
-                          merged["evidence"], merged["next_step"], _aware(merged["updated_at"]), merged["last_stage"])
+        now = utcnow()
+
+        def write(retrying: bool) -> HostRecord:
+            with self._write_lock, self.engine.begin() as conn:
+                if retrying and conn.execute(self._event_at, {"w": wave, "h": host, "at": now}).first():
+                    return HostRecord._of(conn.execute(self._get_host, {"w": wave, "h": host}).one())
+                row = conn.execute(self._select_host, {"w": wave, "h": host}).mappings().one_or_none()
+                if row is None:
+                    raise KeyError(f"{host} is not in wave {wave} in this state store")
+                updates, event_values = change(row)
+                updates["updated_at"] = now
+                conn.execute(self._update_host, {"rid": row["id"], **updates})
+                conn.execute(self._insert_event, {"at": now, "wave": wave, "host": host, **event_values})
+            merged = {**row, **updates}
+            return HostRecord(merged["wave"], merged["host"], merged["address"], merged["status"], merged["cause"],
+                              merged["provisioned_in_pass"], _aware(merged["window_closes_at"]), merged["attempts"],
+                              merged["evidence"], merged["next_step"], _aware(merged["updated_at"]),
+                              merged["last_stage"])
+
+        return self.guard.run(write)
 
     def transition(self, wave: str, host: str, status: Status | str, *, stage: str, action: str,
                    outcome: str, cause: Cause | str | None = None, evidence: dict | None = None,
@@ -390,63 +337,68 @@ class StateStore:
     def record_wave_event(self, wave: str, *, stage: str, action: str, outcome: str, evidence: dict | None = None,
                           flow_run_id: str | None = None) -> None:
         """An event about the whole wave (a go/no-go, a halt), under the host name '*'."""
-        with self._tx() as s:
-            s.add(_EventRow(at=utcnow(), wave=wave, host="*", stage=stage, action=action, outcome=outcome,
-                            evidence=evidence, flow_run_id=flow_run_id))
+        now = utcnow()
+
+        def write(retrying: bool) -> None:
+            with self._tx() as s:
+                if retrying and s.execute(self._event_at, {"w": wave, "h": "*", "at": now}).first():
+                    return
+                s.add(_EventRow(at=now, wave=wave, host="*", stage=stage, action=action, outcome=outcome,
+                                evidence=evidence, flow_run_id=flow_run_id))
+
+        self.guard.run(write)
 
     # -- wave markers: a finished wave is left alone by `run` (only `rerun` touches it again) ---
     def mark_wave(self, wave: str, what: str, value: str | None = None) -> None:
         key = f"wave:{wave}:{what}"
-        with self._tx() as s:
-            self._pg_lock(s, key)
-            row = s.get(_Meta, key)
-            if row is None:
-                s.add(_Meta(key=key, value=value or utcnow().isoformat()))
-            else:
-                row.value = value or utcnow().isoformat()
+        value = value or utcnow().isoformat()
+
+        def mark() -> None:
+            with self._tx() as s:
+                self._pg_lock(s, key)
+                row = s.get(_Meta, key)
+                if row is None:
+                    s.add(_Meta(key=key, value=value))
+                else:
+                    row.value = value
+
+        self._retry(mark)
 
     def clear_wave_mark(self, wave: str, what: str) -> None:
-        with self._tx() as s:
-            row = s.get(_Meta, f"wave:{wave}:{what}")
-            if row is not None:
-                s.delete(row)
+        def clear() -> None:
+            with self._tx() as s:
+                row = s.get(_Meta, f"wave:{wave}:{what}")
+                if row is not None:
+                    s.delete(row)
+
+        self._retry(clear)
 
     def wave_mark(self, wave: str, what: str) -> str | None:
-        with self._read() as s:
-            row = s.get(_Meta, f"wave:{wave}:{what}")
-            return row.value if row else None
+        def read() -> str | None:
+            with self._read() as s:
+                row = s.get(_Meta, f"wave:{wave}:{what}")
+                return row.value if row else None
 
-    # -- leases: several workers on one wave never touch the same host -------------------------
-    def lease(self, wave: str, hosts: list[str], owner: str, ttl: timedelta) -> list[str]:
-        """Claim the hosts nobody else holds (or whose holder's lease expired); returns those claimed, sorted.
+        return self._retry(read)
 
-        On PostgreSQL rows another transaction has locked at this moment are skipped, not waited for
-        (SKIP LOCKED): concurrent workers never block each other, and a host skipped now is offered again
-        on the next call."""
-        now = utcnow()
-        claimed: list[str] = []
-        with self._tx() as s:
-            q = select(_HostRow).where(_HostRow.wave == wave, _HostRow.host.in_(hosts))
-            if self.engine.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            for row in s.execute(q).scalars():
-                expires = _aware(row.lease_expires_at)
-                if (row.lease_owner in (None, owner) or expires is None or expires <= now
-                        or not _owner_alive(row.lease_owner)):
-                    row.lease_owner, row.lease_expires_at = owner, now + ttl
-                    claimed.append(row.host)
-        return sorted(claimed)
+    def wave_marks(self, wave: str, prefix: str) -> dict[str, str]:
+        """Every mark of the wave whose name starts with `prefix` (e.g. the runs at work on it), by name."""
+        start = f"wave:{wave}:"
 
-    def release(self, wave: str, hosts: list[str], owner: str) -> None:
-        with self._tx() as s:
-            s.execute(update(_HostRow).where(_HostRow.wave == wave, _HostRow.host.in_(hosts),
-                                             _HostRow.lease_owner == owner)
-                      .values(lease_owner=None, lease_expires_at=None))
+        def read() -> dict[str, str]:
+            with self._read() as s:
+                rows = s.execute(select(_Meta.key, _Meta.value).where(_Meta.key.like(f"{start}{prefix}%"))).all()
+            return {k[len(start):]: v for k, v in rows if k.startswith(start + prefix)}  # LIKE's _ matches any
+
+        return self._retry(read)
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, wave: str, host: str) -> HostRecord:
-        with self._read() as s:  # a Core row, not an ORM instance: ~3x less CPU, asked several times per host
-            row = s.execute(self._get_host, {"w": wave, "h": host}).one_or_none()
+        def read():
+            with self._read() as s:  # a Core row, not an ORM instance: ~3x less CPU, asked several times per host
+                return s.execute(self._get_host, {"w": wave, "h": host}).one_or_none()
+
+        row = self._retry(read)
         if row is None:
             raise KeyError(f"{host} is not in wave {wave} in this state store")
         return HostRecord._of(row)
@@ -460,23 +412,32 @@ class StateStore:
             q = q.where(_HostRow.status.in_([status] if isinstance(status, str) else list(status)))
         if cause:
             q = q.where(_HostRow.cause.in_([cause] if isinstance(cause, str) else list(cause)))
-        with self._read() as s:
-            rows = [HostRecord._of(r) for r in s.execute(q).scalars()]
+
+        def read() -> list[HostRecord]:
+            with self._read() as s:
+                return [HostRecord._of(r) for r in s.execute(q).scalars()]
+
+        rows = self._retry(read)
         if pattern:
             rows = [r for r in rows if fnmatch.fnmatchcase(r.host.lower(), pattern.lower())]
         return rows
 
     def counts(self, wave: str) -> dict[str, int]:
-        with self._read() as s:
-            return dict(s.execute(select(_HostRow.status, func.count()).where(_HostRow.wave == wave)
-                                  .group_by(_HostRow.status)).all())
+        def read() -> dict[str, int]:
+            with self._read() as s:
+                return dict(s.execute(select(_HostRow.status, func.count()).where(_HostRow.wave == wave)
+                                      .group_by(_HostRow.status)).all())
+
+        return self._retry(read)
 
     def status_cause_counts(self, wave: str) -> dict[tuple[str, str | None], int]:
         """Hosts per (status, cause): cheap enough to ask after every batch of a 10,000-host wave."""
-        with self._read() as s:
-            rows = s.execute(select(_HostRow.status, _HostRow.cause, func.count()).where(_HostRow.wave == wave)
-                             .group_by(_HostRow.status, _HostRow.cause)).all()
-        return {(status, cause): n for status, cause, n in rows}
+        def read():
+            with self._read() as s:
+                return s.execute(select(_HostRow.status, _HostRow.cause, func.count()).where(_HostRow.wave == wave)
+                                 .group_by(_HostRow.status, _HostRow.cause)).all()
+
+        return {(status, cause): n for status, cause, n in self._retry(read)}
 
     def history(self, hosts: Iterable[str] | None = None, wave: str | None = None) -> list[Event]:
         q = select(_EventRow).order_by(_EventRow.id)
@@ -484,13 +445,20 @@ class StateStore:
             q = q.where(func.lower(_EventRow.host).in_([h.lower() for h in hosts]))
         if wave:
             q = q.where(_EventRow.wave == wave)
-        with self._read() as s:
-            return [Event._of(r) for r in s.execute(q).scalars()]
+
+        def read() -> list[Event]:
+            with self._read() as s:
+                return [Event._of(r) for r in s.execute(q).scalars()]
+
+        return self._retry(read)
 
     def waves(self) -> list[str]:
-        with self._read() as s:
-            col = self._bytewise(_HostRow.wave)
-            return list(s.execute(select(col).distinct().order_by(col)).scalars())
+        def read() -> list[str]:
+            with self._read() as s:
+                col = self._bytewise(_HostRow.wave)
+                return list(s.execute(select(col).distinct().order_by(col)).scalars())
+
+        return self._retry(read)
 
 
 def _fact_updates(row, window_closes_at: datetime | None, attempted: bool, evidence: dict | None) -> dict:
@@ -511,42 +479,5 @@ def _merge_evidence(old: dict | None, new: dict) -> dict:
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def worker_id() -> str:
-    """host:pid@start:random; the start time tells a live holder from a new process that reuses its pid."""
-    pid = os.getpid()
-    start = (_proc_stat(pid) or ("", None))[1]
-    return f"{socket.gethostname()}:{pid}{'@' + start if start else ''}:{uuid.uuid4().hex[:8]}"
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time in clock ticks since boot) from /proc/PID/stat; None where unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        fields = data[data.rindex(b")") + 2:].split()
-        return fields[0].decode(), fields[19].decode()
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _owner_alive(owner: str) -> bool:
-    """A lease held by a dead process on this machine is free at once (a run killed with -9 and
-    restarted), also when its pid was reused since or it is an unreaped zombie; one held on another
-    machine waits for its expiry."""
-    host, _, rest = owner.partition(":")
-    pid, _, start = rest.partition(":")[0].partition("@")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = _proc_stat(int(pid))
-    if stat is not None and (stat[0] == "Z" or (start and stat[1] != start)):
-        return False
-    return True
-
-
-__all__ = ["StateStore", "StateError", "HostRecord", "Event", "IllegalTransition", "SCHEMA_VERSION", "worker_id", "utcnow"]
+__all__ = ["StateStore", "StateError", "StateUnavailable", "HostRecord", "Event", "IllegalTransition", "SCHEMA_VERSION",
+           "worker_id", "utcnow"]
