@@ -48,7 +48,7 @@ def _restart(holder) -> None:
 
 def test_a_prefect_server_restart_mid_pass_is_ridden_through(tmp_path, server):
     srv = server["server"]
-    site = start_site(tmp_path, fleet("F", 18, 27), [wave()], window="90s",
+    site = start_site(tmp_path, fleet("F", 12, 27), [wave()], window="90s",
                       latency={"provision": "1500ms-2s", "renew": "200ms-300ms", "ssh": "10ms-30ms"})
     url = load_inventory(site.inventory).state_url
     log = tmp_path / "run.log"
@@ -60,7 +60,7 @@ def test_a_prefect_server_restart_mid_pass_is_ridden_through(tmp_path, server):
         at_stop = decisions(url)
         _restart(server)  # the outage lasts as long as the server takes to start again
         assert proc.wait(300) == 0, log.read_text()[-4000:]
-        assert at_stop < 18, "pass 1 was over before the server went away: slow the lab down"
+        assert at_stop < 12, "pass 1 was over before the server went away: slow the lab down"
         store = StateStore(url)
         assert set(check_against_lab(store, "w", site.admin_all()).values()) == {"provisioned"}
         run_ids = {e.flow_run_id for e in store.history(wave="w") if e.flow_run_id}
@@ -77,7 +77,7 @@ def test_a_prefect_server_restart_mid_pass_is_ridden_through(tmp_path, server):
 def test_a_run_that_outlives_its_prefect_client_retries_stops_and_the_next_run_says_what_became_of_it(
         tmp_path, server):
     srv = server["server"]
-    site = start_site(tmp_path, fleet("G", 18, 28), [wave()], window="90s",
+    site = start_site(tmp_path, fleet("G", 12, 28), [wave()], window="90s",
                       latency={"provision": "1500ms-2s", "renew": "200ms-300ms", "ssh": "10ms-30ms"})
     url = load_inventory(site.inventory).state_url
     log = tmp_path / "run.log"

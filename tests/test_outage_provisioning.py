@@ -95,9 +95,10 @@ def test_the_provisioning_server_away_briefly_is_ridden_through_and_longer_stops
         assert start_run(site, env, out=log).wait(240) == 0, log.read_text()[-4000:]
         truth = site.admin_all()
         # a request the server took just as it went away may have been carried out with its answer lost: at
-        # most one such attempt per host in flight; the next run read it back instead of asking again
+        # most the hosts in flight at each of the two outages (max_concurrency 4), once per outage; an
+        # activation among them was read back before anything else was asked (no after_success, below)
         unrecorded = missing_attempts(store, "w", truth)
-        assert set(unrecorded.values()) <= {1} and len(unrecorded) <= 8, unrecorded
+        assert max(unrecorded.values(), default=0) <= 2 and sum(unrecorded.values()) <= 8, unrecorded
         statuses = check_against_lab(store, "w", truth, unrecorded=unrecorded)
         assert set(statuses.values()) == {"provisioned"}
         store.close()
